@@ -1,0 +1,82 @@
+"""The generator-family contract between the core and its plugins.
+
+A family is a class: the core instantiates it once per model with the model's
+:class:`ModelSpec` and its loaded :class:`~magenta_api.checkpoint.Checkpoint`, then calls
+:meth:`Family.generate` for each request. The core owns HTTP, validation of the shared
+fields, seeding, caching and rendering; the family owns the music.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from .checkpoint import Checkpoint
+
+
+@dataclass
+class ModelSpec:
+    """One model as declared in a models.yaml."""
+
+    id: str
+    family: str
+    description: str = ""
+    hparams: dict = field(default_factory=dict)
+    defaults: dict = field(default_factory=dict)
+    limits: dict = field(default_factory=dict)
+    checkpoint: Optional[dict] = None
+    source: str = ""  # the models.yaml file that declared it
+
+
+@dataclass
+class GenerateRequest:
+    """A validated request with defaults applied. ``rng`` is seeded from ``seed``."""
+
+    mode: str
+    num_outputs: int
+    temperature: float
+    length: Optional[int]
+    qpm: float
+    seed: Any  # int or list of ints: the entropy of numpy's SeedSequence
+    rng: np.random.Generator
+    primer: Any = None  # raw, as sent (event list, NoteSequence JSON, base64 MIDI)
+    inputs: list = field(default_factory=list)  # raw, as sent
+    params: dict = field(default_factory=dict)  # the whole payload, for plugin fields
+
+
+@dataclass
+class GenerateResult:
+    """NoteSequences (``note_seq`` protobufs) plus extra JSON fields (e.g. ``z`` for encode)."""
+
+    sequences: list
+    extra: dict = field(default_factory=dict)
+
+
+class Family:
+    """Base class for a generator family. Subclasses set the class attributes and implement
+    :meth:`generate`; they raise :class:`~magenta_api.errors.Unprocessable` for input they cannot use."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[tuple] = ("sample",)
+    default_mode: ClassVar[str] = "sample"
+    needs_checkpoint: ClassVar[bool] = True
+    # JSON Schema of the model's `hparams` in models.yaml (checked at start-up).
+    hparams_schema: ClassVar[dict] = {"type": "object"}
+    # JSON Schema of the family's own request fields (checked per request, 400 on violation).
+    params_schema: ClassVar[dict] = {"type": "object"}
+    # Defaults for the shared fields (temperature, length, ...); models.yaml `defaults` override.
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, spec: ModelSpec, checkpoint: Optional[Checkpoint]):
+        self.spec = spec
+        self.checkpoint = checkpoint
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        raise NotImplementedError
+
+    @classmethod
+    def validate(cls, spec: ModelSpec, request: GenerateRequest) -> None:
+        """Cheap checks of a request before the checkpoint is loaded (the core has already
+        refused modes outside ``capabilities`` and values over ``spec.limits``).
+        Override to raise :class:`~magenta_api.errors.Unprocessable` early."""

@@ -1,0 +1,154 @@
+"""NumPy building blocks shared by the engines, written to match TensorFlow's numbers.
+
+Everything is batched on axis 0. LSTM cells follow ``tf.compat.v1.nn.rnn_cell.LSTMCell`` /
+``BasicLSTMCell``: one kernel of shape ``[input_size + units, 4 * units]`` applied to
+``concat([x, h])``, gates in the order i, j, f, o, and ``forget_bias`` added to f.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def sigmoid(x):
+    """Logistic function, computed stably for large |x|."""
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+
+
+def softplus(x):
+    """log(1 + exp(x)), as ``tf.nn.softplus``."""
+    return np.logaddexp(0.0, x)
+
+
+def dense(x, kernel, bias=None, activation=None):
+    """``x @ kernel + bias`` (TF's Dense layout: kernel is [in, out])."""
+    y = x @ kernel
+    if bias is not None:
+        y = y + bias
+    return activation(y) if activation is not None else y
+
+
+@dataclass
+class LSTMState:
+    c: np.ndarray
+    h: np.ndarray
+
+
+class LSTMCell:
+    """One LSTM layer; ``kernel`` is [input_size + units, 4 * units], ``bias`` [4 * units]."""
+
+    def __init__(self, kernel, bias, forget_bias: float = 1.0):
+        self.units = kernel.shape[1] // 4
+        self.input_size = kernel.shape[0] - self.units
+        self.w_x = np.ascontiguousarray(kernel[: self.input_size])
+        self.w_h = np.ascontiguousarray(kernel[self.input_size:])
+        self.bias = np.asarray(bias)
+        self.forget_bias = np.float32(forget_bias)
+
+    def zero_state(self, batch: int, dtype=np.float32) -> LSTMState:
+        z = np.zeros((batch, self.units), dtype)
+        return LSTMState(z, z.copy())
+
+    def project_inputs(self, x):
+        """Input half of the gate pre-activations, for any leading shape: lets a caller do
+        one big matmul over all time steps when the inputs are known in advance."""
+        return x @ self.w_x + self.bias
+
+    def step(self, x, state: LSTMState, x_proj=None) -> LSTMState:
+        """One time step; pass ``x_proj`` (from :meth:`project_inputs`) to skip the input matmul."""
+        gates = (self.project_inputs(x) if x_proj is None else x_proj) + state.h @ self.w_h
+        i, j, f, o = np.split(gates, 4, axis=-1)
+        c = sigmoid(f + self.forget_bias) * state.c + sigmoid(i) * np.tanh(j)
+        h = sigmoid(o) * np.tanh(c)
+        return LSTMState(c, h)
+
+
+class MultiLSTM:
+    """A stack of LSTM layers, as ``MultiRNNCell``: the output of layer k feeds layer k+1."""
+
+    def __init__(self, cells: Sequence[LSTMCell]):
+        self.cells = list(cells)
+
+    @property
+    def units(self):
+        return self.cells[-1].units
+
+    def zero_state(self, batch: int, dtype=np.float32):
+        return [c.zero_state(batch, dtype) for c in self.cells]
+
+    def step(self, x, states, x_proj=None):
+        """Returns (output h of the top layer, new list of states)."""
+        new = []
+        for k, (cell, st) in enumerate(zip(self.cells, states)):
+            st = cell.step(x, st, x_proj if k == 0 else None)
+            new.append(st)
+            x = st.h
+        return x, new
+
+    def run(self, inputs, states=None, lengths: Optional[np.ndarray] = None):
+        """Run over ``inputs`` [B, T, D] as ``dynamic_rnn``: outputs past a row's length are
+        zero and its state stops changing. Returns (outputs [B, T, H], final states)."""
+        batch, steps = inputs.shape[:2]
+        states = states if states is not None else self.zero_state(batch, inputs.dtype)
+        x_proj = self.cells[0].project_inputs(inputs)
+        out = np.zeros((batch, steps, self.units), dtype=inputs.dtype)
+        for t in range(steps):
+            h, new = self.step(inputs[:, t], states, x_proj[:, t])
+            if lengths is None:
+                states = new
+                out[:, t] = h
+            else:
+                live = (t < lengths)[:, None]
+                states = [
+                    LSTMState(np.where(live, n.c, o.c), np.where(live, n.h, o.h))
+                    for n, o in zip(new, states)
+                ]
+                out[:, t] = np.where(live, h, 0.0)
+        return out, states
+
+
+def reverse_sequence(x, lengths):
+    """``tf.reverse_sequence`` on axis 1: reverse the first ``lengths[b]`` steps of each row."""
+    out = x.copy()
+    for b, n in enumerate(lengths):
+        out[b, :n] = x[b, :n][::-1]
+    return out
+
+
+def bidirectional(fw: MultiLSTM, bw: MultiLSTM, inputs, lengths=None):
+    """``bidirectional_dynamic_rnn``: returns ((out_fw, out_bw), (state_fw, state_bw)); the
+    backward outputs are re-reversed so that step t lines up with the forward ones."""
+    batch, steps = inputs.shape[:2]
+    lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
+    out_fw, st_fw = fw.run(inputs, lengths=lengths)
+    out_bw, st_bw = bw.run(reverse_sequence(inputs, lengths), lengths=lengths)
+    return (out_fw, reverse_sequence(out_bw, lengths)), (st_fw, st_bw)
+
+
+def log_softmax(logits, axis=-1):
+    m = logits.max(axis=axis, keepdims=True)
+    shifted = logits - m
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def softmax(logits, axis=-1):
+    return np.exp(log_softmax(logits, axis))
+
+
+def sample_categorical(logits, temperature: float, rng: np.random.Generator):
+    """One class index per row of ``logits`` [B, C], sampled from softmax(logits / temperature).
+    ``temperature`` of 0 means argmax (greedy)."""
+    if not temperature:
+        return logits.argmax(axis=-1)
+    p = softmax(np.asarray(logits, np.float64) / temperature)
+    u = rng.random((p.shape[0], 1))
+    idx = (np.cumsum(p, axis=-1) < u).sum(axis=-1)
+    return np.minimum(idx, p.shape[-1] - 1)
+
+
+def sample_bernoulli(logits, temperature: float, rng: np.random.Generator):
+    """Independent 0/1 draws from sigmoid(logits / temperature); 0 temperature thresholds at 0.5."""
+    if not temperature:
+        return (logits > 0).astype(np.float32)
+    return (rng.random(logits.shape) < sigmoid(np.asarray(logits, np.float64) / temperature)).astype(np.float32)
