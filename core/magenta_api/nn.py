@@ -36,14 +36,21 @@ class LSTMState:
 
 
 class LSTMCell:
-    """One LSTM layer; ``kernel`` is [input_size + units, 4 * units], ``bias`` [4 * units]."""
+    """One LSTM layer; ``kernel`` is [input_size + units, 4 * units], ``bias`` [4 * units].
+
+    Weights are kept as float32, C-contiguous copies split into the input rows ``w_x`` and the
+    recurrent rows ``w_h``. This is also the arithmetic of ``LSTMBlockCell`` (MusicVAE's cell,
+    via magenta's ``lstm_utils.rnn_cell``): same layout, gate order and forget bias, no peepholes,
+    no cell clipping.
+    """
 
     def __init__(self, kernel, bias, forget_bias: float = 1.0):
+        kernel = np.asarray(kernel)
         self.units = kernel.shape[1] // 4
         self.input_size = kernel.shape[0] - self.units
-        self.w_x = np.ascontiguousarray(kernel[: self.input_size])
-        self.w_h = np.ascontiguousarray(kernel[self.input_size:])
-        self.bias = np.asarray(bias)
+        self.w_x = np.ascontiguousarray(kernel[: self.input_size], dtype=np.float32)
+        self.w_h = np.ascontiguousarray(kernel[self.input_size:], dtype=np.float32)
+        self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         self.forget_bias = np.float32(forget_bias)
 
     def zero_state(self, batch: int, dtype=np.float32) -> LSTMState:
@@ -57,10 +64,26 @@ class LSTMCell:
 
     def step(self, x, state: LSTMState, x_proj=None) -> LSTMState:
         """One time step; pass ``x_proj`` (from :meth:`project_inputs`) to skip the input matmul."""
-        gates = (self.project_inputs(x) if x_proj is None else x_proj) + state.h @ self.w_h
-        i, j, f, o = np.split(gates, 4, axis=-1)
-        c = sigmoid(f + self.forget_bias) * state.c + sigmoid(i) * np.tanh(j)
-        h = sigmoid(o) * np.tanh(c)
+        gates = state.h @ self.w_h
+        gates += self.project_inputs(x) if x_proj is None else x_proj
+        return self._gates_to_state(gates, state.c)
+
+    def _gates_to_state(self, gates, c_prev) -> LSTMState:
+        """The element-wise half of a step, on a freshly allocated ``gates`` array (reused in place)."""
+        n = self.units
+        i, j, f, o = gates[:, :n], gates[:, n:2 * n], gates[:, 2 * n:3 * n], gates[:, 3 * n:]
+        f += self.forget_bias
+        j = np.tanh(j)
+        # sigmoid(x) = (tanh(x / 2) + 1) / 2, in place over all four gates at once (fewer NumPy
+        # calls matter more than the wasted quarter for small layers); j was copied out above.
+        gates *= 0.5
+        np.tanh(gates, out=gates)
+        gates += 1.0
+        gates *= 0.5
+        c = f * c_prev
+        c += i * j
+        h = np.tanh(c)
+        h *= o
         return LSTMState(c, h)
 
 
@@ -90,9 +113,11 @@ class MultiLSTM:
         """Run over ``inputs`` [B, T, D] as ``dynamic_rnn``: outputs past a row's length are
         zero and its state stops changing. Returns (outputs [B, T, H], final states)."""
         batch, steps = inputs.shape[:2]
-        states = states if states is not None else self.zero_state(batch, inputs.dtype)
+        if lengths is not None and np.all(np.asarray(lengths) >= steps):
+            lengths = None  # every row is full length: no masking needed
+        states = states if states is not None else self.zero_state(batch, np.float32)
         x_proj = self.cells[0].project_inputs(inputs)
-        out = np.zeros((batch, steps, self.units), dtype=inputs.dtype)
+        out = np.zeros((batch, steps, self.units), dtype=np.float32)
         for t in range(steps):
             h, new = self.step(inputs[:, t], states, x_proj[:, t])
             if lengths is None:
@@ -110,6 +135,8 @@ class MultiLSTM:
 
 def reverse_sequence(x, lengths):
     """``tf.reverse_sequence`` on axis 1: reverse the first ``lengths[b]`` steps of each row."""
+    if all(n >= x.shape[1] for n in lengths):
+        return np.ascontiguousarray(x[:, ::-1])
     out = x.copy()
     for b, n in enumerate(lengths):
         out[b, :n] = x[b, :n][::-1]

@@ -1,0 +1,52 @@
+# Two commands on a fresh machine: `make serve` and `make test`. Each sets up what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+REF_VENV ?= .venv-ref
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export HOST PORT
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve serve-dev test test-fast reference bench install clean docker
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,train]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)  ## run the service (gunicorn) on $(HOST):$(PORT)
+	$(BIN)/magenta-api serve --host $(HOST) --port $(PORT)
+
+serve-dev: $(STAMP)  ## Flask's development server, one process
+	$(BIN)/magenta-api serve --dev --host $(HOST) --port $(PORT)
+
+test: $(STAMP)  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+# The reference environment (TensorFlow + magenta 2.1.4) that regenerates the parity fixtures.
+$(REF_VENV)/.installed:
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(REF_VENV)/bin/python -m pip install -q tensorflow==2.21.0 tf-keras==2.21.0 tensorflow-probability==0.25.0 \
+		tf-slim==1.1.0 note-seq==0.0.5 tensorflow-datasets==4.9.10
+	$(REF_VENV)/bin/python -m pip install -q --no-deps magenta==2.1.4
+	touch $(REF_VENV)/.installed
+
+reference: $(REF_VENV)/.installed  ## regenerate every committed reference fixture
+	for script in reference/*.py; do \
+		echo "== $$script"; TF_USE_LEGACY_KERAS=1 $(REF_VENV)/bin/python $$script || exit 1; \
+	done
+
+bench: $(STAMP) $(REF_VENV)/.installed  ## run benchmarks side by side with Magenta
+	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+docker:
+	docker build -t magenta-api .
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info cache

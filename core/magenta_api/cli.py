@@ -1,0 +1,170 @@
+"""``magenta-api`` command line: serve, models, plugins, fetch, generate, train."""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import Settings
+from .errors import ApiError
+from .logs import setup_logging
+
+
+def _service(settings: Settings):
+    from .service import Service
+
+    return Service(settings)
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    host = args.host or settings.host
+    port = args.port or settings.port
+    if args.dev:
+        from .app import create_app
+
+        create_app(settings).run(host=host, port=port, debug=False, threaded=True)
+        return 0
+    argv = [
+        "gunicorn", "--bind", f"{host}:{port}", "--workers", str(args.workers),
+        "--threads", str(args.threads), "--timeout", str(args.timeout),
+        "--access-logfile", "-", "magenta_api.app:create_app()",
+    ]
+    os.execvp(argv[0], argv)
+    return 0  # not reached
+
+
+def cmd_models(args, settings: Settings) -> int:
+    models = _service(settings).list_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    print(f"{'ID':34} {'FAMILY':12} {'STATE':12} {'SIZE':>12}  MODES")
+    for m in models:
+        ck = m.get("checkpoint") or {}
+        size = ck.get("size")
+        print(f"{m['id']:34} {m['family']:12} {str(m['state']):12} {size if size is not None else '-':>12}  "
+              f"{','.join(m['capabilities']) or '(family unavailable)'}")
+    return 0
+
+
+def cmd_plugins(args, settings: Settings) -> int:
+    service = _service(settings)
+    for name, info in sorted(service.host.plugins.items()):
+        status = f"ERROR {info.error}" if info.error else "ok"
+        print(f"{name:16} {info.version or '-':10} {','.join(info.hooks):40} {status}")
+    return 0
+
+
+def cmd_fetch(args, settings: Settings) -> int:
+    service = _service(settings)
+    registry = service.registry
+    ids = sorted(registry.models) if args.all else args.models
+    if not ids:
+        print("name a model or pass --all", file=sys.stderr)
+        return 2
+    failed = 0
+    for model_id in ids:
+        try:
+            spec = registry.spec(model_id)
+            if not spec.checkpoint:
+                print(f"{model_id}: no checkpoint needed")
+                continue
+            path = service.store.fetch(spec.id, spec.checkpoint, progress=not args.quiet)
+            print(f"{model_id}: ready at {path}")
+        except ApiError as exc:
+            print(f"{model_id}: {exc.message}", file=sys.stderr)
+            failed += 1
+        except Exception as exc:  # report and carry on with the others
+            print(f"{model_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_generate(args, settings: Settings) -> int:
+    service = _service(settings)
+    payload = {"model": args.model, "num_outputs": args.num_outputs}
+    for key in ("mode", "temperature", "length", "qpm", "seed"):
+        value = getattr(args, key)
+        if value is not None:
+            payload[key] = value
+    if args.params:
+        payload.update(json.loads(args.params))
+    want_midi = bool(args.output) and not args.output.endswith(".json")
+    try:
+        rendered = service.generate(payload, want_midi=want_midi)
+    except ApiError as exc:
+        print(f"error ({exc.status} {exc.code}): {exc.message}", file=sys.stderr)
+        if exc.details:
+            print(json.dumps(exc.details, indent=2), file=sys.stderr)
+        return 1
+    if args.output:
+        Path(args.output).write_bytes(rendered.body)
+        print(f"wrote {args.output} ({len(rendered.body)} bytes, seed {rendered.seed})", file=sys.stderr)
+    else:
+        sys.stdout.write(rendered.body.decode() + "\n")
+    return 0
+
+
+def cmd_train(args, settings: Settings) -> int:
+    try:
+        from magenta_api_training.cli import main as train_main
+    except ImportError as exc:
+        print(f"training needs the 'train' extra (pip install -e '.[train]'): {exc}", file=sys.stderr)
+        return 2
+    return train_main(args.rest) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="magenta-api", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP service (gunicorn; --dev for Flask's server)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--dev", action="store_true", help="Flask's development server, one process")
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument("--timeout", type=int, default=300, help="worker timeout (first loads can be slow)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("models", help="list models and checkpoint states")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("plugins", help="list plugins and load errors")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("fetch", help="download and verify checkpoints now (e.g. in a Docker build)")
+    p.add_argument("models", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("generate", help="generate from the command line (JSON to stdout, or -o file.mid)")
+    p.add_argument("model")
+    p.add_argument("-n", "--num-outputs", type=int, default=1)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--mode")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--length", type=int)
+    p.add_argument("--qpm", type=float)
+    p.add_argument("--params", help="extra request fields as a JSON object, e.g. '{\"primer\": [60, -2, 62]}'")
+    p.add_argument("-o", "--output", help="write here (.mid/.zip: MIDI; .json: JSON)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("train", help="train the embedded models (needs the 'train' extra)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings.from_env()
+    setup_logging(settings.log_level if args.command == "serve" else os.environ.get("LOG_LEVEL", "WARNING"))
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

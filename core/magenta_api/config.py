@@ -1,0 +1,60 @@
+"""Settings from the environment, in one place, so the app, the CLI and the tests agree."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+REPO_MODELS_FILE = Path(__file__).resolve().parents[2] / "models.yaml"
+
+
+def _flag(value: Optional[str]) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _base_models_file() -> Optional[Path]:
+    """The deployment's top-level models.yaml: the repository's, else one in the working folder."""
+    for candidate in (REPO_MODELS_FILE, Path.cwd() / "models.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@dataclass
+class Settings:
+    """Everything configurable; :meth:`from_env` reads the documented environment variables."""
+
+    model_dir: Path = Path("models")
+    cache_dir: Path = Path("cache")
+    cache_enabled: bool = True
+    cache_size_limit: int = 1 << 30
+    offline: bool = False
+    log_level: str = "INFO"
+    base_models_file: Optional[Path] = None
+    extra_models_files: list = field(default_factory=list)
+    load_plugins: Optional[list] = None  # None: every installed plugin
+    default_model: Optional[str] = None
+    max_body_bytes: int = 2 << 20
+    host: str = "127.0.0.1"
+    port: int = 5000
+
+    @classmethod
+    def from_env(cls, env=None) -> "Settings":
+        env = os.environ if env is None else env
+        plugins = env.get("MAGENTA_API_LOAD_PLUGINS")
+        extra = env.get("MAGENTA_API_MODELS")
+        return cls(
+            model_dir=Path(env.get("MODEL_DIR", "models")),
+            cache_dir=Path(env.get("CACHE_DIR", "cache")),
+            cache_enabled=env.get("CACHE", "on").strip().lower() not in {"off", "0", "false", "no"},
+            cache_size_limit=int(env.get("CACHE_SIZE_LIMIT", 1 << 30)),
+            offline=_flag(env.get("MAGENTA_API_OFFLINE")),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+            base_models_file=_base_models_file(),
+            extra_models_files=[Path(p) for p in extra.split(os.pathsep) if p] if extra else [],
+            load_plugins=[p.strip() for p in plugins.split(",") if p.strip()] if plugins is not None else None,
+            default_model=env.get("MAGENTA_API_DEFAULT_MODEL") or None,
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", 2 << 20)),
+            host=env.get("HOST", "127.0.0.1"),
+            port=int(env.get("PORT", "5000")),
+        )
