@@ -116,6 +116,7 @@ class MultiLSTM:
         if lengths is not None and np.all(np.asarray(lengths) >= steps):
             lengths = None  # every row is full length: no masking needed
         states = states if states is not None else self.zero_state(batch, np.float32)
+        inputs = np.asarray(inputs, dtype=np.float32)
         x_proj = self.cells[0].project_inputs(inputs)
         out = np.zeros((batch, steps, self.units), dtype=np.float32)
         for t in range(steps):

@@ -23,10 +23,10 @@ class FamilyEntry:
 class Registry:
     """Built once per app from the plugins and the models files; loads models lazily, once each."""
 
-    def __init__(self, host: PluginHost, store, base_models_file: Optional[Path] = None,
+    def __init__(self, host: PluginHost, owner, base_models_file: Optional[Path] = None,
                  extra_models_files=(), default_model: Optional[str] = None):
         self.host = host
-        self.store = store
+        self._owner = owner  # has a lazily created .store
         self.families: dict = {}
         self.models: dict = {}
         self.default_model = None
@@ -104,7 +104,7 @@ class Registry:
     def checkpoint_status(self, spec: ModelSpec) -> dict:
         if not spec.checkpoint:
             return {"state": "ready", "size": 0, "bytes_done": None, "sha256": None, "format": None}
-        return self.store.status(spec.id, spec.checkpoint)
+        return self._owner.store.status(spec.id, spec.checkpoint)
 
     def load(self, spec: ModelSpec):
         """The family instance for a model, loading its checkpoint the first time (once per process)."""
@@ -117,7 +117,7 @@ class Registry:
                 entry = self.family(spec)
                 checkpoint = None
                 if spec.checkpoint and entry.cls.needs_checkpoint:
-                    checkpoint = self.store.open(spec.id, spec.checkpoint)
+                    checkpoint = self._owner.store.open(spec.id, spec.checkpoint)
                 self._loaded[spec.id] = entry.cls(spec, checkpoint)
                 logger.info("model %s loaded (family %s)", spec.id, spec.family)
         return self._loaded[spec.id]

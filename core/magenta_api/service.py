@@ -44,7 +44,7 @@ class Rendered:
 
 
 def _store_errors():
-    from .store import CheckpointError, CheckpointUnavailable
+    from .store.errors import CheckpointError, CheckpointUnavailable
 
     return CheckpointUnavailable, CheckpointError
 
@@ -65,20 +65,27 @@ class Service:
     """Registry + checkpoint store + result cache, configured from :class:`Settings`."""
 
     def __init__(self, settings: Settings, host: Optional[PluginHost] = None, store=None, cache=None):
-        from .store import CheckpointStore
-
         self.settings = settings
         if host is None:
             host = PluginHost()
             host.load_entry_points(settings.load_plugins)
         self.host = host
-        self.store = store or CheckpointStore(settings.model_dir, offline=settings.offline)
+        self._store = store
         if cache is None:
             cache = DiskCache(settings.cache_dir, settings.cache_size_limit) if settings.cache_enabled else NullCache()
         self.cache = cache
         self.registry = Registry(
-            host, self.store, settings.base_models_file, settings.extra_models_files, settings.default_model
+            host, self, settings.base_models_file, settings.extra_models_files, settings.default_model
         )
+
+    @property
+    def store(self):
+        """The checkpoint store, created on first use (listing plugins needs none)."""
+        if self._store is None:
+            from .store import CheckpointStore
+
+            self._store = CheckpointStore(self.settings.model_dir, offline=self.settings.offline)
+        return self._store
 
     # -- catalogue ------------------------------------------------------------------------------
     def describe(self, spec: ModelSpec) -> dict:
