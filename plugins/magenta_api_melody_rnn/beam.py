@@ -1,0 +1,124 @@
+"""Event generation as magenta's ``EventSequenceRnnModel._generate_events`` + ``beam_search``, batched.
+
+Magenta keeps a beam of ``beam_size`` sequences per output; each iteration every entry is copied
+``branch_factor`` times, each copy is extended ``steps_per_iteration`` steps by *sampling* (temperature
+softmax), and the ``beam_size`` best by log-likelihood survive; the first iteration takes
+``(num_steps - 1) % steps_per_iteration + 1`` steps. ``beam_size = branch_factor = 1`` is plain
+sampling. Here all outputs' entries run as one batch through the NumPy engine.
+
+Sampling consumes one uniform double per sequence per step, in entry order, and picks the class as
+``numpy.random.choice`` does (normalised float64 CDF, ``searchsorted(..., side='right')``), so a
+``numpy.random.RandomState`` seeded like magenta's global generator reproduces magenta's draws.
+Scores are float32 sums of log softmax-with-temperature probabilities, as magenta's.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from magenta_api.nn import log_softmax
+
+from .engine import EventRnn, gather_state
+
+
+@dataclass
+class Generated:
+    events: list  # the full event list, primer included
+    score: float  # log-likelihood (primer included) under the temperature softmax
+
+
+def tempered_softmax(logits, temperature):
+    """float32 softmax(logits / temperature), as the TF graph computes it."""
+    z = np.asarray(logits, np.float32) / np.float32(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sample(logits, temperature, rng):
+    """(class index [B], chosen probability [B] float32). Temperature 0 = argmax (probability 1)."""
+    if not temperature:
+        idx = np.asarray(logits).argmax(axis=-1)
+        return idx, np.ones(len(idx), np.float32)
+    p = tempered_softmax(logits, temperature)
+    cdf = np.cumsum(p.astype(np.float64), axis=-1)
+    cdf /= cdf[:, -1:]
+    u = rng.random(len(p))
+    idx = np.minimum((cdf <= u[:, None]).sum(axis=-1), p.shape[1] - 1)
+    return idx, p[np.arange(len(p)), idx]
+
+
+def primer_loglik(logits, labels, temperature) -> np.float32:
+    """Log-likelihood of the primer's events 1..n-1 (magenta scores them in the first step)."""
+    if not len(labels):
+        return np.float32(0.0)
+    if temperature:
+        logp = np.log(tempered_softmax(logits[: len(labels)], temperature))
+    else:
+        logp = log_softmax(np.asarray(logits[: len(labels)], np.float32))
+    return np.float32(logp[np.arange(len(labels)), labels].sum())
+
+
+def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs: int, temperature: float,
+             rng, beam_size: int = 1, branch_factor: int = 1, steps_per_iteration: int = 1) -> list:
+    """Extend ``primer`` (a non-empty event list) to ``num_steps`` events, ``num_outputs`` times.
+    ``encoder`` is an :class:`~magenta_api_melody_rnn.encoders.InputEncoder`. Returns [Generated]."""
+    total = num_steps - len(primer)
+    if total <= 0:
+        raise ValueError("primer must be shorter than num_steps")
+    # The primer once, teacher-forced: its logits give the first step and the primer's score.
+    logits, state = model.run(encoder.full(primer)[None])
+    base = primer_loglik(logits[0], encoder.labels(primer), temperature)
+
+    # Entries of all outputs, output-major: output o owns rows [o * width, (o + 1) * width).
+    width = beam_size
+    rows = np.zeros(num_outputs * width, np.intp)
+    seqs = [list(primer) for _ in range(num_outputs * width)]
+    state = gather_state(state, rows)
+    pending = np.repeat(logits[:, -1], len(rows), axis=0)  # logits for each entry's next event
+    scores = np.full(len(rows), base, np.float32)
+
+    def branch(factor):
+        nonlocal seqs, state, pending, scores, width
+        if factor == 1:
+            return
+        # beam_entries * branch_factor: the whole beam repeated, per output.
+        order = np.concatenate([np.tile(np.arange(o * width, (o + 1) * width), factor)
+                                for o in range(num_outputs)])
+        seqs = [list(seqs[i]) for i in order]
+        state = gather_state(state, order)
+        pending, scores = pending[order], scores[order]
+        width *= factor
+
+    def advance(steps):
+        nonlocal state, pending, scores
+        for s in range(steps):
+            idx, p = sample(pending, temperature, rng)
+            scores = scores + np.log(p)
+            for b, seq in enumerate(seqs):
+                seq.append(encoder.to_event(idx[b], seq))
+            if s == steps - 1 and last[0]:
+                break  # no model step after the final sample
+            pending, state = model.step(encoder.last(seqs), state)
+
+    def prune(k):
+        nonlocal seqs, state, pending, scores, width
+        order = np.concatenate([o * width + np.argsort(-scores[o * width:(o + 1) * width], kind="stable")[:k]
+                                for o in range(num_outputs)])
+        seqs = [seqs[i] for i in order]
+        state = gather_state(state, order)
+        pending, scores = pending[order], scores[order]
+        width = k
+
+    first = (total - 1) % steps_per_iteration + 1
+    iterations = (total - first) // steps_per_iteration
+    last = [iterations == 0]
+    branch(branch_factor)
+    advance(first)
+    for it in range(iterations):
+        last[0] = it == iterations - 1
+        prune(beam_size)
+        branch(branch_factor)
+        advance(steps_per_iteration)
+    prune(1)
+    return [Generated(seqs[o], float(scores[o])) for o in range(num_outputs)]

@@ -1,0 +1,119 @@
+"""Magenta's MelodyRNN / DrumsRNN configurations: their encodings (note-seq's own encoder classes),
+pitch ranges, default primers and attention lengths.
+
+The encoder/decoders are note-seq's pure-Python classes, exactly the ones magenta's
+``melody_rnn_model.default_configs`` / ``drums_rnn_model.default_configs`` build, so inputs and labels
+are Magenta's by construction.
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from note_seq import encoder_decoder as ed
+from note_seq.drums_encoder_decoder import MultiDrumOneHotEncoding
+from note_seq.melody_encoder_decoder import KeyMelodyEncoderDecoder, MelodyOneHotEncoding
+
+CONFIG_NAMES = ("basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn")
+
+
+@dataclass
+class RnnConfig:
+    """What a config fixes besides the weights (magenta's ``EventSequenceRnnConfig``)."""
+
+    name: str
+    drums: bool
+    min_note: int = 48
+    max_note: int = 84  # exclusive, as magenta's MelodyRnnConfig
+    transpose_to_key: Optional[int] = 0
+    attn_length: int = 0
+    steps_per_quarter: int = 4
+    binary_counter_bits: Optional[int] = None  # drum_kit: 6 (lookback encoder without lookbacks)
+    default_primer: list = field(default_factory=list)
+
+
+DEFAULTS = {
+    "basic_rnn": dict(drums=False, min_note=48, max_note=84, transpose_to_key=0),
+    "mono_rnn": dict(drums=False, min_note=0, max_note=128, transpose_to_key=None),
+    "lookback_rnn": dict(drums=False, min_note=48, max_note=84, transpose_to_key=0),
+    "attention_rnn": dict(drums=False, min_note=48, max_note=84, transpose_to_key=0, attn_length=40),
+    "drum_kit_rnn": dict(drums=True, attn_length=32, binary_counter_bits=6),
+}
+
+# melody_rnn_generate.py / drums_rnn_generate.py start from these when no primer is given.
+DEFAULT_MELODY_PRIMER = [60]
+DEFAULT_DRUMS_PRIMER = [[36]]
+
+
+def make_config(name: str, overrides: Optional[dict] = None) -> RnnConfig:
+    if name not in DEFAULTS:
+        raise ValueError(f"unknown melody_rnn config {name!r}; expected one of {', '.join(CONFIG_NAMES)}")
+    values = dict(DEFAULTS[name])
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None or k == "transpose_to_key"})
+    cfg = RnnConfig(name=name, **values)
+    cfg.default_primer = list(DEFAULT_DRUMS_PRIMER if cfg.drums else DEFAULT_MELODY_PRIMER)
+    return cfg
+
+
+def make_encoder(cfg: RnnConfig):
+    """note-seq's encoder/decoder for a config (as magenta's default_configs build it)."""
+    if cfg.drums:
+        if cfg.binary_counter_bits:
+            return ed.LookbackEventSequenceEncoderDecoder(
+                MultiDrumOneHotEncoding(), lookback_distances=[], binary_counter_bits=cfg.binary_counter_bits)
+        return ed.OneHotEventSequenceEncoderDecoder(MultiDrumOneHotEncoding())
+    if cfg.name == "attention_rnn":
+        return KeyMelodyEncoderDecoder(min_note=cfg.min_note, max_note=cfg.max_note)
+    encoding = MelodyOneHotEncoding(min_note=cfg.min_note, max_note=cfg.max_note)
+    if cfg.name == "lookback_rnn":
+        return ed.LookbackEventSequenceEncoderDecoder(encoding)
+    return ed.OneHotEventSequenceEncoderDecoder(encoding)
+
+
+class InputEncoder:
+    """Model inputs for a batch of event lists, via the note-seq encoder.
+
+    One-hot encoders take a fast path (set the one index ``encode_event`` gives) instead of
+    building a Python list of floats per row; the values are identical.
+    """
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.input_size = encoder.input_size
+        self.num_classes = encoder.num_classes
+        self._one_hot = (
+            encoder._one_hot_encoding
+            if type(encoder) is ed.OneHotEventSequenceEncoderDecoder
+            else None
+        )
+
+    def full(self, events) -> np.ndarray:
+        """[len(events), input_size] inputs of every position of one event list."""
+        out = np.zeros((len(events), self.input_size), np.float32)
+        for i in range(len(events)):
+            out[i] = self._row(events, i)
+        return out
+
+    def last(self, batch) -> np.ndarray:
+        """[len(batch), input_size] inputs of the last event of each event list."""
+        out = np.zeros((len(batch), self.input_size), np.float32)
+        for b, events in enumerate(batch):
+            if self._one_hot is not None:
+                out[b, self._one_hot.encode_event(events[-1])] = 1.0
+            else:
+                out[b] = self.encoder.events_to_input(events, len(events) - 1)
+        return out
+
+    def _row(self, events, i):
+        if self._one_hot is not None:
+            row = np.zeros(self.input_size, np.float32)
+            row[self._one_hot.encode_event(events[i])] = 1.0
+            return row
+        return self.encoder.events_to_input(events, i)
+
+    def labels(self, events) -> list:
+        """Labels of positions 1..len-1 (what the model predicts over a primer)."""
+        return [self.encoder.events_to_label(events, i) for i in range(1, len(events))]
+
+    def to_event(self, class_index: int, events):
+        return self.encoder.class_index_to_event(int(class_index), events)

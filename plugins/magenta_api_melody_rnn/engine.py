@@ -1,0 +1,153 @@
+"""The events RNN of magenta's ``events_rnn_graph`` in NumPy: a stack of BasicLSTMCells (forget bias
+1.0), optionally an AttentionCellWrapper, and the ``fully_connected`` output layer.
+
+Two attention layouts exist in published checkpoints: magenta 2.x wraps only the first layer
+(``rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/...``); older magenta, whose metagraphs the
+published ``.mag`` bundles carry and which Magenta.js reads, wraps the whole stack
+(``rnn/attention_cell_wrapper/multi_rnn_cell/...``). Both are one :class:`EventRnn` with
+``wrapped`` = how many layers sit inside the wrapper.
+
+State is a tuple of batch-first arrays: ``(c0, h0, c1, h1, ...)`` then, with attention,
+``(attns, window, window features)``; :func:`gather_state` picks rows for beam search.
+"""
+
+import logging
+from typing import Mapping, Optional
+
+import numpy as np
+
+from magenta_api.nn import LSTMCell, LSTMState
+
+from .attention import Attention, AttentionWeights
+
+logger = logging.getLogger(__name__)
+
+NEW_CELL = "rnn/multi_rnn_cell/cell_{i}/basic_lstm_cell/"
+NEW_ATTN_CELL = "rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/basic_lstm_cell/"
+NEW_ATTN = "rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/"
+OLD_ATTN = "rnn/attention_cell_wrapper/"
+OLD_CELL = "rnn/attention_cell_wrapper/multi_rnn_cell/cell_{i}/basic_lstm_cell/"
+
+
+class WeightsError(ValueError):
+    """The checkpoint is not an events RNN this engine knows."""
+
+
+def _get(variables: Mapping, *names):
+    for name in names:
+        if name in variables:
+            return np.asarray(variables[name], np.float32)
+    raise WeightsError(f"checkpoint has no variable {names[0]!r}")
+
+
+def _has(variables, prefix, leaf=("kernel", "weights")):
+    return any(prefix + x in variables for x in leaf)
+
+
+def _dense(variables, prefix):
+    return _get(variables, prefix + "kernel", prefix + "weights"), _get(variables, prefix + "bias", prefix + "biases")
+
+
+class EventRnn:
+    """LSTM stack (+ attention) + output layer; ``step`` maps inputs [B, D] to logits [B, C]."""
+
+    def __init__(self, cells, fc_w, fc_b, attention: Optional[Attention] = None, wrapped: int = 0):
+        self.cells = list(cells)
+        self.fc_w = fc_w
+        self.fc_b = fc_b
+        self.attention = attention
+        self.wrapped = wrapped if attention is not None else 0
+        self.input_size = attention.input_size if attention is not None else self.cells[0].input_size
+        self.num_classes = fc_w.shape[1]
+        self.layer_sizes = [c.units for c in self.cells]
+
+    @classmethod
+    def from_variables(cls, variables: Mapping, attn_length: int = 0) -> "EventRnn":
+        """Build from Magenta variable names (``kernel``/``bias`` or TF 1.0's ``weights``/``biases``)."""
+        if _has(variables, OLD_ATTN):
+            cell_fmt, attn_prefix, layout = OLD_CELL, OLD_ATTN, "stack"
+        elif _has(variables, NEW_ATTN):
+            cell_fmt, attn_prefix, layout = NEW_CELL, NEW_ATTN, "first"
+        else:
+            cell_fmt, attn_prefix, layout = NEW_CELL, None, None
+        cells = []
+        i = 0
+        while True:
+            prefix = cell_fmt.format(i=i)
+            if i == 0 and layout == "first":
+                prefix = NEW_ATTN_CELL
+            if not _has(variables, prefix):
+                break
+            kernel, bias = _dense(variables, prefix)
+            cells.append(LSTMCell(kernel, bias, forget_bias=1.0))
+            i += 1
+        if not cells:
+            raise WeightsError("checkpoint has no rnn/multi_rnn_cell/cell_0 LSTM weights")
+        fc_w = _get(variables, "fully_connected/weights", "fully_connected/kernel")
+        fc_b = _get(variables, "fully_connected/biases", "fully_connected/bias")
+        attention = None
+        if attn_prefix:
+            ik, ib = _dense(variables, attn_prefix)
+            qk, qb = _dense(variables, attn_prefix + "attention/")
+            try:
+                ok, ob = _dense(variables, attn_prefix + "attn_output_projection/")
+            except WeightsError:
+                ok, ob = _dense(variables, attn_prefix + "attention_output_projection/")
+            attn_w = _get(variables, attn_prefix + "attention/attn_w")
+            attn_w = attn_w.reshape(attn_w.shape[-2], attn_w.shape[-1])
+            w = AttentionWeights(ik, ib, attn_w, _get(variables, attn_prefix + "attention/attn_v").reshape(-1),
+                                 qk, qb, ok, ob)
+            attention = Attention(w, attn_length)
+        wrapped = (len(cells) if layout == "stack" else 1) if attention else 0
+        model = cls(cells, fc_w, fc_b, attention, wrapped)
+        logger.debug("events rnn: layers %s, attention %s (%s), input %d, classes %d",
+                     model.layer_sizes, attn_length if attention else 0, layout, model.input_size,
+                     model.num_classes)
+        return model
+
+    # -- state ------------------------------------------------------------------------------------
+    def zero_state(self, batch: int) -> tuple:
+        parts = []
+        for cell in self.cells:
+            z = np.zeros((batch, cell.units), np.float32)
+            parts += [z, z.copy()]
+        if self.attention is not None:
+            parts += list(self.attention.zero_state(batch))
+        return tuple(parts)
+
+    # -- compute ----------------------------------------------------------------------------------
+    def _run_cells(self, lo, hi, x, state, new):
+        for k in range(lo, hi):
+            st = self.cells[k].step(x, LSTMState(state[2 * k], state[2 * k + 1]))
+            new[2 * k], new[2 * k + 1] = st.c, st.h
+            x = st.h
+        return x
+
+    def step(self, x, state):
+        """One step for a batch: returns (logits [B, C], new state)."""
+        new = list(state)
+        n = len(self.cells)
+        if self.attention is None:
+            out = self._run_cells(0, n, x, state, new)
+        else:
+            att = self.attention
+            attns, window, feats = state[2 * n:]
+            h = self._run_cells(0, self.wrapped, att.project_input(x, attns), state, new)
+            query = np.concatenate(new[: 2 * self.wrapped], axis=1)
+            out, attns, window, feats = att.read(query, h, window, feats)
+            new[2 * n:] = [attns, window, feats]
+            out = self._run_cells(self.wrapped, n, out, new, new)
+        return out @ self.fc_w + self.fc_b, tuple(new)
+
+    def run(self, inputs, state=None):
+        """Teacher-forced over ``inputs`` [B, T, D]: returns (logits [B, T, C], final state)."""
+        batch, steps = inputs.shape[:2]
+        state = self.zero_state(batch) if state is None else state
+        logits = np.zeros((batch, steps, self.num_classes), np.float32)
+        for t in range(steps):
+            logits[:, t], state = self.step(inputs[:, t], state)
+        return logits, state
+
+
+def gather_state(state: tuple, rows) -> tuple:
+    return tuple(a[rows] for a in state)
