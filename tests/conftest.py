@@ -29,3 +29,11 @@ def toy_app(tmp_path):
 @pytest.fixture
 def client(toy_app):
     return toy_app.test_client()
+
+
+@pytest.fixture(scope="session")
+def plugin_site(tmp_path_factory):
+    """The example plugin and two broken plugins, pip-installed into one folder."""
+    from plugin_site import BROKEN, EXAMPLE, pip_install
+
+    return pip_install(tmp_path_factory.mktemp("site"), EXAMPLE, *BROKEN)

@@ -26,7 +26,7 @@ def cmd_serve(args, settings: Settings) -> int:
         create_app(settings).run(host=host, port=port, debug=False, threaded=True)
         return 0
     argv = [
-        "gunicorn", "--bind", f"{host}:{port}", "--workers", str(args.workers),
+        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(args.workers),
         "--threads", str(args.threads), "--timeout", str(args.timeout),
         "--access-logfile", "-", "magenta_api.app:create_app()",
     ]

@@ -38,9 +38,9 @@ def parse(data: Union[dict, None], source: str, base: Optional[Path] = None) -> 
     """Validate one parsed models document; returns ({id: ModelSpec}, default_model or None)."""
     data = data or {}
     validator = jsonschema.Draft202012Validator(schemas.load("models"))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise ModelsFileError(_describe(errors[0], source))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        raise ModelsFileError(_describe(error, source))
     specs = {}
     for model_id, entry in (data.get("models") or {}).items():
         checkpoint = entry.get("checkpoint")
