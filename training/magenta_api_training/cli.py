@@ -1,0 +1,82 @@
+"""``magenta-api train ...``: data extraction, training, export and evaluation of the embedded models.
+
+    train data                                   # parse the tune books into training/.cache
+    train train MODEL --steps N --seed S --out DIR [--resume] [--smoke] [--max-minutes M]
+    train export RUN_DIR --out FILE.safetensors  # re-export a run's checkpoint
+    train evaluate [--samples 1000]              # bench/quality.py on the shipped models
+
+MODEL is one of ``mel_2bar``, ``drums_2bar``, ``basic_rnn`` or ``all`` (one after another, each
+into ``DIR/<model>``).
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .configs import CONFIGS
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="magenta-api train", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("data", help="extract and cache the melody dataset")
+    d.add_argument("--cache", type=Path, default=None)
+    d.add_argument("--limit", type=int, default=None)
+    t = sub.add_parser("train", help="train a model (resumable)")
+    t.add_argument("model", choices=sorted(CONFIGS) + ["all"])
+    t.add_argument("--steps", type=int, default=None, help="total steps (default: the model's config)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, default=Path("training/runs"))
+    t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    t.add_argument("--smoke", action="store_true", help="tiny dims and a few tunes: a fast end-to-end check")
+    t.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this long")
+    t.add_argument("--cache", type=Path, default=None)
+    e = sub.add_parser("export", help="export a run's checkpoint in Magenta's layout (safetensors)")
+    e.add_argument("run", type=Path)
+    e.add_argument("--out", type=Path, required=True)
+    q = sub.add_parser("evaluate", help="quality metrics of models (bench/quality.py)")
+    q.add_argument("--samples", type=int, default=1000)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--json", type=Path, default=None)
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.command == "data":
+        from . import datasets
+
+        cache = args.cache or datasets.DEFAULT_CACHE
+        ts = datasets.load_or_extract_tunes(cache, limit=args.limit)
+        print(f"{len(ts)} tunes ({int(ts.valid.sum())} validation) cached in {cache}")
+        return 0
+    if args.command == "train":
+        from .train import train
+
+        names = sorted(CONFIGS) if args.model == "all" else [args.model]
+        for name in names:
+            out = args.out / name if args.model == "all" else args.out
+            summary = train(name, steps=args.steps, seed=args.seed, out=out, resume=args.resume,
+                            smoke=args.smoke, max_minutes=args.max_minutes, cache_dir=args.cache)
+            print(json.dumps({"model": name, "steps": summary["steps"], "final": summary["final"],
+                              "export": summary.get("export")}))
+        return 0
+    if args.command == "export":
+        from .export import export_model
+        from .train import load_trained
+
+        model, cfg, step = load_trained(args.run)
+        print(export_model(model, cfg, args.out, global_step=step))
+        return 0
+    if args.command == "evaluate":
+        from .evaluate import main as evaluate_main
+
+        return evaluate_main(samples=args.samples, seed=args.seed, json_path=args.json)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

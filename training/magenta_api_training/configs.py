@@ -1,0 +1,52 @@
+"""Hyper-parameters of the embedded models: architecture (exported to models.yaml) and training.
+
+Sized for roughly 20 minutes of single-thread CPU training each, all weights together well
+under 15 MB of float32.
+"""
+
+CONFIGS = {
+    "mel_2bar": {
+        "kind": "musicvae",
+        "data": "melody",
+        "arch": {"input_depth": 90, "output_depth": 90, "enc_rnn_size": [256], "dec_rnn_size": [256],
+                 "z_size": 64},
+        "max_seq_len": 32,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "decay_rate": 0.9999,
+        "min_learning_rate": 1e-5,
+        "grad_clip": 1.0,
+        "free_bits": 0.0,
+        "max_beta": 0.5,
+        "beta_rate": 0.999,
+        "transpose_range": [-5, 5],
+        "steps": 3000,
+    },
+    "drums_2bar": {
+        "kind": "musicvae",
+        "data": "drums",
+        "arch": {"input_depth": 10, "output_depth": 512, "enc_rnn_size": [128], "dec_rnn_size": [128, 128],
+                 "z_size": 32},
+        "max_seq_len": 32,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "decay_rate": 0.9999,
+        "min_learning_rate": 1e-5,
+        "grad_clip": 1.0,
+        "free_bits": 24.0,
+        "max_beta": 0.5,
+        "beta_rate": 0.999,
+        "steps": 3500,
+    },
+    "basic_rnn": {
+        "kind": "melody_rnn",
+        "data": "melody_rnn",
+        "arch": {"num_classes": 38, "rnn_layer_sizes": [128, 128], "min_note": 48, "max_note": 84},
+        "seq_len": 64,
+        "batch_size": 128,
+        "learning_rate": 1e-3,
+        "dropout": 0.1,
+        "grad_clip": 5.0,
+        "steps": 4000,
+    },
+}
