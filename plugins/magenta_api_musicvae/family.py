@@ -1,0 +1,272 @@
+"""The ``musicvae`` family: flat 2-bar MusicVAE models (melody or drums) behind /v1/generate.
+
+Modes, as Magenta does them:
+
+* ``sample``: z ~ N(0, 1), decoded with the request's temperature (0 = argmax).
+* ``interpolate``: two inputs, their encodings' mu, slerp at ``num_outputs`` points from 0 to 1
+  inclusive, as ``music_vae_generate.py`` (the ends are the reconstructions of the inputs).
+* ``similar``: one input; z = similarity * mu + (1 - similarity) * N(0, 1), as Magenta.js
+  ``MusicVAE.similar``.
+* ``encode``: z (a draw from the posterior, as ``TrainedModel.encode``), mu and sigma per input.
+* ``decode``: ``z`` vectors from the request (``params["z"]``) to sequences.
+
+Inputs the converter cannot use (too short, polyphonic where a melody is needed, out of range,
+not 4/4) are a 422 that says why.
+"""
+
+import logging
+
+import numpy as np
+from note_seq import sequences_lib
+
+from magenta_api.errors import Unprocessable
+from magenta_api.family import Family, GenerateRequest, GenerateResult
+from magenta_api.music import parse_sequence
+
+from .converters import DrumsConverter, MelodyConverter, PIANO_MAX_PITCH, PIANO_MIN_PITCH
+from .engine import MusicVAEEngine
+
+log = logging.getLogger(__name__)
+
+# Magenta.js dataConverter types -> our converter kinds.
+_JS_CONVERTERS = {"MelodyConverter": "melody", "DrumsOneHotConverter": "drums", "DrumsConverter": "drums",
+                  "DrumRollConverter": "drums"}
+
+HPARAMS_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "config": {"type": "string", "description": "the magenta configs.py name these weights follow"},
+        "converter": {"enum": ["melody", "drums"]},
+        "steps": {"type": "integer", "minimum": 1, "description": "decoder steps (max_seq_len), 16ths"},
+        "steps_per_quarter": {"type": "integer", "minimum": 1},
+        "quarters_per_bar": {"type": "integer", "minimum": 1},
+        "min_pitch": {"type": "integer", "minimum": 0, "maximum": 127},
+        "max_pitch": {"type": "integer", "minimum": 0, "maximum": 127},
+        "z_size": {"type": "integer", "minimum": 1},
+        "enc_rnn_size": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        "dec_rnn_size": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+    },
+}
+
+PARAMS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "similarity": {"type": "number", "minimum": 0, "maximum": 1,
+                       "description": "similar mode: 1 = the input's encoding, 0 = a fresh random z"},
+        "z": {"type": "array", "minItems": 1, "maxItems": 256,
+              "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+              "description": "decode mode: latent vectors, one per output"},
+        "strict_inputs": {"type": "boolean",
+                          "description": "melody models: refuse chords and out-of-range notes (422) "
+                                         "instead of dropping them as magenta does (default true)"},
+    },
+}
+
+DEFAULT_SIMILARITY = 0.8
+
+
+def _resolve_hparams(spec_hparams: dict, checkpoint, engine: MusicVAEEngine) -> dict:
+    """models.yaml hparams, else the Magenta.js config.json, else what the weights' shapes imply."""
+    hp = {"steps": 32, "steps_per_quarter": 4, "quarters_per_bar": 4}
+    config = (checkpoint.meta or {}).get("config") if checkpoint is not None else None
+    if isinstance(config, dict):
+        dc = config.get("dataConverter") or {}
+        kind = _JS_CONVERTERS.get(dc.get("type"))
+        if kind:
+            hp["converter"] = kind
+        args = dc.get("args") or {}
+        for js, ours in (("numSteps", "steps"), ("minPitch", "min_pitch"), ("maxPitch", "max_pitch")):
+            if js in args:
+                hp[ours] = int(args[js])
+    hp.update(spec_hparams or {})
+    if "converter" not in hp:
+        hp["converter"] = "drums" if engine.output_depth == 512 and engine.input_depth == 10 else "melody"
+    return hp
+
+
+class MusicVAEFamily(Family):
+    name = "musicvae"
+    description = "MusicVAE (flat 2-bar melody or drum models): sample, interpolate, similar, encode, decode"
+    capabilities = ("sample", "interpolate", "similar", "encode", "decode")
+    default_mode = "sample"
+    hparams_schema = HPARAMS_SCHEMA
+    params_schema = PARAMS_SCHEMA
+    defaults = {"temperature": 0.5, "num_outputs": 1}
+
+    def __init__(self, spec, checkpoint):
+        super().__init__(spec, checkpoint)
+        self.engine = MusicVAEEngine(checkpoint.variables)
+        hp = _resolve_hparams(spec.hparams, checkpoint, self.engine)
+        self.hparams = hp
+        common = dict(steps_per_quarter=hp["steps_per_quarter"], quarters_per_bar=hp["quarters_per_bar"],
+                      slice_bars=hp["steps"] // (hp["steps_per_quarter"] * hp["quarters_per_bar"]) or None,
+                      max_tensors=None)
+        if hp["converter"] == "drums":
+            self.converter = DrumsConverter(**common)
+        else:
+            self.converter = MelodyConverter(min_pitch=hp.get("min_pitch", PIANO_MIN_PITCH),
+                                             max_pitch=hp.get("max_pitch", PIANO_MAX_PITCH), **common)
+        self.steps = hp["steps"]
+        self.converter.num_steps = self.steps
+        e, c = self.engine, self.converter
+        if (e.input_depth, e.output_depth) != (c.input_depth, c.output_depth):
+            raise ValueError(
+                f"{spec.id}: weights expect input/output depth {e.input_depth}/{e.output_depth}, the "
+                f"{hp['converter']} converter makes {c.input_depth}/{c.output_depth}: check its hparams")
+        for key, got in (("z_size", e.z_size), ("enc_rnn_size", [f.cells[0].units for f, _ in e.enc]),
+                         ("dec_rnn_size", [cell.units for cell in e.dec.cells])):
+            if key in hp and hp[key] != got:
+                raise ValueError(f"{spec.id}: hparams say {key}={hp[key]} but the weights have {got}")
+
+    # -- request checks that need no weights ----------------------------------------------------
+    @classmethod
+    def validate(cls, spec, request: GenerateRequest) -> None:
+        mode, n_in = request.mode, len(request.inputs)
+        if mode == "interpolate":
+            if n_in != 2:
+                raise Unprocessable(f"interpolate needs exactly 2 inputs, got {n_in}", {"field": "/inputs"})
+            if request.num_outputs < 2:
+                raise Unprocessable("interpolate needs num_outputs >= 2 (both reconstructions plus the points "
+                                    "between)", {"field": "/num_outputs"})
+        elif mode == "similar":
+            if n_in + (request.primer is not None) != 1:
+                raise Unprocessable("similar needs exactly one input (in `inputs` or `primer`)",
+                                    {"field": "/inputs"})
+        elif mode == "encode" and n_in == 0 and request.primer is None:
+            raise Unprocessable("encode needs at least one input", {"field": "/inputs"})
+        elif mode == "decode" and not request.params.get("z"):
+            raise Unprocessable("decode needs latent vectors in `z`", {"field": "/z"})
+        steps = (spec.hparams or {}).get("steps", 32)
+        if request.length is not None and mode in ("sample", "decode", "interpolate", "similar") \
+                and request.length > steps:
+            raise Unprocessable(f"length {request.length} is over this model's {steps} steps (16th notes)",
+                                {"field": "/length", "limit": steps})
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        self.validate(self.spec, request)
+        return getattr(self, "_" + request.mode)(request)
+
+    def _length(self, request):
+        return int(request.length or self.steps)
+
+    def _decode_z(self, z, request, extra=None):
+        classes = self.engine.sample(z, self._length(request), request.temperature, request.rng)
+        return GenerateResult(self._sequences(classes, request.qpm), extra or {})
+
+    def _sequences(self, classes, qpm):
+        seqs = self.converter.from_classes(classes, qpm=qpm)
+        full = classes.shape[1] * 60.0 / (qpm * self.converter.steps_per_quarter)
+        for s in seqs:
+            s.total_time = max(s.total_time, full)
+        return seqs
+
+    def _sample(self, request):
+        z = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
+        return self._decode_z(z, request)
+
+    def _interpolate(self, request):
+        mu, _, used = self._encode_inputs(request.inputs, request)
+        z = np.stack([slerp(mu[0], mu[1], t) for t in np.linspace(0.0, 1.0, request.num_outputs)])
+        return self._decode_z(z.astype(np.float32), request, {"inputs_used": used})
+
+    def _similar(self, request):
+        raw = request.inputs if request.inputs else [request.primer]
+        mu, _, used = self._encode_inputs(raw, request, pointer="/inputs" if request.inputs else "/primer")
+        similarity = float(request.params.get("similarity", DEFAULT_SIMILARITY))
+        noise = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
+        z = similarity * mu[0] + (1.0 - similarity) * noise
+        return self._decode_z(z.astype(np.float32), request, {"similarity": similarity, "inputs_used": used})
+
+    def _encode(self, request):
+        raw = request.inputs if request.inputs else [request.primer]
+        mu, sigma, used = self._encode_inputs(raw, request, pointer="/inputs" if request.inputs else "/primer")
+        z = mu + sigma * request.rng.standard_normal(mu.shape).astype(np.float32)
+        return GenerateResult([], {"z": z.tolist(), "mu": mu.tolist(), "sigma": sigma.tolist(),
+                                   "z_size": self.engine.z_size, "inputs_used": used})
+
+    def _decode(self, request):
+        z = request.params["z"]
+        bad = [i for i, v in enumerate(z) if len(v) != self.engine.z_size]
+        if bad:
+            raise Unprocessable(f"z vectors must have {self.engine.z_size} numbers; item {bad[0]} has "
+                                f"{len(z[bad[0]])}", {"field": f"/z/{bad[0]}", "z_size": self.engine.z_size})
+        arr = np.asarray(z, dtype=np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise Unprocessable("z vectors must be finite numbers", {"field": "/z"})
+        return self._decode_z(arr, request)
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _encode_inputs(self, raw_inputs, request, pointer="/inputs"):
+        """Parse, check and convert each input to its first window; encode them in one batch.
+        Returns (mu, sigma, what was used per input)."""
+        xs, used = [], []
+        strict = request.params.get("strict_inputs", True)
+        for i, raw in enumerate(raw_inputs):
+            where = f"{pointer}/{i}" if pointer == "/inputs" else pointer
+            ns = _with_times(parse_sequence(raw, where))
+            if strict and isinstance(self.converter, MelodyConverter):
+                self._check_melody(ns, where)
+            windows = self.converter.windows(ns)
+            if not windows:
+                raise Unprocessable(f"cannot use input: {self.converter.explain(ns)}",
+                                    {"field": where, "converter": self.converter.kind,
+                                     "steps": self.converter.num_steps}, code="unusable_input")
+            w = windows[0]
+            x, _ = self.converter.encode_window(w)
+            xs.append(x)
+            used.append({"windows": len(windows), "piece": w.piece, "start_step": w.start_step})
+        mu, sigma = self.engine.encode(np.stack(xs))
+        return mu, sigma, used
+
+    def _check_melody(self, ns, where):
+        """Refuse what magenta would silently drop: notes out of the model's range, and chords."""
+        conv = self.converter
+        pitched = [n for n in ns.notes if not n.is_drum]
+        out = sorted({n.pitch for n in pitched if not conv.min_pitch <= n.pitch <= conv.max_pitch})
+        if out:
+            raise Unprocessable(
+                f"pitches {out[:8]} are outside this model's range {conv.min_pitch}..{conv.max_pitch}",
+                {"field": where, "min_pitch": conv.min_pitch, "max_pitch": conv.max_pitch}, code="unusable_input")
+        try:
+            q = sequences_lib.quantize_note_sequence(ns, conv.steps_per_quarter)
+        except Exception:  # the converter reports quantization problems itself
+            return
+        onsets = {}
+        for n in q.notes:
+            if n.is_drum or n.velocity == 0:
+                continue
+            onsets.setdefault((n.instrument, n.quantized_start_step), []).append(n.pitch)
+        chords = [(step, sorted(p)) for (_, step), p in sorted(onsets.items()) if len(p) > 1]
+        if chords:
+            step, pitches = chords[0]
+            raise Unprocessable(
+                f"polyphonic input: {len(chords)} step(s) start several notes at once (first at 16th step "
+                f"{step}: pitches {pitches}); this melody model needs one note at a time "
+                f"(send strict_inputs=false to keep only the highest, as magenta does)",
+                {"field": where}, code="unusable_input")
+
+
+def slerp(p0, p1, t):
+    """Spherical interpolation as magenta's ``_slerp``; straight line when p0, p1 are parallel."""
+    p0, p1 = np.asarray(p0, np.float64), np.asarray(p1, np.float64)
+    cos = np.dot(p0 / np.linalg.norm(p0), p1 / np.linalg.norm(p1))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    so = np.sin(omega)
+    if so < 1e-8:
+        return (1.0 - t) * p0 + t * p1
+    return np.sin((1.0 - t) * omega) / so * p0 + np.sin(t * omega) / so * p1
+
+
+def _with_times(ns):
+    """Quantized-only sequences (Magenta.js sends quantizedStartStep without times): add times."""
+    steps = ns.quantization_info.steps_per_quarter
+    if steps and ns.notes and all(n.end_time == 0 for n in ns.notes):
+        qpm = ns.tempos[0].qpm if ns.tempos else 120.0
+        sps = 60.0 / (qpm * steps)
+        for n in ns.notes:
+            n.start_time = n.quantized_start_step * sps
+            n.end_time = n.quantized_end_step * sps
+        ns.total_time = max(n.end_time for n in ns.notes)
+    return ns
