@@ -1,0 +1,78 @@
+"""Integrity: sha256 of files, and the trust-on-first-use lock file ``MODEL_DIR/checkpoints.lock``.
+
+Published Magenta checkpoints have no hashes we could pin in models.yaml, so the first download of a model
+records its sha256 and size here; every later download or copy must match it.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import time
+
+import filelock
+
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+CHUNK = 4 * 1024 * 1024
+
+
+def sha256_file(path, h=None):
+    """sha256 of a file (continuing ``h`` if given); returns the hash object."""
+    h = h or hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h
+
+
+def check(name, sha256, size, expected_sha256, expected_size):
+    """Raise CheckpointError unless the measured sha256/size match what is expected (None = unknown)."""
+    if expected_size is not None and size != expected_size:
+        raise CheckpointError(f"{name}: size {size} bytes, expected {expected_size} (incomplete or wrong file)")
+    if expected_sha256 and sha256.lower() != expected_sha256.lower():
+        raise CheckpointError(f"{name}: sha256 {sha256} does not match the expected {expected_sha256}")
+
+
+class TofuLock:
+    """``checkpoints.lock``: JSON {model id: {url, sha256, size, format, recorded}} shared by processes."""
+
+    def __init__(self, model_dir):
+        self.path = pathlib.Path(model_dir) / "checkpoints.lock"
+        self._guard = filelock.FileLock(str(self.path) + ".flock")
+
+    def _load(self):
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path} is not valid JSON ({exc}); fix or delete it") from exc
+
+    def get(self, model_id, url):
+        """The pinned entry for ``model_id`` if it was pinned for this same URL, else None."""
+        entry = self._load().get("models", {}).get(model_id)
+        if entry and entry.get("url") != url:
+            log.warning("%s: checkpoint URL changed (%s -> %s); the pinned sha256 no longer applies",
+                        model_id, entry.get("url"), url)
+            return None
+        return entry
+
+    def record(self, model_id, url, sha256, size, fmt):
+        """Pin a first download (no-op if the same pin exists)."""
+        with self._guard:
+            data = self._load()
+            models = data.setdefault("models", {})
+            old = models.get(model_id)
+            if old and old.get("url") == url and old.get("sha256") == sha256:
+                return
+            models[model_id] = {"url": url, "sha256": sha256, "size": size, "format": fmt,
+                                "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            data["comment"] = ("sha256 of each checkpoint as first downloaded (trust on first use); "
+                               "later downloads must match. Delete an entry to re-pin.")
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, self.path)
+            log.info("%s: pinned sha256 %s (%d bytes) in %s", model_id, sha256, size, self.path)
