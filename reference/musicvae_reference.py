@@ -35,7 +35,7 @@ import note_seq  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "musicvae")
-MIDI_DIR = os.path.join(ROOT, "..", "shared", "compat", "midi")
+MIDI_DIR = os.path.join(FIXTURES, "midi")  # copies of ../shared/compat/midi/
 
 # name -> (magenta config, hparam overrides, save a TF checkpoint too)
 MODELS = {

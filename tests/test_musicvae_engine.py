@@ -1,0 +1,98 @@
+"""Parity of the NumPy MusicVAE engine with magenta 2.1.4 on TF-saved random weights."""
+
+import numpy as np
+import pytest
+
+from magenta_api_musicvae.engine import MusicVAEEngine, WeightsError
+from musicvae_support import MODELS, load
+
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def model(request):
+    variables, ref, meta = load(request.param)
+    return MusicVAEEngine(variables), ref, meta
+
+
+def test_shapes_come_from_weights(model):
+    engine, ref, meta = model
+    hp = meta["hparams"]
+    assert engine.z_size == hp["z_size"]
+    assert [fw.cells[0].units for fw, _ in engine.enc] == hp["enc_rnn_size"]
+    assert [c.units for c in engine.dec.cells] == hp["dec_rnn_size"]
+    assert engine.input_depth == ref["inputs"].shape[-1]
+    assert engine.output_depth == ref["targets"].shape[-1]
+
+
+def test_encoder_mu_sigma_match_magenta(model):
+    engine, ref, _ = model
+    mu, sigma = engine.encode(ref["inputs"], ref["lengths"])
+    assert mu.dtype == np.float32 and mu.shape == ref["mu"].shape
+    np.testing.assert_allclose(mu, ref["mu"], atol=TOL, rtol=0)
+    np.testing.assert_allclose(sigma, ref["sigma"], atol=TOL, rtol=0)
+    assert (sigma > 0).all()
+
+
+def test_shorter_rows_are_masked_like_dynamic_rnn(model):
+    engine, ref, _ = model
+    short = int(np.argmin(ref["lengths"]))
+    assert ref["lengths"][short] < ref["inputs"].shape[1]
+    mu_full, _ = engine.encode(ref["inputs"][short:short + 1])
+    mu_len, _ = engine.encode(ref["inputs"][short:short + 1], ref["lengths"][short:short + 1])
+    np.testing.assert_allclose(mu_len[0], ref["mu"][short], atol=TOL, rtol=0)
+    assert np.abs(mu_full - mu_len).max() > 1e-3  # the length really changes the result
+
+
+def test_teacher_forced_logits_match_magenta(model):
+    engine, ref, _ = model
+    logits = engine.decode_logits(ref["z"], ref["targets"])
+    np.testing.assert_allclose(logits, ref["logits"], atol=TOL, rtol=0)
+    # indices work as well as one-hots
+    np.testing.assert_array_equal(engine.decode_logits(ref["z"], ref["targets"].argmax(-1)), logits)
+
+
+def test_argmax_decoding_is_identical(model):
+    engine, ref, _ = model
+    classes, logits = engine.sample(ref["z"], ref["greedy"].shape[1], temperature=0, return_logits=True)
+    np.testing.assert_array_equal(classes, ref["greedy"])
+    np.testing.assert_allclose(logits, ref["greedy_logits"], atol=TOL, rtol=0)
+
+
+def test_batch_rows_are_independent(model):
+    engine, ref, _ = model
+    one = engine.sample(ref["z"][2:3], 32, temperature=0)
+    np.testing.assert_array_equal(one[0], ref["greedy"][2])
+
+
+def test_sampling_is_reproducible_with_the_same_seed():
+    engine = MusicVAEEngine(load("mel_tiny")[0])
+    z = np.random.default_rng(0).standard_normal((8, engine.z_size)).astype(np.float32)
+    a = engine.sample(z, 32, 1.0, np.random.default_rng(5))
+    b = engine.sample(z, 32, 1.0, np.random.default_rng(5))
+    c = engine.sample(z, 32, 1.0, np.random.default_rng(6))
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any()
+    assert a.min() >= 0 and a.max() < engine.output_depth
+
+
+def test_low_temperature_approaches_argmax():
+    engine, ref = MusicVAEEngine(load("mel_tiny")[0]), load("mel_tiny")[1]
+    cold = engine.sample(ref["z"], 32, 1e-4, np.random.default_rng(1))
+    np.testing.assert_array_equal(cold, ref["greedy"])
+
+
+def test_bad_shapes_and_missing_weights_are_refused():
+    variables = dict(load("mel_tiny")[0])
+    engine = MusicVAEEngine(variables)
+    with pytest.raises(ValueError):
+        engine.sample(np.zeros((1, engine.z_size + 1), np.float32), 4, 0)
+    with pytest.raises(ValueError):
+        engine.encode(np.zeros((1, 32, engine.input_depth + 1)))
+    with pytest.raises(ValueError):
+        engine.sample(np.zeros((1, engine.z_size), np.float32), 4, 1.0)  # temperature without rng
+    del variables["decoder/output_projection/bias"]
+    with pytest.raises(WeightsError, match="output_projection/bias"):
+        MusicVAEEngine(variables)
+    with pytest.raises(WeightsError):
+        MusicVAEEngine({"foo": np.zeros(3)})
