@@ -11,10 +11,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve serve-dev test test-fast reference bench install clean docker
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/magenta-api-markov/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,train]'
+	# the example third-party plugin, installed as a user would install any plugin
+	$(BIN)/python -m pip install -q --no-deps -e examples/magenta-api-markov
 	touch $(STAMP)
 
 install: $(STAMP)
