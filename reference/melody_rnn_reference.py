@@ -266,16 +266,22 @@ def run_config(name):
 
     # The sequence generator end to end on a NoteSequence primer (greedy).
     primer = list(primers.values())[0]
+    # The primer sequence lasts two steps past its events; magenta's generator starts at
+    # quantize_to_step(start_time, cutoff=0) = floor(start_time * steps_per_second) + 1, so asking for
+    # half a step before the end starts exactly where the primer sequence ends (what the plugin does).
     seq = to_events(name, primer).to_sequence(qpm=120)
-    opts = generator_pb2.GeneratorOptions()
     step = 60.0 / 120 / config.steps_per_quarter
-    opts.generate_sections.add(start_time=len(primer) * step, end_time=NUM_STEPS * step)
+    end_steps = len(primer) + 2
+    seq.total_time = end_steps * step
+    opts = generator_pb2.GeneratorOptions()
+    opts.generate_sections.add(start_time=(end_steps - 0.5) * step, end_time=NUM_STEPS * step)
     opts.args["temperature"].float_value = 1e-6
     out = gen.generate(seq, opts)
     ref["sequence_generator"] = {
         "primer_sequence": json.loads(__import__("google.protobuf.json_format", fromlist=["x"]).MessageToJson(seq)),
         "notes": [[n.pitch, round(n.start_time, 6), round(n.end_time, 6), bool(n.is_drum)] for n in out.notes],
         "total_time": out.total_time,
+        "start_step": end_steps,
     }
     gen.close()
 

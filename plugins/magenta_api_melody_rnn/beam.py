@@ -36,10 +36,11 @@ def tempered_softmax(logits, temperature):
 
 
 def sample(logits, temperature, rng):
-    """(class index [B], chosen probability [B] float32). Temperature 0 = argmax (probability 1)."""
+    """(class index [B], chosen probability [B] float32). Temperature 0 = argmax, scored with the
+    temperature-1 probability."""
     if not temperature:
         idx = np.asarray(logits).argmax(axis=-1)
-        return idx, np.ones(len(idx), np.float32)
+        return idx, tempered_softmax(logits, 1.0)[np.arange(len(idx)), idx]
     p = tempered_softmax(logits, temperature)
     cdf = np.cumsum(p.astype(np.float64), axis=-1)
     cdf /= cdf[:, -1:]
