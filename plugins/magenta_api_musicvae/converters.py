@@ -154,7 +154,7 @@ class BaseConverter:
 
     def explain(self, ns) -> str:
         """Why ``ns`` gives no window (for a 422), in terms a user can act on."""
-        notes = self._filter(copy.deepcopy(ns)).notes
+        notes = self._usable_notes(ns)
         if not notes:
             return self._no_notes_reason()
         pieces = self._pieces(ns)
@@ -170,6 +170,9 @@ class BaseConverter:
 
     def _no_notes_reason(self):
         raise NotImplementedError
+
+    def _usable_notes(self, ns):
+        return list(self._filter(copy.deepcopy(ns)).notes)
 
 
 class MelodyConverter(BaseConverter):
@@ -240,6 +243,9 @@ class MelodyConverter(BaseConverter):
                 mel.append(self.encoding.decode_event(int(c)))
             out.append(mel.to_sequence(velocity=OUTPUT_VELOCITY, qpm=qpm))
         return out
+
+    def _usable_notes(self, ns):
+        return [n for n in super()._usable_notes(ns) if not n.is_drum]
 
     def _no_notes_reason(self):
         return (f"the input has no melody notes: pitches must be within {self.min_pitch}..{self.max_pitch} "

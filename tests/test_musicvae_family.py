@@ -1,0 +1,220 @@
+"""The musicvae family: modes, hparams, and 422s for inputs the converter cannot use."""
+
+import base64
+
+import jsonschema
+import numpy as np
+import pytest
+import yaml
+
+from magenta_api.errors import Unprocessable
+from magenta_api.music import sequence_from_json, sequence_to_midi
+from magenta_api_musicvae.family import MusicVAEFamily, slerp
+from musicvae_support import FIX, drums, family, load, melody, request, seq_json
+
+
+@pytest.fixture(scope="module")
+def mel():
+    return family("mel_tiny")
+
+
+@pytest.fixture(scope="module")
+def drm():
+    return family("drums_tiny")
+
+
+def classes_of(fam, seqs):
+    """Back to class indices through the converter (every output is exactly one 2-bar window)."""
+    out = []
+    for s in seqs:
+        w = fam.converter.windows(s)
+        out.append(fam.converter.encode_window(w[0])[1].argmax(-1) if w else None)
+    return out
+
+
+def test_sample_shapes_and_seed_reproducibility(mel):
+    a = mel.generate(request("sample", num_outputs=4, seed=11)).sequences
+    b = mel.generate(request("sample", num_outputs=4, seed=11)).sequences
+    c = mel.generate(request("sample", num_outputs=4, seed=12)).sequences
+    assert len(a) == 4
+    assert [s.SerializeToString() for s in a] == [s.SerializeToString() for s in b]
+    assert [s.SerializeToString() for s in a] != [s.SerializeToString() for s in c]
+    for s in a:
+        assert s.total_time == pytest.approx(4.0)  # 2 bars at 120 qpm, even with a trailing rest
+        assert s.tempos[0].qpm == 120 and s.ticks_per_quarter == 220
+        assert all(21 <= n.pitch <= 108 and not n.is_drum for n in s.notes)
+
+
+def test_sample_length_and_qpm(drm):
+    req = request("sample", num_outputs=2, seed=3, length=16)
+    req.qpm = 60.0
+    seqs = drm.generate(req).sequences
+    assert all(s.total_time == pytest.approx(4.0) for s in seqs)  # 16 steps at 60 qpm
+    assert all(n.is_drum and n.end_time <= 4.0 for s in seqs for n in s.notes)
+    with pytest.raises(Unprocessable, match="over this model's 32 steps"):
+        drm.generate(request("sample", length=33))
+
+
+def test_sample_at_temperature_zero_is_the_argmax_decode(mel):
+    seqs = mel.generate(request("sample", num_outputs=3, temperature=0, seed=9)).sequences
+    z = np.random.Generator(np.random.PCG64(np.random.SeedSequence(9))).standard_normal((3, mel.engine.z_size))
+    expected = mel.engine.sample(z.astype(np.float32), 32, 0)
+    got = mel.converter.from_classes(expected)
+    assert [[(n.pitch, n.start_time) for n in s.notes] for s in seqs] == \
+        [[(n.pitch, n.start_time) for n in s.notes] for s in got]
+
+
+def test_encode_returns_z_mu_sigma_like_the_engine(mel):
+    inputs = [melody(2), melody(2, offset=5)]
+    res = mel.generate(request("encode", inputs=inputs, seed=1))
+    assert res.sequences == []
+    mu, sigma, z = (np.array(res.extra[k]) for k in ("mu", "sigma", "z"))
+    assert mu.shape == sigma.shape == z.shape == (2, 16) and res.extra["z_size"] == 16
+    x = np.stack([mel.converter.encode_window(mel.converter.windows(sequence_from_json(i))[0])[0] for i in inputs])
+    emu, esigma = mel.engine.encode(x)
+    np.testing.assert_allclose(mu, emu, atol=1e-6)
+    np.testing.assert_allclose(sigma, esigma, atol=1e-6)
+    assert np.abs(z - mu).max() > 0 and np.all(np.abs(z - mu) < 6 * sigma)
+    assert res.extra["inputs_used"][0] == {"windows": 1, "piece": 0, "start_step": 0}
+
+
+def test_base64_midi_input_and_longer_inputs_use_their_first_window(mel):
+    midi = base64.b64encode(sequence_to_midi(sequence_from_json(melody(4)))).decode()
+    res = mel.generate(request("encode", inputs=[midi, melody(2)], seed=1))
+    assert res.extra["inputs_used"][0]["windows"] == 3
+    first = mel.generate(request("encode", inputs=[melody(2)], seed=1)).extra["mu"][0]
+    np.testing.assert_allclose(res.extra["mu"][0], first, atol=1e-5)  # melody(4) starts with melody(2)
+
+
+def test_decode_reproduces_encode_then_decode(mel):
+    mu = mel.generate(request("encode", inputs=[melody(2)])).extra["mu"]
+    res = mel.generate(request("decode", z=mu + mu, temperature=0))
+    assert len(res.sequences) == 2
+    expected = mel.engine.sample(np.array(mu, np.float32), 32, 0)
+    assert classes_of(mel, res.sequences)[0].tolist() == expected[0].tolist()
+    with pytest.raises(Unprocessable, match="16 numbers"):
+        mel.generate(request("decode", z=[[0.0] * 15]))
+    with pytest.raises(Unprocessable, match="decode needs"):
+        mel.generate(request("decode"))
+
+
+def test_interpolate_endpoints_are_the_reconstructions(mel):
+    a, b = melody(2), melody(2, offset=7)
+    res = mel.generate(request("interpolate", inputs=[a, b], num_outputs=5, temperature=0))
+    assert len(res.sequences) == 5
+    mu = np.array(mel.generate(request("encode", inputs=[a, b])).extra["mu"], np.float32)
+    recon = mel.engine.sample(mu, 32, 0)
+    got = classes_of(mel, res.sequences)
+    assert got[0].tolist() == recon[0].tolist() and got[-1].tolist() == recon[1].tolist()
+    assert got[0].tolist() != got[-1].tolist()
+    with pytest.raises(Unprocessable, match="exactly 2 inputs"):
+        mel.generate(request("interpolate", inputs=[a], num_outputs=3))
+    with pytest.raises(Unprocessable, match="num_outputs >= 2"):
+        mel.generate(request("interpolate", inputs=[a, b], num_outputs=1))
+
+
+def test_slerp_matches_magentas_formula_and_keeps_ends():
+    rng = np.random.default_rng(0)
+    p0, p1 = rng.standard_normal(8), rng.standard_normal(8)
+    np.testing.assert_allclose(slerp(p0, p1, 0.0), p0)
+    np.testing.assert_allclose(slerp(p0, p1, 1.0), p1)
+    omega = np.arccos(np.dot(p0 / np.linalg.norm(p0), p1 / np.linalg.norm(p1)))
+    mid = np.sin(0.5 * omega) / np.sin(omega) * (p0 + p1)
+    np.testing.assert_allclose(slerp(p0, p1, 0.5), mid)
+    np.testing.assert_allclose(slerp(p0, 2 * p0, 0.5), 1.5 * p0)  # parallel: no NaN
+
+
+def test_similar(mel):
+    a = melody(2)
+    mu = np.array(mel.generate(request("encode", inputs=[a])).extra["mu"], np.float32)
+    same = mel.generate(request("similar", inputs=[a], similarity=1.0, temperature=0, num_outputs=3, seed=4))
+    recon = mel.engine.sample(mu, 32, 0)[0].tolist()
+    assert [c.tolist() for c in classes_of(mel, same.sequences)] == [recon] * 3
+    assert same.extra["similarity"] == 1.0
+    # similarity 0 is a plain sample with the same seed (z = N(0, 1) noise, drawn first)
+    zero = mel.generate(request("similar", primer=a, similarity=0.0, num_outputs=2, seed=4))
+    plain = mel.generate(request("sample", num_outputs=2, seed=4))
+    assert [s.SerializeToString() for s in zero.sequences] == [s.SerializeToString() for s in plain.sequences]
+    with pytest.raises(Unprocessable, match="exactly one input"):
+        mel.generate(request("similar", inputs=[a, a]))
+
+
+def test_similarity_moves_z_toward_the_input(mel):
+    a = melody(2)
+    mu = np.array(mel.generate(request("encode", inputs=[a])).extra["mu"][0])
+    rng_noise = np.random.Generator(np.random.PCG64(np.random.SeedSequence(8))).standard_normal((1, 16))
+    for s in (0.2, 0.9):
+        z = s * mu + (1 - s) * rng_noise
+        res = mel.generate(request("similar", inputs=[a], similarity=s, temperature=0, seed=8))
+        assert classes_of(mel, res.sequences)[0].tolist() == mel.engine.sample(z.astype(np.float32), 32, 0)[0].tolist()
+
+
+def test_drum_model_modes(drm):
+    res = drm.generate(request("interpolate", inputs=[drums(2), drums(4)], num_outputs=3, seed=2))
+    assert len(res.sequences) == 3 and all(n.is_drum for s in res.sequences for n in s.notes)
+    enc = drm.generate(request("encode", inputs=[drums(2)]))
+    assert np.array(enc.extra["mu"]).shape == (1, 12)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (melody(1), "no 2-bar stretch"),
+    (seq_json([(60, 0, 8), (64, 0, 8), (67, 8, 16)] + [(62, t, t + 1) for t in range(16, 32)]), "polyphonic input"),
+    (seq_json([(110, t, t + 2) for t in range(0, 32, 2)]), r"outside this model's range 21\.\.108"),
+    (seq_json([(60 + t % 5, t, t + 2) for t in range(0, 48, 2)], numerator=3), "4/4"),
+    (drums(2), "no melody notes"),
+])
+def test_unusable_melody_inputs_are_422_with_a_reason(mel, bad, message):
+    with pytest.raises(Unprocessable, match=message) as err:
+        mel.generate(request("encode", inputs=[melody(2), bad]))
+    assert err.value.status == 422
+    assert err.value.details["field"] == "/inputs/1"
+
+
+def test_lenient_inputs_follow_magenta(mel):
+    chords = seq_json([(p, t, t + 4) for t in range(0, 32, 4) for p in (60, 64, 67)])
+    with pytest.raises(Unprocessable):
+        mel.generate(request("encode", inputs=[chords]))
+    res = mel.generate(request("encode", inputs=[chords], strict_inputs=False))
+    assert res.extra["inputs_used"][0]["windows"] == 1
+
+
+def test_drum_model_refuses_melodies(drm):
+    with pytest.raises(Unprocessable, match="no drum notes") as err:
+        drm.generate(request("similar", primer=melody(2)))
+    assert err.value.details["field"] == "/primer"
+
+
+def test_hparams_from_magentajs_config_and_checks():
+    cfg = {"type": "MusicVAE", "dataConverter": {"type": "MelodyConverter",
+                                                 "args": {"numSteps": 32, "minPitch": 21, "maxPitch": 108}}}
+    fam = family("mel_tiny", meta={"config": cfg})
+    assert fam.hparams["converter"] == "melody" and fam.hparams["max_pitch"] == 108
+    dcfg = {"type": "MusicVAE", "dataConverter": {"type": "DrumsOneHotConverter", "args": {"numSteps": 32}}}
+    assert family("drums_tiny", meta={"config": dcfg}).hparams["converter"] == "drums"
+    assert family("drums_tiny").hparams["converter"] == "drums"  # inferred from the weights
+    with pytest.raises(ValueError, match="depth"):
+        family("drums_tiny", hparams={"converter": "melody"})
+    with pytest.raises(ValueError, match="z_size"):
+        family("mel_tiny", hparams={"z_size": 256})
+    with pytest.raises(ValueError, match="depth"):
+        family("mel_tiny", hparams={"min_pitch": 48, "max_pitch": 83})
+
+
+def test_models_yaml_musicvae_entries_validate():
+    doc = yaml.safe_load((FIX.parents[2] / "models.yaml").read_text())
+    ours = {k: v for k, v in (doc.get("models") or {}).items() if v.get("family") == "musicvae"}
+    assert {"cat-mel_2bar_big", "cat-drums_2bar_small.lokl", "cat-drums_2bar_small.hikl", "mel_2bar_small",
+            "drums_2bar_lokl_small", "drums_2bar_hikl_small"} <= set(ours)
+    for model_id, entry in ours.items():
+        jsonschema.validate(entry.get("hparams", {}), MusicVAEFamily.hparams_schema)
+        assert entry["defaults"]["temperature"] == 0.5 and entry["limits"]["num_outputs"] == 32
+        assert entry["checkpoint"]["format"] in ("tf-tar", "magentajs")
+
+
+def test_params_schema_is_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(MusicVAEFamily.params_schema)
+    jsonschema.Draft202012Validator.check_schema(MusicVAEFamily.hparams_schema)
+    v = jsonschema.Draft202012Validator(MusicVAEFamily.params_schema)
+    assert not list(v.iter_errors({"similarity": 0.5, "z": [[0.1, 0.2]]}))
+    assert list(v.iter_errors({"similarity": 1.5}))
+    assert list(v.iter_errors({"z": [["a"]]}))
