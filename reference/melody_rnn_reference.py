@@ -51,7 +51,23 @@ CONFIGS = {
     "lookback_rnn": ("lookback_rnn", [16, 16], False),
     "attention_rnn": ("attention_rnn", [16, 16], False),
     "drum_kit_rnn": ("drum_kit", [16, 16, 16], True),
+    # attention_rnn as older magenta built it (and as the published .mag metagraphs / Magenta.js
+    # checkpoints have it): the AttentionCellWrapper around the whole MultiRNNCell.
+    "attention_rnn_stacked": ("attention_rnn", [16, 16], False),
 }
+STACKED = {"attention_rnn_stacked"}
+
+
+def stacked_make_rnn_cell(rnn_layer_sizes, dropout_keep_prob=1.0, attn_length=0,
+                          base_cell=tf.nn.rnn_cell.BasicLSTMCell, residual_connections=False):
+    """Older magenta's make_rnn_cell: attention wraps the stack, not the first layer."""
+    from magenta.contrib import rnn as contrib_rnn
+    cells = [tf.nn.rnn_cell.DropoutWrapper(base_cell(n), output_keep_prob=dropout_keep_prob)
+             for n in rnn_layer_sizes]
+    cell = tf.nn.rnn_cell.MultiRNNCell(cells)
+    if attn_length:
+        cell = contrib_rnn.AttentionCellWrapper(cell, attn_length, state_is_tuple=True)
+    return cell
 
 MELODY_PRIMERS = {
     "twinkle": [60, -2, 60, -2, 67, -2, 67, -2, 69, -2, 69, -2, 67, -2, -2, -2],
@@ -216,6 +232,16 @@ def extract_midi(name, config, path):
 
 
 def run_config(name):
+    original = events_rnn_graph.make_rnn_cell
+    if name in STACKED:
+        events_rnn_graph.make_rnn_cell = stacked_make_rnn_cell
+    try:
+        _run_config(name)
+    finally:
+        events_rnn_graph.make_rnn_cell = original
+
+
+def _run_config(name):
     out_dir = os.path.join(OUT, name)
     os.makedirs(out_dir, exist_ok=True)
     config = make_config(name)
