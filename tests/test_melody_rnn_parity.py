@@ -1,0 +1,100 @@
+"""NumPy MelodyRNN / DrumsRNN against Magenta 2.1.4's own graph and generator (committed fixtures)."""
+
+import numpy as np
+import pytest
+
+from magenta_api.store.readers.mag import read_bundle
+from magenta_api_melody_rnn.beam import generate
+from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
+from magenta_api_melody_rnn.engine import EventRnn
+from melody_rnn_support import CONFIGS, FIX, arrays, config_of, from_events, reference, to_events, weights
+
+CASES = [(name, primer) for name in CONFIGS for primer in reference(name)["primers"]]
+
+
+def _setup(name):
+    ref = reference(name)
+    model = EventRnn.from_variables(weights(name), ref["attn_length"])
+    encoder = InputEncoder(make_encoder(make_config(config_of(name))))
+    return ref, model, encoder
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_structure_from_weights(name):
+    ref, model, encoder = _setup(name)
+    assert model.layer_sizes == ref["layers"]
+    assert (model.input_size, model.num_classes) == (encoder.input_size, encoder.num_classes)
+    assert (model.attention is not None) == bool(ref["attn_length"])
+    if model.attention is not None:
+        assert model.attention.length == ref["attn_length"]
+        assert model.wrapped == (len(ref["layers"]) if name.endswith("_stacked") else 1)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_mag_bundle_reads_to_the_dumped_weights(name):
+    variables, meta = read_bundle(FIX / name / f"{name}.mag")
+    dumped = weights(name)
+    assert meta["generator_id"] == reference(name)["generator_id"]
+    model_vars = {k for k in variables if not k.startswith("global_step")}
+    assert model_vars == set(dumped)
+    for k in dumped:
+        np.testing.assert_array_equal(np.asarray(variables[k]), dumped[k])
+
+
+@pytest.mark.parametrize("name,primer", CASES)
+def test_inputs_and_logits_match_magenta(name, primer):
+    ref, model, encoder = _setup(name)
+    entry = ref["primers"][primer]
+    events = to_events(name, entry["prepared"])
+    inputs = encoder.full(events)
+    np.testing.assert_array_equal(inputs, arrays(name)[f"{primer}/inputs"])
+    logits, _ = model.run(inputs[None])
+    expected = arrays(name)[f"{primer}/logits"]
+    assert logits[0].shape == expected.shape
+    assert np.abs(logits[0] - expected).max() < 1e-4
+
+
+@pytest.mark.parametrize("name,primer", CASES)
+def test_greedy_continuation_identical(name, primer):
+    ref, model, encoder = _setup(name)
+    entry = ref["primers"][primer]
+    out = generate(model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1, 0.0, None)[0]
+    assert from_events(name, out.events, entry["transpose"]) == entry["greedy"]
+
+
+@pytest.mark.parametrize("name,primer", CASES)
+def test_seeded_sampling_replays_magentas_draws(name, primer):
+    """magenta samples with np.random.choice; the same uniform stream gives the same events."""
+    ref, model, encoder = _setup(name)
+    entry = ref["primers"][primer]
+    for sample in entry["samples"]:
+        rng = np.random.RandomState(sample["seed"])
+        out = generate(model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1,
+                       sample["temperature"], rng)[0]
+        assert from_events(name, out.events, entry["transpose"]) == sample["events"]
+
+
+@pytest.mark.parametrize("name,primer", CASES)
+def test_beam_search_matches_magenta(name, primer):
+    ref, model, encoder = _setup(name)
+    entry = ref["primers"][primer]
+    for b in entry["beams"]:
+        rng = np.random.RandomState(b["seed"])
+        out = generate(model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1, b["temperature"],
+                       rng, b["beam_size"], b["branch_factor"], b["steps_per_iteration"])[0]
+        assert from_events(name, out.events, entry["transpose"]) == b["events"]
+        assert out.score == pytest.approx(b["score"], abs=1e-3)
+
+
+def test_legacy_variable_names_give_the_same_logits():
+    """TF 1.0 checkpoints say weights/biases; Magenta.js says attention_output_projection."""
+    name = "attention_rnn_stacked"
+    ref, model, encoder = _setup(name)
+    renamed = {}
+    for k, v in weights(name).items():
+        if not k.startswith("fully_connected"):
+            k = k.replace("/kernel", "/weights").replace("/bias", "/biases")
+        renamed[k.replace("attn_output_projection", "attention_output_projection")] = v
+    legacy = EventRnn.from_variables(renamed, ref["attn_length"])
+    x = encoder.full(to_events(name, ref["primers"]["twinkle"]["prepared"]))[None]
+    np.testing.assert_array_equal(legacy.run(x)[0], model.run(x)[0])
