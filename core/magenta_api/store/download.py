@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
              requests.exceptions.ContentDecodingError)
+NET_CHUNK = 64 * 1024  # small: bytes of a chunk cut mid-way are lost and fetched again
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
@@ -100,7 +101,7 @@ def _http_attempt(session, url, part, h, progress, timeout):
         done = offset
         try:
             with open(part, "ab" if offset else "wb") as f:
-                for chunk in resp.iter_content(CHUNK):
+                for chunk in resp.iter_content(NET_CHUNK):
                     f.write(chunk)
                     h.update(chunk)
                     done += len(chunk)

@@ -1,0 +1,396 @@
+"""Fetching checkpoints over real HTTP (127.0.0.1 server with Range), file:// and requests-mock errors."""
+
+import hashlib
+import io
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+
+import numpy as np
+import pytest
+import requests_mock
+
+from magenta_api.checkpoint import Checkpoint
+from magenta_api.store import CheckpointError, CheckpointStore, CheckpointUnavailable
+from magenta_api.store import sources
+from store_helpers import http_server  # noqa: F401  (pytest fixture)
+
+FIX = pathlib.Path(__file__).parent / "fixtures" / "checkpoints"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def v2_tar(prefix_dir="cat-mel_2bar_tiny", padding=0):
+    """A .tar like the published MusicVAE ones: a folder with the V2 checkpoint files (+ an unrelated file)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted((FIX / "v2").iterdir()):
+            tar.add(f, arcname=f"{prefix_dir}/{f.name}")
+        if padding:
+            info = tarfile.TarInfo(f"{prefix_dir}/README.txt")
+            info.size = padding
+            tar.addfile(info, io.BytesIO(os.urandom(padding)))
+    return buf.getvalue()
+
+
+def tf_expected():
+    z = np.load(FIX / "v2.expected.npz")
+    return {str(n): z[f"t{i}"] for i, n in enumerate(z["__names__"])}
+
+
+def assert_weights(ck):
+    want = tf_expected()
+    assert isinstance(ck, Checkpoint)
+    names = {n for n in want if not n.endswith(("/Adam", "/Adam_1")) and "beta" not in n and n != "global_step"}
+    assert set(ck.variables) == names
+    for n in names:
+        np.testing.assert_array_equal(ck[n], want[n])
+    assert ck.meta["global_step"] == int(want["global_step"])
+
+
+def fast_store(tmp_path, **kw):
+    return CheckpointStore(tmp_path / "models", backoff=0.01, **kw)
+
+
+def test_http_download_open_and_reload(tmp_path, http_server):
+    data = v2_tar()
+    ckpt = {"url": http_server.add("/ckpt/tiny.tar", data), "sha256": sha(data), "size": len(data),
+            "format": "tf-tar", "mirrors": []}
+    store = fast_store(tmp_path)
+    assert store.status("tiny", ckpt)["state"] == "missing"
+    ck = store.open("tiny", ckpt)
+    assert_weights(ck)
+    assert ck.format == "tf-tar" and ck.sha256 == sha(data)
+    st = store.status("tiny", ckpt)
+    assert st["state"] == "ready" and st["bytes_done"] == st["size"] == len(data) and st["sha256"] == sha(data)
+    assert not list((tmp_path / "models" / "tiny").rglob("*.part"))
+    # later opens memory-map the native copy: no network, no re-reading the TF files
+    shutil.rmtree(tmp_path / "models" / "tiny" / "src" / "cat-mel_2bar_tiny")
+    (tmp_path / "models" / "tiny" / "src" / "cat-mel_2bar_tiny").mkdir()
+    again = fast_store(tmp_path).open("tiny", dict(ckpt))
+    assert isinstance(next(iter(again.variables.values())), np.memmap)
+    assert_weights(again)
+    assert http_server.count("/ckpt/tiny.tar") == 1
+
+
+def test_resume_after_connection_cut(tmp_path, http_server):
+    data = os.urandom(300_000)
+    (tmp_path / "n.safetensors").write_bytes(data)  # content is irrelevant to fetch
+    url = http_server.add("/big.safetensors", data)
+    http_server.cut_after["/big.safetensors"] = 100_000
+    path = fast_store(tmp_path).fetch("big", {"url": url, "sha256": sha(data), "size": len(data), "format": "native"})
+    assert path.read_bytes() == data
+    assert http_server.count("/big.safetensors") == 2
+    # the second request resumed where the first one's received bytes ended (at most one 64 KiB read lost)
+    resumed = int(http_server.ranges[1][1].removeprefix("bytes=").rstrip("-"))
+    assert 100_000 - 65536 <= resumed <= 100_000
+
+
+def test_sha256_mismatch_rejected_and_removed(tmp_path, http_server):
+    data = v2_tar()
+    url = http_server.add("/t.tar", data)
+    store = fast_store(tmp_path)
+    with pytest.raises(CheckpointError, match="sha256"):
+        store.fetch("m", {"url": url, "sha256": "0" * 64, "size": None, "format": "tf-tar"})
+    root = tmp_path / "models" / "m"
+    assert not (root / "fetched.json").exists() and not (root / "src").exists()
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name not in (".lock",)]
+    assert store.status("m", {"url": url, "sha256": "0" * 64, "format": "tf-tar"})["state"] == "missing"
+
+
+def test_size_mismatch_rejected(tmp_path, http_server):
+    data = v2_tar()
+    url = http_server.add("/t.tar", data)
+    with pytest.raises(CheckpointError, match="size"):
+        fast_store(tmp_path).fetch("m", {"url": url, "sha256": "", "size": len(data) + 1, "format": "tf-tar"})
+
+
+def test_trust_on_first_use(tmp_path, http_server):
+    data = v2_tar()
+    url = http_server.add("/t.tar", data)
+    ckpt = {"url": url, "sha256": "", "size": None, "format": "tf-tar"}
+    store = fast_store(tmp_path)
+    store.fetch("m", ckpt)
+    pins = json.loads((tmp_path / "models" / "checkpoints.lock").read_text())["models"]
+    assert pins["m"]["sha256"] == sha(data) and pins["m"]["size"] == len(data) and pins["m"]["url"] == url
+    assert store.status("m", ckpt)["sha256"] == sha(data)
+    # the published file changes under the same URL: a fresh download must be refused
+    shutil.rmtree(tmp_path / "models" / "m")
+    http_server.add("/t.tar", v2_tar("other_folder"))
+    with pytest.raises(CheckpointError, match="sha256"):
+        store.fetch("m", ckpt)
+    assert store.status("m", ckpt)["state"] == "missing"
+
+
+def test_http_404_is_clear_unavailable(tmp_path, http_server):
+    url = http_server.url("/nope.tar")
+    with pytest.raises(CheckpointUnavailable) as err:
+        fast_store(tmp_path).fetch("cat-mel_2bar_big", {"url": url, "format": "tf-tar"})
+    assert "HTTP 404" in err.value.reason and url in err.value.reason
+    assert err.value.hint == "magenta-api fetch cat-mel_2bar_big"
+    assert err.value.status == 503
+    assert http_server.count("/nope.tar") == 1  # 4xx is not retried
+
+
+def test_http_500_retried_then_unavailable(tmp_path):
+    url = "https://example.invalid/m.tar"
+    with requests_mock.Mocker() as m:
+        m.get(url, status_code=500)
+        with pytest.raises(CheckpointUnavailable, match="HTTP 500") as err:
+            CheckpointStore(tmp_path, retries=3, backoff=0.001).fetch("m", {"url": url, "format": "tf-tar"})
+        assert m.call_count == 4
+    assert err.value.hint == "magenta-api fetch m"
+
+
+def test_http_503_then_success(tmp_path):
+    data = v2_tar()
+    url = "https://example.invalid/m.tar"
+    with requests_mock.Mocker() as m:
+        m.get(url, [{"status_code": 503}, {"status_code": 502}, {"content": data, "status_code": 200}])
+        ck = CheckpointStore(tmp_path, retries=3, backoff=0.001).open("m", {"url": url, "format": "tf-tar"})
+        assert m.call_count == 3
+    assert_weights(ck)
+
+
+def test_connection_errors_retried(tmp_path):
+    import requests
+
+    data = (FIX / "basic_rnn_tiny.mag").read_bytes()
+    url = "http://example.invalid/b.mag"
+    with requests_mock.Mocker() as m:
+        m.get(url, [{"exc": requests.ConnectionError("refused")}, {"exc": requests.Timeout("slow")},
+                    {"content": data}])
+        ck = CheckpointStore(tmp_path, backoff=0.001).open("b", {"url": url, "format": "mag"})
+    assert ck.meta["generator_id"] == "basic_rnn"
+
+
+def test_gs_urls_map_to_public_https(tmp_path):
+    assert sources.normalize("gs://magentadata/models/music_vae/checkpoints/x.tar") == \
+        "https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/x.tar"
+    data = (FIX / "basic_rnn_tiny.mag").read_bytes()
+    with requests_mock.Mocker() as m:
+        m.get("https://storage.googleapis.com/bucket/dir/b.mag", content=data)
+        path = CheckpointStore(tmp_path).fetch("b", {"url": "gs://bucket/dir/b.mag", "format": "mag"})
+    assert path.name == "b.mag" and path.read_bytes() == data
+    with pytest.raises(CheckpointError, match="scheme"):
+        CheckpointStore(tmp_path).fetch("b", {"url": "ftp://x/b.mag", "format": "mag"})
+
+
+def test_mirror_used_when_primary_fails(tmp_path, http_server):
+    data = (FIX / "basic_rnn_tiny.mag").read_bytes()
+    mirror = http_server.add("/mirror/b.mag", data)
+    ckpt = {"url": http_server.url("/gone/b.mag"), "sha256": sha(data), "format": "mag", "mirrors": [mirror]}
+    ck = fast_store(tmp_path).open("b", ckpt)
+    assert ck.sha256 == sha(data) and http_server.count("/gone/b.mag") == 1
+
+
+def test_offline_gives_503_with_fetch_hint(tmp_path, http_server):
+    data = (FIX / "basic_rnn_tiny.mag").read_bytes()
+    ckpt = {"url": http_server.add("/b.mag", data), "format": "mag"}
+    offline = fast_store(tmp_path, offline=True)
+    with pytest.raises(CheckpointUnavailable) as err:
+        offline.open("basic_rnn", ckpt)
+    assert "offline" in err.value.reason and err.value.hint == "magenta-api fetch basic_rnn"
+    assert http_server.count("/b.mag") == 0
+    fast_store(tmp_path).fetch("basic_rnn", ckpt)  # what `magenta-api fetch` does
+    assert offline.open("basic_rnn", ckpt).meta["generator_id"] == "basic_rnn"
+
+
+def test_local_native_opened_in_place(tmp_path):
+    from magenta_api.store.readers.native import write_native
+
+    path = tmp_path / "embedded.safetensors"
+    write_native(path, {"w": np.arange(6, dtype=np.float32)}, {"config": json.dumps({"a": 1})})
+    ckpt = {"url": path.as_uri(), "sha256": sha(path.read_bytes()), "format": "native"}
+    store = CheckpointStore(tmp_path / "models", offline=True)
+    ck = store.open("emb", ckpt)
+    assert ck.meta == {"config": {"a": 1}} and ck.sha256 == ckpt["sha256"]
+    np.testing.assert_array_equal(ck["w"], np.arange(6))
+    assert not (tmp_path / "models").exists()  # nothing copied
+    assert store.status("emb", ckpt)["state"] == "ready"
+    with pytest.raises(CheckpointError, match="sha256"):
+        CheckpointStore(tmp_path / "models").open("emb", dict(ckpt, sha256="1" * 64))
+
+
+def test_every_format_from_file_urls(tmp_path):
+    store = CheckpointStore(tmp_path / "models", offline=True)  # file:// needs no network
+    assert_weights(store.open("v2", {"url": (FIX / "v2/model.ckpt").as_uri(), "format": "tf"}))
+    ck = store.open("v1", {"url": (FIX / "v1/model.ckpt").as_uri(), "format": "tf"})
+    assert ck.meta["tf_format"] == "V1" and "encoder/mu/kernel" in ck
+    ck = store.open("sh", {"url": (FIX / "v2sharded/ckpt-1").as_uri(), "format": "tf"})
+    assert ck["layer3/.ATTRIBUTES/VARIABLE_VALUE"].shape == (32, 40)
+    ck = store.open("mag", {"url": (FIX / "basic_rnn_tiny.mag").as_uri(), "format": "mag"})
+    assert ck.meta["generator_id"] == "basic_rnn" and ck.format == "mag"
+    for model in ("v2", "v1", "sh", "mag"):
+        assert (tmp_path / "models" / model / "native.safetensors").exists()
+
+
+def test_magentajs_over_http(tmp_path, http_server):
+    rng = np.random.default_rng(0)
+    weights = {"encoder/mu/bias": rng.standard_normal(7).astype("<f4"),
+               "decoder/output_projection/kernel": rng.standard_normal((5, 9)).astype("<f4")}
+    manifest = [{"paths": ["group1-shard1of2", "group1-shard2of2"],
+                 "weights": [{"name": n, "shape": list(a.shape), "dtype": "float32"} for n, a in weights.items()]}]
+    stream = b"".join(a.tobytes() for a in weights.values())
+    config = {"type": "MusicVAE", "dataConverter": {"type": "MelodyConverter", "args": {"numSteps": 32}}}
+    http_server.add("/js/mel/weights_manifest.json", json.dumps(manifest).encode())
+    http_server.add("/js/mel/group1-shard1of2", stream[:100])
+    http_server.add("/js/mel/group1-shard2of2", stream[100:])
+    http_server.add("/js/mel/config.json", json.dumps(config).encode())
+    ckpt = {"url": http_server.url("/js/mel"), "sha256": "", "format": "magentajs"}
+    ck = fast_store(tmp_path).open("mel", ckpt)
+    assert ck.meta["config"] == config and ck.format == "magentajs"
+    for n, a in weights.items():
+        np.testing.assert_array_equal(ck[n], a)
+    assert ck.sha256 == sha(json.dumps(manifest).encode() + stream)
+    assert fast_store(tmp_path).status("mel", ckpt)["size"] == len(json.dumps(manifest)) + len(stream)
+
+
+# ---- archives ---------------------------------------------------------------------------------------
+
+def _tar_with(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, payload in members:
+            tar.addfile(info, io.BytesIO(payload) if payload is not None else None)
+    return buf.getvalue()
+
+
+def _member(name, payload=b"x", **kw):
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    for k, v in kw.items():
+        setattr(info, k, v)
+    return info, payload
+
+
+@pytest.mark.parametrize("members", [
+    [_member("ok/model.ckpt.index"), _member("../evil.txt")],
+    [_member("ok/../../evil.txt")],
+    [_member("/tmp/evil_abs.txt")],
+    [_member("ok/link", b"", type=tarfile.SYMTYPE, linkname="../../evil.txt")],
+])
+def test_malicious_tar_refused(tmp_path, members):
+    data = _tar_with(members)
+    url = (tmp_path / "evil.tar")
+    url.write_bytes(data)
+    store = CheckpointStore(tmp_path / "models")
+    with pytest.raises(CheckpointError, match="unsafe"):
+        store.fetch("evil", {"url": url.as_uri(), "format": "tf-tar"})
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "models" / "evil.txt").exists()
+    assert not pathlib.Path("/tmp/evil_abs.txt").exists()
+    assert not (tmp_path / "models" / "evil" / "fetched.json").exists()
+    assert store.status("evil", {"url": url.as_uri(), "format": "tf-tar"})["state"] == "missing"
+
+
+# ---- processes --------------------------------------------------------------------------------------
+
+def _env():
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "core"), str(REPO / "tests"),
+                                                        os.environ.get("PYTHONPATH", "")]),
+                OMP_NUM_THREADS="1")
+
+
+FETCH_SCRIPT = """
+import json, pathlib, sys
+from magenta_api.store import CheckpointStore
+store = CheckpointStore(pathlib.Path(sys.argv[1]), backoff=0.01)
+ck = store.open(sys.argv[2], json.loads(sys.argv[3]))
+print(json.dumps({"sha": ck.sha256, "n": len(ck.variables)}))
+"""
+
+
+@pytest.mark.slow
+def test_eight_processes_one_download(tmp_path, http_server):
+    data = v2_tar(padding=60_000)
+    http_server.delay = 0.02  # ~2 s transfer so the processes overlap
+    http_server.chunk = 1024
+    ckpt = {"url": http_server.add("/t.tar", data), "sha256": "", "size": len(data), "format": "tf-tar"}
+    procs = [subprocess.Popen([sys.executable, "-c", FETCH_SCRIPT, str(tmp_path / "models"), "tiny",
+                               json.dumps(ckpt)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [e for _, e in outs]
+    results = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
+    assert {r["sha"] for r in results} == {sha(data)} and {r["n"] for r in results} == {9}
+    assert http_server.count("/t.tar") == 1
+
+
+def _wait_for(predicate, timeout=30):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_sigkill_mid_download_never_loaded(tmp_path, http_server):
+    data = v2_tar(padding=600_000)
+    http_server.delay = 0.05
+    http_server.chunk = 8192
+    ckpt = {"url": http_server.add("/t.tar", data), "sha256": sha(data), "size": len(data), "format": "tf-tar"}
+    proc = subprocess.Popen([sys.executable, "-c", FETCH_SCRIPT, str(tmp_path / "models"), "tiny", json.dumps(ckpt)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    part = tmp_path / "models" / "tiny" / ".staging" / "t.tar.part"
+    store = fast_store(tmp_path)
+    assert _wait_for(lambda: part.exists() and part.stat().st_size > 65536)
+    st = store.status("tiny", ckpt)
+    assert st["state"] == "downloading" and st["size"] == len(data)
+    assert _wait_for(lambda: (store.status("tiny", ckpt)["bytes_done"] or 0) > 0, 5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    got = part.stat().st_size
+    assert 0 < got < len(data)
+    # nothing half-there is ready or loadable
+    st = store.status("tiny", ckpt)
+    assert st["state"] == "missing" and st["bytes_done"] == got
+    assert not (tmp_path / "models" / "tiny" / "fetched.json").exists()
+    assert not (tmp_path / "models" / "tiny" / "native.safetensors").exists()
+    with pytest.raises(CheckpointUnavailable):
+        fast_store(tmp_path, offline=True).open("tiny", ckpt)
+    # a later open resumes from the partial file and verifies the whole
+    http_server.delay = 0
+    assert_weights(store.open("tiny", ckpt))
+    assert http_server.ranges[-1] == ("/t.tar", f"bytes={got}-")
+
+
+def test_sigkill_with_corrupt_partial_refetches(tmp_path, http_server):
+    """A partial file that went bad fails the hash, is deleted, and the next fetch starts over."""
+    data = v2_tar()
+    ckpt = {"url": http_server.add("/t.tar", data), "sha256": sha(data), "size": len(data), "format": "tf-tar"}
+    staging = tmp_path / "models" / "tiny" / ".staging"
+    staging.mkdir(parents=True)
+    (staging / "t.tar.part").write_bytes(b"garbage" * 100)
+    store = fast_store(tmp_path)
+    with pytest.raises(CheckpointError, match="sha256"):
+        store.fetch("tiny", ckpt)
+    assert not (staging / "t.tar.part").exists()
+    assert_weights(store.open("tiny", ckpt))
+
+
+def test_status_reports_progress_while_downloading(tmp_path, http_server):
+    data = os.urandom(200_000)
+    http_server.delay = 0.01
+    http_server.chunk = 2048
+    ckpt = {"url": http_server.add("/p.safetensors", data), "sha256": "", "size": None, "format": "native"}
+    store = fast_store(tmp_path)
+    thread = threading.Thread(target=lambda: store.fetch("p", ckpt))
+    thread.start()
+    seen = []
+    assert _wait_for(lambda: seen.append(store.status("p", ckpt)) or
+                     (seen[-1]["state"] == "downloading" and (seen[-1]["bytes_done"] or 0) > 0))
+    assert seen[-1]["size"] in (None, len(data))
+    thread.join(timeout=60)
+    st = store.status("p", ckpt)
+    assert st["state"] == "ready" and st["bytes_done"] == len(data)
