@@ -1,9 +1,11 @@
 """``magenta-api train ...``: data extraction, training, export and evaluation of the embedded models.
 
     train data                                   # parse the tune books into training/.cache
+    train MODEL ...                              # short for `train train MODEL ...`
     train train MODEL --steps N --seed S --out DIR [--resume] [--smoke] [--max-minutes M]
     train export RUN_DIR --out FILE.safetensors  # re-export a run's checkpoint
-    train evaluate [--samples 1000]              # bench/quality.py on the shipped models
+    train evaluate [--samples 1000] [--json F]   # quality metrics of the shipped models
+    train ship [--runs DIR] [--evaluation F]     # copy runs into plugins/magenta_api_embedded
 
 MODEL is one of ``mel_2bar``, ``drums_2bar``, ``basic_rnn`` or ``all`` (one after another, each
 into ``DIR/<model>``).
@@ -36,14 +38,23 @@ def _parser():
     e = sub.add_parser("export", help="export a run's checkpoint in Magenta's layout (safetensors)")
     e.add_argument("run", type=Path)
     e.add_argument("--out", type=Path, required=True)
+    s = sub.add_parser("ship", help="copy trained runs into plugins/magenta_api_embedded (weights, "
+                                    "models.yaml with sha256, model cards)")
+    s.add_argument("--runs", type=Path, default=Path("training/runs"))
+    s.add_argument("--evaluation", type=Path, default=None, help="JSON written by `evaluate --json`")
     q = sub.add_parser("evaluate", help="quality metrics of models (bench/quality.py)")
     q.add_argument("--samples", type=int, default=1000)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--json", type=Path, default=None)
+    q.add_argument("--runs", type=Path, default=None, help="evaluate RUNS/<model>/<model>.safetensors "
+                   "instead of the shipped weights")
     return p
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and (argv[0] in CONFIGS or argv[0] == "all"):
+        argv = ["train"] + argv  # `magenta-api train mel_2bar ...` = `... train train mel_2bar ...`
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.command == "data":
@@ -71,10 +82,19 @@ def main(argv=None) -> int:
         model, cfg, step = load_trained(args.run)
         print(export_model(model, cfg, args.out, global_step=step))
         return 0
+    if args.command == "ship":
+        from .ship import ship
+
+        for model_id, entry in ship(args.runs, args.evaluation).items():
+            print(model_id, entry["checkpoint"]["sha256"], entry["checkpoint"]["size"])
+        return 0
     if args.command == "evaluate":
         from .evaluate import main as evaluate_main
 
-        return evaluate_main(samples=args.samples, seed=args.seed, json_path=args.json)
+        weights = None
+        if args.runs:
+            weights = {n: args.runs / n / f"{n}.safetensors" for n in CONFIGS}
+        return evaluate_main(samples=args.samples, seed=args.seed, json_path=args.json, weights=weights)
     return 2
 
 
