@@ -57,6 +57,7 @@ def family(name, variables=None, meta=None, hparams=None, fmt="native"):
 
 def request(primer=None, mode="continue", num_outputs=1, temperature=1.0, length=40, seed=0, rng=None, **params):
     payload = dict(params)
-    return GenerateRequest(mode=mode, num_outputs=num_outputs, temperature=temperature, length=length, qpm=120.0,
+    return GenerateRequest(mode=mode, num_outputs=num_outputs, temperature=temperature, length=length,
+                           qpm=float(params.get("qpm", 120.0)),
                            seed=seed, rng=rng if rng is not None else np.random.default_rng(seed), primer=primer,
                            params=payload)

@@ -1,0 +1,196 @@
+"""The melody_rnn family end to end (below HTTP): primer forms, drums, beam search, seeding, 422s."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from google.protobuf import json_format
+from note_seq import DrumTrack, Melody
+
+from magenta_api.errors import Unprocessable
+from magenta_api.music import sequence_to_midi
+from magenta_api.store.readers.mag import read_bundle
+from magenta_api_melody_rnn.beam import tempered_softmax
+from melody_rnn_support import CONFIGS, FIX, config_of, family, from_events, reference, request, to_events, weights
+
+
+def _notes(seq):
+    return [[n.pitch, round(n.start_time, 6), round(n.end_time, 6), bool(n.is_drum)] for n in seq.notes]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_notesequence_primer_matches_magentas_sequence_generator(name):
+    sg = reference(name)["sequence_generator"]
+    fam = family(name)
+    out = fam.generate(request(sg["primer_sequence"], temperature=0.0, length=reference(name)["num_steps"]))
+    assert _notes(out.sequences[0]) == sg["notes"]
+    assert out.sequences[0].total_time == pytest.approx(sg["total_time"])
+    assert out.extra["primer_steps"] == sg["start_step"]
+
+
+@pytest.mark.parametrize("name", ["basic_rnn", "attention_rnn", "drum_kit_rnn"])
+def test_event_list_json_and_midi_primers_agree(name):
+    ref = reference(name)
+    entry = next(iter(ref["primers"].values()))
+    fam = family(name)
+    by_events = fam.generate(request(entry["primer"], temperature=0.0))
+    assert by_events.extra["events"][0] == entry["greedy"]
+    # A sequence ends with its last note, so compare on a primer whose last step is not a rest.
+    primer = entry["primer"][:-1] if name.startswith("drum") else entry["primer"]
+    by_events = fam.generate(request(primer, temperature=0.0))
+    track = (DrumTrack if name.startswith("drum") else Melody)(to_events(name, primer))
+    seq = track.to_sequence(qpm=120)
+    assert seq.total_time == pytest.approx(len(primer) * 0.125)
+    by_json = fam.generate(request(json_format.MessageToDict(seq), temperature=0.0))
+    midi = base64.b64encode(sequence_to_midi(seq)).decode()
+    by_midi = fam.generate(request(midi, temperature=0.0))
+    by_data_url = fam.generate(request("data:audio/midi;base64," + midi, temperature=0.0))
+    for other in (by_json, by_midi, by_data_url):
+        assert _notes(other.sequences[0]) == _notes(by_events.sequences[0])
+
+
+def test_drums_continuation_outputs_drum_notes():
+    ref = reference("drum_kit_rnn")
+    entry = ref["primers"]["beat"]
+    out = family("drum_kit_rnn").generate(request(entry["primer"], temperature=0.0, num_outputs=2))
+    assert out.extra["events"] == [entry["greedy"], entry["greedy"]]
+    seq = out.sequences[0]
+    assert seq.notes and all(n.is_drum and n.instrument == 9 for n in seq.notes)
+    assert seq.total_time == pytest.approx(ref["num_steps"] * 0.125)
+    assert seq.tempos[0].qpm == 120 and seq.ticks_per_quarter == 220
+
+
+def test_no_primer_starts_from_magentas_default():
+    mel = family("basic_rnn").generate(request(None, length=16))
+    assert mel.extra["events"][0][0] == 60 and len(mel.extra["events"][0]) == 16
+    drums = family("drum_kit_rnn").generate(request(None, mode="sample", length=16))
+    assert drums.extra["events"][0][0] == [36] and len(drums.extra["events"][0]) == 16
+
+
+def test_seeded_requests_are_reproducible():
+    fam = family("lookback_rnn")
+    primer = reference("lookback_rnn")["primers"]["twinkle"]["primer"]
+    a = fam.generate(request(primer, seed=11, num_outputs=3, length=48))
+    b = fam.generate(request(primer, seed=11, num_outputs=3, length=48))
+    c = fam.generate(request(primer, seed=12, num_outputs=3, length=48))
+    assert a.extra["events"] == b.extra["events"]
+    assert [_notes(s) for s in a.sequences] == [_notes(s) for s in b.sequences]
+    assert a.extra["events"] != c.extra["events"]
+    assert len({json.dumps(e) for e in a.extra["events"]}) == 3  # outputs are distinct samples
+
+
+def _loglik(fam, events, temperature):
+    """Log-likelihood of a full event list under the model, teacher-forced (magenta's scoring)."""
+    enc = fam.encoder
+    logits, _ = fam.model.run(enc.full(events[:-1])[None])
+    labels = [enc.encoder.events_to_label(events, i) for i in range(1, len(events))]
+    p = tempered_softmax(logits[0], temperature)
+    return float(np.log(p[np.arange(len(labels)), labels]).sum())
+
+
+@pytest.mark.parametrize("name", ["basic_rnn", "attention_rnn", "drum_kit_rnn"])
+def test_beam_search_returns_its_best_scoring_candidate(name):
+    fam = family(name)
+    entry = next(iter(reference(name)["primers"].values()))
+    events = to_events(name, entry["prepared"])
+    # One iteration over the whole continuation: the result is the best of beam x branch samples.
+    total = 40 - len(events)
+    from magenta_api_melody_rnn.beam import generate
+
+    best = generate(fam.model, fam.encoder, events, 40, 1, 1.0, np.random.RandomState(4), 1, 6, total)[0]
+    singles = generate(fam.model, fam.encoder, events, 40, 6, 1.0, np.random.RandomState(4))
+    assert best.score == pytest.approx(max(s.score for s in singles), abs=1e-4)
+    if name != "attention_rnn":
+        # One-hot labels: the score is the model's log-likelihood of the events. (With lookback
+        # labels magenta scores the sampled class, which may differ from the events' label.)
+        assert best.score == pytest.approx(_loglik(fam, best.events, 1.0), abs=1e-3)
+    # Through the family: beam search runs, scores its result and prefers likelier outputs.
+    out = fam.generate(request(entry["primer"], seed=3, beam_size=4, branch_factor=2, steps_per_iteration=2))
+    plain = fam.generate(request(entry["primer"], seed=3, num_outputs=8))
+    assert out.extra["log_likelihood"][0] > np.median(plain.extra["log_likelihood"])
+
+
+def test_out_of_range_primer_is_squashed_as_magenta_does():
+    primer = [30, -2, 100, -2, 72]
+    out = family("basic_rnn").generate(request(primer, temperature=0.0, length=12))
+    mel = Melody(primer)
+    amount = mel.squash(48, 84, 0)
+    mel.transpose(-amount)
+    assert out.extra["events"][0][:5] == [int(e) for e in mel]
+
+
+def test_qpm_follows_request_then_primer():
+    fam = family("basic_rnn")
+    seq = Melody([60, -2, 62, -2]).to_sequence(qpm=90)
+    primer = json_format.MessageToDict(seq)
+    assert fam.generate(request(primer, length=8)).sequences[0].tempos[0].qpm == 90
+    explicit = fam.generate(request(primer, length=8, qpm=150))
+    assert explicit.sequences[0].tempos[0].qpm == 150
+    step = 60 / 150 / 4  # the primer is re-timed at the requested tempo, as magenta's to_sequence(qpm)
+    assert [n.start_time for n in explicit.sequences[0].notes[:2]] == pytest.approx([0.0, 2 * step])
+    assert explicit.sequences[0].total_time <= 8 * step + 1e-9
+
+
+@pytest.mark.parametrize("primer,length,match", [
+    ([60, -2, 62, -2], 4, "length counts the primer"),
+    ([60, 128], 16, "expected a MIDI pitch"),
+    ([60, [60, 64]], 16, "chord"),
+    ([60, "C4"], 16, "expected a MIDI pitch"),
+    ([], 16, "empty event list"),
+])
+def test_unusable_melody_primers_are_422(primer, length, match):
+    fam = family("basic_rnn")
+    with pytest.raises(Unprocessable, match=match) as err:
+        fam.generate(request(primer, length=length))
+    assert err.value.status == 422 and err.value.details["field"] in ("/primer", "/length")
+
+
+def test_unusable_drum_primers_and_modes_are_422():
+    fam = family("drum_kit_rnn")
+    with pytest.raises(Unprocessable, match="drum pitches"):
+        fam.generate(request([[36], ["kick"]]))
+    with pytest.raises(Unprocessable, match="mode 'sample'"):
+        fam.generate(request([[36]], mode="sample"))
+    with pytest.raises(Unprocessable, match="at most"):
+        fam.generate(request([[36]], num_outputs=16, beam_size=8, branch_factor=4))
+
+
+def test_sequence_primers_magenta_cannot_use_are_422():
+    fam = family("basic_rnn")
+    two = Melody([60, -2, 62]).to_sequence(qpm=120)
+    extra = two.notes.add(pitch=72, start_time=0.0, end_time=0.5, velocity=90, instrument=1)
+    assert extra.instrument == 1
+    with pytest.raises(Unprocessable, match="2 instruments"):
+        fam.generate(request(json_format.MessageToDict(two)))
+    tempo = Melody([60, -2, 62]).to_sequence(qpm=120)
+    tempo.tempos.add(qpm=90, time=0.1)
+    with pytest.raises(Unprocessable, match="quantized") as err:
+        fam.generate(request(json_format.MessageToDict(tempo)))
+    assert err.value.details["reason"] == "MultipleTempoError"
+    long = Melody([60] * 50).to_sequence(qpm=120)
+    with pytest.raises(Unprocessable, match="primer is 50 steps"):
+        fam.generate(request(json_format.MessageToDict(long), length=40))
+
+
+def test_config_from_mag_generator_id_and_checkpoint_mismatch():
+    variables, meta = read_bundle(FIX / "drum_kit_rnn" / "drum_kit_rnn.mag")
+    fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={}, fmt="mag")
+    assert fam.config.name == "drum_kit_rnn" and fam.config.binary_counter_bits == 6
+    with pytest.raises(ValueError, match="check min_note/max_note"):
+        family("basic_rnn", hparams={"config": "mono_rnn"})
+
+
+def test_magentajs_basic_rnn_names_and_config():
+    folder = FIX / "magentajs_basic_rnn"
+    manifest = json.loads((folder / "weights_manifest.json").read_text())
+    js_names = {w["name"] for group in manifest for w in group["weights"]}
+    assert js_names == set(weights("basic_rnn"))  # Magenta.js keeps magenta's variable names
+    config = json.loads((folder / "config.json").read_text())
+    fam = family("basic_rnn", meta={"config": config}, hparams={"config": "basic_rnn"}, fmt="magentajs")
+    assert (fam.config.min_note, fam.config.max_note) == (48, 84)  # maxPitch 83 is inclusive
+    entry = reference("basic_rnn")["primers"]["twinkle"]
+    assert fam.generate(request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    wide = {"type": "MusicRNN", "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 0, "maxPitch": 127}}}
+    with pytest.raises(ValueError, match="38 classes"):
+        family("basic_rnn", meta={"config": wide}, hparams={"config": "basic_rnn"}, fmt="magentajs")
