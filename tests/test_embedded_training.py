@@ -1,0 +1,127 @@
+"""Training pipeline: Magenta-equal encodings of the data, a smoke training run whose export the
+engines load, and seeded resumption that continues exactly like an uninterrupted run."""
+
+import json
+
+import note_seq
+import numpy as np
+import pytest
+
+import embedded_support  # noqa: F401  (puts training/ on sys.path)
+from magenta_api_training import data_music21 as dm
+from magenta_api_training import grooves
+from magenta_api_training.cli import main as train_main
+
+ABC = """X:1
+T:Test Tune
+M:C|
+L:1/8
+K:G
+D|G2 B2-B2 AG|c4 z2 e2|[Gd]4 g4|"Am"a8||
+"""
+
+
+def test_abc_tune_becomes_bar_aligned_melody_events():
+    ev = dm.tune_to_events(ABC)
+    # pickup D (1/8 = 2 steps) sits at the end of an empty first bar
+    assert len(ev) == 5 * 16
+    assert ev[14] == 62 and ev[15] == dm.NO_EVENT
+    bar1 = ev[16:32].tolist()
+    # G2 B2-B2 (tie merged: one B of 8 steps) A G
+    assert bar1 == [67, -2, -2, -2, 71] + [-2] * 7 + [69, -2, 67, -2]
+    bar2 = ev[32:48].tolist()
+    # c4, rest (note-off), e2
+    assert bar2[:8] == [72] + [-2] * 7 and bar2[8] == dm.NOTE_OFF and bar2[12] == 76
+    assert ev[48] == 74  # chord [Gd]: the top note, as magenta keeps the highest pitch
+    assert ev[64] == 81  # the "Am" chord symbol is not a note
+
+
+def test_melody_encoding_is_note_seqs_melody_one_hot_encoding():
+    events = [-2, -1, 21, 60, 108, 48, 83]
+    for lo, hi in ((21, 109), (48, 84)):
+        enc = note_seq.MelodyOneHotEncoding(lo, hi)
+        ok = [e for e in events if e < 0 or lo <= e < hi]
+        assert dm.encode_events(ok, lo).tolist() == [enc.encode_event(e) for e in ok]
+        assert dm.decode_events(dm.encode_events(ok, lo), lo).tolist() == ok
+
+
+def test_drum_labels_are_note_seqs_multi_drum_one_hot_encoding():
+    enc = note_seq.MultiDrumOneHotEncoding()
+    for _, _, labels in list(grooves.expand(small=True))[:50]:
+        roll = grooves.labels_to_roll(labels)
+        for step, label in zip(roll, labels):
+            pitches = frozenset(grooves.CLASS_PITCHES[c] for c in np.flatnonzero(step))
+            assert enc.encode_event(pitches) == label
+
+
+def test_groove_library_is_large_distinct_and_split_by_group():
+    train, valid = grooves.train_validation_windows(seed=0)
+    assert len(train) > 10000 and len(valid) > 1000
+    assert len({tuple(w) for w in train}) == len(train)
+    assert not ({tuple(w) for w in train} & {tuple(w) for w in valid})
+    assert train.shape[1] == 32 and train.max() < 512
+
+
+def test_split_by_tune_is_seeded_and_keeps_duplicates_together():
+    titles = [f"Tune number {i}" for i in range(400)]
+    a = [dm.tune_in_validation(t, seed=0) for t in titles]
+    assert a == [dm.tune_in_validation(t, seed=0) for t in titles]
+    assert 0.03 < np.mean(a) < 0.2
+    assert dm.tune_in_validation("The Rakes of Mallow", 0) == dm.tune_in_validation("Rakes of Mallow -- Reel", 0)
+
+
+def test_transposition_keeps_rows_in_range():
+    w = np.array([[60, -2, -1, 72], [105, -2, 107, -1]])
+    out = dm.transpose_windows(w, np.array([5, 3]))
+    assert out[0].tolist() == [65, -2, -1, 77]
+    assert out[1].tolist() == [105, -2, 107, -1]  # 110 would leave [21, 108]: row unchanged
+
+
+def _smoke(tmp_path, model, steps, *extra):
+    out = tmp_path / model
+    rc = train_main([model, "--smoke", "--steps", str(steps), "--seed", "3", "--out", str(out),
+                     "--cache", str(tmp_path / "cache"), *extra])
+    assert rc == 0
+    return out
+
+
+def test_smoke_training_exports_weights_the_engines_run(tmp_path):
+    from magenta_api.store.readers.native import read_native
+    from magenta_api_melody_rnn.engine import EventRnn
+    from magenta_api_musicvae.engine import MusicVAEEngine
+
+    mel = _smoke(tmp_path, "mel_2bar", 6)
+    log = [json.loads(line) for line in (mel / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 6 and "val_r_loss" in log[-1]
+    variables, _ = read_native(mel / "mel_2bar.safetensors")
+    engine = MusicVAEEngine(variables)
+    assert (engine.input_depth, engine.output_depth) == (90, 90)
+    classes = engine.sample(np.zeros((2, engine.z_size), np.float32), 32, 1.0, np.random.default_rng(0))
+    assert classes.shape == (2, 32)
+    assert int(np.asarray(variables["global_step"])) == 6
+
+    rnn = _smoke(tmp_path, "basic_rnn", 4)
+    variables, _ = read_native(rnn / "basic_rnn.safetensors")
+    model = EventRnn.from_variables(variables)
+    assert (model.input_size, model.num_classes) == (38, 38)
+
+
+def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
+    from safetensors.numpy import load_file
+
+    straight = _smoke(tmp_path / "a", "drums_2bar", 6)
+    half = _smoke(tmp_path / "b", "drums_2bar", 3)
+    _smoke(tmp_path / "b", "drums_2bar", 6, "--resume")
+    a = load_file(str(straight / "drums_2bar.safetensors"))
+    b = load_file(str(half / "drums_2bar.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    other = _smoke(tmp_path / "c", "drums_2bar", 6, "--seed", "4")
+    c = load_file(str(other / "drums_2bar.safetensors"))
+    assert not np.array_equal(a["decoder/output_projection/kernel"], c["decoder/output_projection/kernel"])
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(SystemExit):
+        train_main(["train", "nonsense"])
