@@ -394,3 +394,64 @@ def test_status_reports_progress_while_downloading(tmp_path, http_server):
     thread.join(timeout=60)
     st = store.status("p", ckpt)
     assert st["state"] == "ready" and st["bytes_done"] == len(data)
+
+
+def test_tf_prefix_over_http_v2_and_v1(tmp_path, http_server):
+    for f in (FIX / "v2").iterdir():
+        http_server.add(f"/v2/{f.name}", f.read_bytes())
+    http_server.add("/v1/model.ckpt", (FIX / "v1/model.ckpt").read_bytes())
+    store = fast_store(tmp_path)
+    assert_weights(store.open("v2", {"url": http_server.url("/v2/model.ckpt"), "format": "tf"}))
+    ck = store.open("v1", {"url": http_server.url("/v1/model.ckpt"), "format": "tf"})
+    assert ck.meta["tf_format"] == "V1"
+    z = np.load(FIX / "v1.expected.npz")
+    want = z[f"t{list(z['__names__']).index('encoder/mu/kernel')}"]
+    np.testing.assert_array_equal(ck["encoder/mu/kernel"], want)
+    assert http_server.count("/v1/model.ckpt.index") == 1  # tried V2 first, fell back to V1
+
+
+def test_save_native_meta_roundtrip(tmp_path):
+    from magenta_api.store import save_native
+
+    path = tmp_path / "emb.safetensors"
+    save_native(path, {"w": np.ones((2, 3), np.float32)}, {"config": {"type": "MusicRNN"}, "generator_id": "x"})
+    ck = CheckpointStore(tmp_path / "m").open("emb", {"url": path.as_uri(), "format": "native"})
+    assert ck.meta == {"config": {"type": "MusicRNN"}, "generator_id": "x"}
+
+
+def test_prepare_then_read_only_model_dir(tmp_path, http_server):
+    data = (FIX / "basic_rnn_tiny.mag").read_bytes()
+    ckpt = {"url": http_server.add("/b.mag", data), "format": "mag"}
+    store = fast_store(tmp_path)
+    st = store.prepare("b", ckpt, progress=True)
+    assert st["state"] == "ready" and (tmp_path / "models" / "b" / "native.safetensors").exists()
+    models = tmp_path / "models"
+    modes = {p: p.stat().st_mode for p in [models, *models.rglob("*")]}
+    try:
+        for p in modes:
+            p.chmod(modes[p] & ~0o222)
+        ck = CheckpointStore(models, offline=True).open("b", ckpt)
+        assert ck.meta["generator_id"] == "basic_rnn" and http_server.count("/b.mag") == 1
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def test_progress_bar_on_stderr(tmp_path, http_server, capsys):
+    data = os.urandom(100_000)
+    ckpt = {"url": http_server.add("/x.safetensors", data), "format": "native"}
+    fast_store(tmp_path).fetch("x", ckpt, progress=True)
+    err = capsys.readouterr().err
+    assert "x:" in err and "100%" in err
+
+
+def test_complete_part_file_is_not_downloaded_again(tmp_path, http_server):
+    """Killed after the last byte but before the rename: the 416 answer says the .part is whole."""
+    data = os.urandom(50_000)
+    ckpt = {"url": http_server.add("/w.safetensors", data), "sha256": sha(data), "format": "native"}
+    staging = tmp_path / "models" / "w" / ".staging"
+    staging.mkdir(parents=True)
+    (staging / "w.safetensors.part").write_bytes(data)
+    path = fast_store(tmp_path).fetch("w", ckpt)
+    assert path.read_bytes() == data
+    assert http_server.ranges == [("/w.safetensors", "bytes=50000-")]

@@ -77,6 +77,9 @@ def _http_attempt(session, url, part, h, progress, timeout):
     with resp:
         code = resp.status_code
         if code == 416 and offset:
+            m = re.match(r"bytes \*/(\d+)$", resp.headers.get("Content-Range", ""))
+            if m and int(m.group(1)) == offset:  # the partial file was already complete
+                return h, offset
             log.info("%s: server refused the resume range; starting over", url)
             part.unlink()
             raise _Retry("range not satisfiable")

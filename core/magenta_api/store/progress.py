@@ -11,8 +11,9 @@ log = logging.getLogger(__name__)
 class Progress:
     """Tracks bytes done over possibly several files; cheap to call for every chunk."""
 
-    def __init__(self, model_id, path, total=None, bar=False, log_every=5.0, write_every=0.5):
+    def __init__(self, model_id, path, total=None, bar=False, log_every=5.0, write_every=0.5, single_file=True):
         self.model_id, self.path, self.total = model_id, path, total
+        self.single_file = single_file  # then the file's Content-Length is the total when size is unknown
         self.base = 0  # bytes of files already completed in this fetch
         self.done = 0
         self._last_log = time.monotonic()
@@ -30,13 +31,14 @@ class Progress:
     def __call__(self, file_done, file_total=None):
         """Callback for download(): bytes done in the current file (and that file's size if known)."""
         done = self.base + file_done
-        if self.bar is not None:
-            if self.total is None and file_total is not None and self.base == 0:
+        if self.total is None and file_total is not None and self.single_file:
+            self.total = file_total
+            if self.bar is not None:
                 self.bar.total = file_total
+                self.bar.refresh()
+        if self.bar is not None:
             self.bar.update(done - self.done)
         self.done = done
-        if self.total is None and file_total is not None and self.base == 0:
-            self.total = file_total
         now = time.monotonic()
         if now - self._last_write >= self.write_every:
             self._last_write = now

@@ -226,7 +226,8 @@ class CheckpointStore:
         lay.marker.unlink(missing_ok=True)  # stale or mismatching: never loaded again
         lay.native.unlink(missing_ok=True)
         expected = self._expected_sha(model_id, spec)
-        prog = progress_mod.Progress(model_id, lay.progress, total=spec.size, bar=bar)
+        prog = progress_mod.Progress(model_id, lay.progress, total=spec.size, bar=bar,
+                                     single_file=spec.format in ("tf-tar", "mag", "native"))
         errors = []
         try:
             for url in [spec.url] + spec.mirrors:
@@ -277,8 +278,10 @@ class CheckpointStore:
                 staged.unlink()
             sha, size = self._download(url, staged, prog, expected, spec.size)
             if spec.format == "tf-tar":
-                safe_extract(staged, lay.src)
-                shutil.rmtree(lay.staging, ignore_errors=True)
+                try:
+                    safe_extract(staged, lay.src)
+                finally:  # verified but unusable archives are not kept either
+                    shutil.rmtree(lay.staging, ignore_errors=True)
                 return sha, size, "."
             self._promote(lay, [staged])
             return sha, size, name
@@ -357,9 +360,23 @@ class CheckpointStore:
             return Checkpoint(variables, "native", _meta_from_native(metadata), sha)
         ck = self._open_native_copy(lay, spec, sha)
         if ck is None:
-            with filelock.FileLock(str(lay.lock)):
+            try:
+                lock = filelock.FileLock(str(lay.lock))
+                lock.acquire()
+            except OSError as exc:  # read-only MODEL_DIR without a native copy: read, don't cache
+                log.warning("%s: cannot lock %s (%s); reading without a native copy", model_id, lay.lock, exc)
+                return self._convert(model_id, spec, lay, path, sha, write=False)
+            try:
                 ck = self._open_native_copy(lay, spec, sha) or self._convert(model_id, spec, lay, path, sha)
+            finally:
+                lock.release()
         return ck
+
+    def prepare(self, model_id, checkpoint, progress=False):
+        """Fetch and build the native copy now (``magenta-api fetch``, Docker builds); returns status()."""
+        self.fetch(model_id, checkpoint, progress=progress)
+        self.open(model_id, checkpoint)
+        return self.status(model_id, checkpoint)
 
     def _open_native_copy(self, lay, spec, sha):
         if not lay.native.exists():
@@ -374,7 +391,7 @@ class CheckpointStore:
             return None
         return Checkpoint(variables, spec.format, _meta_from_native(metadata), sha)
 
-    def _convert(self, model_id, spec, lay, path, sha):
+    def _convert(self, model_id, spec, lay, path, sha, write=True):
         log.info("%s: reading %s checkpoint %s", model_id, spec.format, path)
         try:
             variables, meta = read_source(spec.format, path)
@@ -384,7 +401,13 @@ class CheckpointStore:
             raise CheckpointError(f"checkpoint of {model_id} is unreadable: {exc}", model_id=model_id) from exc
         if not variables:
             raise CheckpointError(f"checkpoint of {model_id} holds no weights", model_id=model_id)
-        native_mod.write_native(lay.native, variables, native_metadata(spec.format, sha, meta))
+        try:
+            if not write:
+                raise OSError("MODEL_DIR is not writable")
+            native_mod.write_native(lay.native, variables, native_metadata(spec.format, sha, meta))
+        except OSError as exc:
+            log.warning("%s: no native copy (%s); serving from memory", model_id, exc)
+            return Checkpoint(variables, spec.format, meta, sha)
         log.info("%s: wrote native copy %s (%d tensors)", model_id, lay.native, len(variables))
         variables, metadata = native_mod.read_native(lay.native)
         return Checkpoint(variables, spec.format, _meta_from_native(metadata), sha)
