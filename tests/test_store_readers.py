@@ -304,3 +304,17 @@ def test_no_tensorflow_in_service_code():
                                                         os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_snappy_blocks():
+    from magenta_api.store.readers.snappy import decompress
+
+    # "abcabcabcabcXYZ": literal "abc", 1-byte-offset copy of 9 (overlapping), literal "XYZ"
+    block = bytes([15, 2 << 2]) + b"abc" + bytes([((9 - 4) << 2) | 1, 3]) + bytes([2 << 2]) + b"XYZ"
+    assert decompress(block) == b"abcabcabcabcXYZ"
+    # 2-byte offset copy and a long literal (length in an extra byte)
+    lit = bytes(range(70))
+    block = bytes([70 + 5]) + bytes([60 << 2, 69]) + lit + bytes([(5 - 1) << 2 | 2, 70, 0])
+    assert decompress(block) == lit + lit[:5]
+    with pytest.raises(CheckpointError):
+        decompress(bytes([10, 0]) + b"a")
