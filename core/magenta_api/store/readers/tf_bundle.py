@@ -15,7 +15,7 @@ import crc32c
 import numpy as np
 
 from ..errors import CheckpointError
-from ..protowire import LENGTH, fields, to_signed64
+from ..protowire import fields, to_signed64
 from . import tfproto
 from .sstable import iter_table, unmask_crc
 
