@@ -455,3 +455,38 @@ def test_complete_part_file_is_not_downloaded_again(tmp_path, http_server):
     path = fast_store(tmp_path).fetch("w", ckpt)
     assert path.read_bytes() == data
     assert http_server.ranges == [("/w.safetensors", "bytes=50000-")]
+
+
+def test_threads_share_one_download(tmp_path, http_server):
+    data = v2_tar(padding=40_000)
+    http_server.delay = 0.01
+    http_server.chunk = 2048
+    ckpt = {"url": http_server.add("/t.tar", data), "sha256": "", "format": "tf-tar"}
+    store = fast_store(tmp_path)
+    results, errors = [], []
+
+    def worker():
+        try:
+            results.append(store.open("tiny", ckpt).sha256)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and results == [sha(data)] * 4
+    assert http_server.count("/t.tar") == 1
+
+
+def test_progress_logs_lines(tmp_path, caplog):
+    from magenta_api.store.progress import Progress
+
+    prog = Progress("cat-mel_2bar_big", tmp_path / "p.json", total=2_000_000, log_every=0, write_every=0)
+    with caplog.at_level("INFO", logger="magenta_api.store.progress"):
+        prog(1_000_000, 2_000_000)
+    assert "cat-mel_2bar_big: downloaded 1.0 of 2.0 MB (50%)" in caplog.text
+    assert json.loads((tmp_path / "p.json").read_text())["bytes_done"] == 1_000_000
+    prog.close()
+    assert not (tmp_path / "p.json").exists()
