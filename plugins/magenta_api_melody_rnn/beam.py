@@ -100,7 +100,10 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
                 seq.append(encoder.to_event(idx[b], seq))
             if s == steps - 1 and last[0]:
                 break  # no model step after the final sample
-            pending, state = model.step(encoder.last(seqs), state)
+            if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
+                pending, state = model.step(None, state, index=idx)
+            else:
+                pending, state = model.step(encoder.last(seqs), state)
 
     def prune(k):
         nonlocal seqs, state, pending, scores, width
@@ -111,6 +114,8 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
         pending, scores = pending[order], scores[order]
         width = k
 
+    if beam_size == 1 and branch_factor == 1:
+        steps_per_iteration = total  # pruning a beam of one is the identity: plain sampling
     first = (total - 1) % steps_per_iteration + 1
     iterations = (total - first) // steps_per_iteration
     last = [iterations == 0]

@@ -111,6 +111,11 @@ class InputEncoder:
             return row
         return self.encoder.events_to_input(events, i)
 
+    @property
+    def one_hot(self) -> bool:
+        """Inputs are one-hot of the last event, whose index is the class just sampled."""
+        return self._one_hot is not None
+
     def labels(self, events) -> list:
         """Labels of positions 1..len-1 (what the model predicts over a primer)."""
         return [self.encoder.events_to_label(events, i) for i in range(1, len(events))]

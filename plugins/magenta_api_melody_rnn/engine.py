@@ -116,23 +116,32 @@ class EventRnn:
         return tuple(parts)
 
     # -- compute ----------------------------------------------------------------------------------
-    def _run_cells(self, lo, hi, x, state, new):
+    def _run_cells(self, lo, hi, x, state, new, x_proj=None):
         for k in range(lo, hi):
-            st = self.cells[k].step(x, LSTMState(state[2 * k], state[2 * k + 1]))
+            st = self.cells[k].step(x, LSTMState(state[2 * k], state[2 * k + 1]), x_proj if k == lo else None)
             new[2 * k], new[2 * k + 1] = st.c, st.h
             x = st.h
         return x
 
-    def step(self, x, state):
-        """One step for a batch: returns (logits [B, C], new state)."""
+    def step(self, x, state, index=None):
+        """One step for a batch: returns (logits [B, C], new state). For one-hot inputs pass the hot
+        ``index`` [B] instead of ``x``: the input projection is then a row lookup, not a matmul."""
         new = list(state)
         n = len(self.cells)
         if self.attention is None:
-            out = self._run_cells(0, n, x, state, new)
+            proj = None
+            if index is not None:
+                cell = self.cells[0]
+                proj = cell.w_x[index] + cell.bias
+            out = self._run_cells(0, n, x, state, new, proj)
         else:
             att = self.attention
             attns, window, feats = state[2 * n:]
-            h = self._run_cells(0, self.wrapped, att.project_input(x, attns), state, new)
+            if index is not None:
+                wrapped_in = att.in_x[index] + attns @ att.in_a + att.in_bias
+            else:
+                wrapped_in = att.project_input(x, attns)
+            h = self._run_cells(0, self.wrapped, wrapped_in, state, new)
             query = np.concatenate(new[: 2 * self.wrapped], axis=1)
             out, attns, window, feats = att.read(query, h, window, feats)
             new[2 * n:] = [attns, window, feats]
