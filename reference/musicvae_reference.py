@@ -12,8 +12,8 @@ Usage (from the repo root)::
     TF_USE_LEGACY_KERAS=1 .venv-ref/bin/python reference/musicvae_reference.py --big    # bench/out/
 
 Outputs go to tests/fixtures/musicvae/ (``<name>.npz`` weights + records, ``<name>.ckpt.*`` for the
-tiny TF checkpoints, ``converters.npz`` / ``converters.json``). ``--big`` writes a random
-cat-mel_2bar_big-shaped checkpoint (~538 MB) to bench/out/cat-mel_2bar_big/ for the benchmark.
+tiny TF checkpoints, ``converters.npz`` / ``converters.json``). ``--big`` writes random
+cat-mel_2bar_big-shaped (~538 MB) and cat-mel_2bar_small-shaped checkpoints to bench/out/ for the benchmark.
 """
 
 import argparse
@@ -269,10 +269,10 @@ def record_converters(out_dir):
           file=sys.stderr)
 
 
-def make_big(out_dir, seed=7):
-    """Random weights in the exact shapes of cat-mel_2bar_big, saved as a TF checkpoint."""
+def make_bench_checkpoint(config_name, out_dir, seed=7):
+    """Random weights in the exact shapes of a magenta config, saved as a TF checkpoint."""
     os.makedirs(out_dir, exist_ok=True)
-    config = make_config("cat-mel_2bar_big", {})
+    config = make_config(config_name, {})
     with tf.Graph().as_default():
         model = config.model
         model.build(config.hparams, config.data_converter.output_depth, is_training=False)
@@ -284,16 +284,18 @@ def make_big(out_dir, seed=7):
             sess.run(tf.global_variables_initializer())
             randomize(sess, np.random.default_rng(seed))
             tf.train.Saver().save(sess, os.path.join(out_dir, "model.ckpt"), write_meta_graph=False)
-    print("big checkpoint written to", out_dir, file=sys.stderr)
+    print(config_name, "checkpoint written to", out_dir, file=sys.stderr)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--big", action="store_true", help="write the cat-mel_2bar_big-shaped bench checkpoint")
+    ap.add_argument("--big", action="store_true",
+                    help="write the bench checkpoints (cat-mel_2bar_big and cat-mel_2bar_small shapes) to bench/out/")
     ap.add_argument("--only", nargs="*", help="subset of fixture names (mel_tiny drums_tiny mel_small converters)")
     args = ap.parse_args()
     if args.big:
-        make_big(os.path.join(ROOT, "bench", "out", "cat-mel_2bar_big"))
+        for name in ("cat-mel_2bar_small", "cat-mel_2bar_big"):
+            make_bench_checkpoint(name, os.path.join(ROOT, "bench", "out", name))
         return
     os.makedirs(FIXTURES, exist_ok=True)
     only = set(args.only or list(MODELS) + ["converters"])

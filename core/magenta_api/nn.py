@@ -21,9 +21,22 @@ def softplus(x):
     return np.logaddexp(0.0, x)
 
 
+def matmul(x, w):
+    """``x @ w`` for a batch of rows ``x`` [B, n] and a weight ``w`` [n, m].
+
+    OpenBLAS's sgemm re-packs the whole weight on every call, which makes 2..8-row products several
+    times slower than one-row ones (where it uses gemv); those go through NumPy's stacked matmul,
+    which calls gemv per row from C. Same numbers either way, up to float rounding order.
+    """
+    rows = x.shape[0] if x.ndim == 2 else 0
+    if 1 < rows <= 8 and (rows <= 2 or w.size <= (1 << 22)):
+        return (x[:, None, :] @ w)[:, 0]
+    return x @ w
+
+
 def dense(x, kernel, bias=None, activation=None):
     """``x @ kernel + bias`` (TF's Dense layout: kernel is [in, out])."""
-    y = x @ kernel
+    y = matmul(x, kernel) if x.ndim == 2 else x @ kernel
     if bias is not None:
         y = y + bias
     return activation(y) if activation is not None else y
@@ -52,6 +65,13 @@ class LSTMCell:
         self.w_h = np.ascontiguousarray(kernel[self.input_size:], dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         self.forget_bias = np.float32(forget_bias)
+        # sigmoid(x) = (tanh(x / 2) + 1) / 2: scaling i, f, o by 1/2 (and adding half the forget
+        # bias to f) lets a single tanh serve all four gates.
+        n = self.units
+        self._scale = np.ones(4 * n, np.float32)
+        self._scale[:n] = self._scale[2 * n:] = 0.5
+        self._shift = np.zeros(4 * n, np.float32)
+        self._shift[2 * n:3 * n] = 0.5 * self.forget_bias
 
     def zero_state(self, batch: int, dtype=np.float32) -> LSTMState:
         z = np.zeros((batch, self.units), dtype)
@@ -60,30 +80,26 @@ class LSTMCell:
     def project_inputs(self, x):
         """Input half of the gate pre-activations, for any leading shape: lets a caller do
         one big matmul over all time steps when the inputs are known in advance."""
-        return x @ self.w_x + self.bias
+        return (matmul(x, self.w_x) if x.ndim == 2 else x @ self.w_x) + self.bias
 
     def step(self, x, state: LSTMState, x_proj=None) -> LSTMState:
         """One time step; pass ``x_proj`` (from :meth:`project_inputs`) to skip the input matmul."""
-        gates = state.h @ self.w_h
+        gates = matmul(state.h, self.w_h)
         gates += self.project_inputs(x) if x_proj is None else x_proj
         return self._gates_to_state(gates, state.c)
 
     def _gates_to_state(self, gates, c_prev) -> LSTMState:
-        """The element-wise half of a step, on a freshly allocated ``gates`` array (reused in place)."""
+        """The element-wise half of a step, on a freshly allocated ``gates`` array (used in place)."""
         n = self.units
-        i, j, f, o = gates[:, :n], gates[:, n:2 * n], gates[:, 2 * n:3 * n], gates[:, 3 * n:]
-        f += self.forget_bias
-        j = np.tanh(j)
-        # sigmoid(x) = (tanh(x / 2) + 1) / 2, in place over all four gates at once (fewer NumPy
-        # calls matter more than the wasted quarter for small layers); j was copied out above.
-        gates *= 0.5
-        np.tanh(gates, out=gates)
-        gates += 1.0
-        gates *= 0.5
-        c = f * c_prev
-        c += i * j
+        gates *= self._scale
+        gates += self._shift
+        np.tanh(gates, out=gates)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
+        sig = gates * 0.5
+        sig += 0.5  # sigmoid of i, f, o (its j quarter is unused)
+        c = sig[:, 2 * n:3 * n] * c_prev
+        c += sig[:, :n] * gates[:, n:2 * n]
         h = np.tanh(c)
-        h *= o
+        h *= sig[:, 3 * n:]
         return LSTMState(c, h)
 
 

@@ -74,10 +74,31 @@ class MusicVAEEngine:
                 f"decoder input size {first.input_size} != output depth {self.output_depth} + z size {self.z_size}")
         if self.init_k.shape != (self.z_size, 2 * sum(c.units for c in self.dec.cells)):
             raise WeightsError("decoder/z_to_initial_state does not match the decoder layers")
-        # Layer 0's input is [one-hot(previous); z]: its input projection is a row gather plus a
-        # per-sequence constant, so the big [output_depth + z, 4H] matmul never runs per step.
-        self._w_onehot = first.w_x[: self.output_depth]
-        self._w_z = first.w_x[self.output_depth:]
+        self._prepare_decoder()
+
+    def _prepare_decoder(self):
+        """Decoder weights laid out for the step loop.
+
+        Layer 0's input is [one-hot(previous); z]: its input projection is a row gather plus a
+        per-sequence constant, so the [output_depth + z, 4H] matmul never runs per step. Every gate
+        column of i, f, o is pre-multiplied by 1/2 (exact in floating point) and half the forget bias
+        folded into the bias, so one tanh per layer yields all four gates (sigmoid(x) =
+        (tanh(x/2) + 1) / 2) with the fewest NumPy calls per step.
+        """
+        self._layers = []
+        for k, cell in enumerate(self.dec.cells):
+            scale, shift = cell._scale, cell._shift
+            w_x = cell.w_x * scale
+            self._layers.append({
+                "units": cell.units,
+                "w_x": None if k == 0 else w_x,
+                "w_h": cell.w_h * scale,
+                "bias": cell.bias * scale + shift,
+            })
+        first = self._layers[0]
+        self._onehot_s = np.ascontiguousarray(self.dec.cells[0].w_x[: self.output_depth] * self.dec.cells[0]._scale)
+        self._w_z_s = np.ascontiguousarray(self.dec.cells[0].w_x[self.output_depth:] * self.dec.cells[0]._scale)
+        self._bias0_s = first["bias"]
 
     # --- encoder ---------------------------------------------------------------------------
 
@@ -107,27 +128,46 @@ class MusicVAEEngine:
             at += 2 * c.units
         return states
 
-    def _step(self, prev_idx, z_proj, states):
-        """One decoder step; ``prev_idx`` [B] are the previous classes (-1 = zero input)."""
-        cells = self.dec.cells
-        gates = states[0].h @ cells[0].w_h
-        gates += z_proj
-        if prev_idx is not None:
-            gates += self._w_onehot[prev_idx]
-        new = [cells[0]._gates_to_state(gates, states[0].c)]
-        x = new[0].h
-        for cell, st in zip(cells[1:], states[1:]):
-            g = x @ cell.w_x
-            g += st.h @ cell.w_h
-            g += cell.bias
-            new.append(cell._gates_to_state(g, st.c))
-            x = new[-1].h
-        logits = x @ self.out_k
-        logits += self.out_b
+    @staticmethod
+    def _cell(g, c_prev, n):
+        """Pre-scaled gates -> (c, h): g holds i/2, j, (f + forget_bias)/2, o/2 (used in place)."""
+        np.tanh(g, out=g)
+        sig = g * 0.5
+        sig += 0.5
+        c = sig[:, 2 * n:3 * n] * c_prev
+        c += sig[:, :n] * g[:, n:2 * n]
+        h = np.tanh(c)
+        h *= sig[:, 3 * n:]
+        return c, h
+
+    def _step(self, prev, const0, states, out_k, out_b):
+        """One decoder step. ``prev`` is the previous class: None (zero input), an int (batch of
+        one) or an index array [B]; ``const0`` is layer 0's per-sequence z projection (+bias);
+        ``states`` a list of (c, h). Returns (logits, new states)."""
+        mm, layers = nn.matmul, self._layers
+        lay = layers[0]
+        g = mm(states[0][1], lay["w_h"])
+        g += const0
+        if prev is not None:
+            g += self._onehot_s[prev]
+        x = self._cell(g, states[0][0], lay["units"])
+        new = [x]
+        x = x[1]
+        for lay, (c_prev, h_prev) in zip(layers[1:], states[1:]):
+            g = mm(x, lay["w_x"])
+            g += mm(h_prev, lay["w_h"])
+            g += lay["bias"]
+            st = self._cell(g, c_prev, lay["units"])
+            new.append(st)
+            x = st[1]
+        logits = mm(x, out_k)
+        logits += out_b
         return logits, new
 
-    def _z_proj(self, z):
-        return z @ self._w_z + self.dec.cells[0].bias
+    def _start(self, z):
+        """(layer-0 constant, initial (c, h) states) for a batch of z."""
+        states = [(s.c, s.h) for s in self.initial_state(z)]
+        return z @ self._w_z_s + self._bias0_s, states
 
     def decode_logits(self, z, targets):
         """Teacher-forced logits [B, T, C]: step t reads the class of ``targets`` [B, T] (indices)
@@ -135,10 +175,10 @@ class MusicVAEEngine:
         z = np.asarray(z, dtype=np.float32)
         targets = np.asarray(targets)
         idx = targets.argmax(-1) if targets.ndim == 3 else targets.astype(np.int64)
-        states, z_proj = self.initial_state(z), self._z_proj(z)
+        const0, states = self._start(z)
         out = np.empty((z.shape[0], idx.shape[1], self.output_depth), np.float32)
         for t in range(idx.shape[1]):
-            out[:, t], states = self._step(None if t == 0 else idx[:, t - 1], z_proj, states)
+            out[:, t], states = self._step(None if t == 0 else idx[:, t - 1], const0, states, self.out_k, self.out_b)
         return out
 
     def sample(self, z, length: int, temperature: float = 1.0, rng: Optional[np.random.Generator] = None,
@@ -151,14 +191,31 @@ class MusicVAEEngine:
             raise ValueError(f"expected z [batch, {self.z_size}], got {z.shape}")
         if temperature and rng is None:
             raise ValueError("sampling with a temperature needs an rng")
-        states, z_proj = self.initial_state(z), self._z_proj(z)
-        classes = np.empty((z.shape[0], length), np.int64)
-        all_logits = np.empty((z.shape[0], length, self.output_depth), np.float32) if return_logits else None
+        const0, states = self._start(z)
+        batch = z.shape[0]
+        classes = np.empty((batch, length), np.int64)
+        all_logits = np.empty((batch, length, self.output_depth), np.float32) if return_logits else None
+        # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T); all the
+        # noise comes from one call, so a seeded rng gives the same samples for the same request.
+        # Without logits to return, 1/T is folded into the (small) output projection.
+        noise = rng.gumbel(size=(length, batch, self.output_depth)).astype(np.float32) if temperature else None
+        scale = 1.0 / temperature if (temperature and not return_logits) else 1.0
+        out_k, out_b = (self.out_k * np.float32(scale), self.out_b * np.float32(scale)) if scale != 1.0 \
+            else (self.out_k, self.out_b)
+        single = batch == 1
         prev = None
         for t in range(length):
-            logits, states = self._step(prev, z_proj, states)
+            logits, states = self._step(prev, const0, states, out_k, out_b)
             if return_logits:
                 all_logits[:, t] = logits
-            prev = nn.sample_categorical(logits, temperature, rng)
-            classes[:, t] = prev
+                if noise is not None:
+                    logits = logits * np.float32(1.0 / temperature)
+            if noise is not None:
+                logits += noise[t]
+            if single:
+                prev = int(logits[0].argmax())
+                classes[0, t] = prev
+            else:
+                prev = logits.argmax(axis=-1)
+                classes[:, t] = prev
         return (classes, all_logits) if return_logits else classes
