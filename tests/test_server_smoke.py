@@ -23,7 +23,7 @@ def server(tmp_path_factory, plugin_site):
     dead_port = free_port()
     extra = tmp / "extra.yaml"
     extra.write_text(yaml.safe_dump({"models": {"needs-download": {
-        "family": "markov", "hparams": {"scale": [0, 2, 4], "tonic": 60},
+        "family": "weighted",
         "checkpoint": {"url": f"http://127.0.0.1:{dead_port}/model.tar", "format": "tf-tar"}}}}))
     env = {
         **os.environ,

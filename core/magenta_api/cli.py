@@ -70,8 +70,9 @@ def cmd_fetch(args, settings: Settings) -> int:
             if not spec.checkpoint:
                 print(f"{model_id}: no checkpoint needed")
                 continue
-            path = service.store.fetch(spec.id, spec.checkpoint, progress=not args.quiet)
-            print(f"{model_id}: ready at {path}")
+            status = service.store.prepare(spec.id, spec.checkpoint, progress=not args.quiet)
+            print(f"{model_id}: {status['state']} at {status['path']} ({status['size']} bytes, "
+                  f"sha256 {status['sha256']})")
         except ApiError as exc:
             print(f"{model_id}: {exc.message}", file=sys.stderr)
             failed += 1
