@@ -72,3 +72,19 @@ def test_encoder_sizes_are_magentas(name):
              "attention_rnn": (74, 40), "drum_kit_rnn": (518, 512)}
     enc = make_encoder(make_config(name))
     assert (enc.input_size, enc.num_classes) == sizes[name]
+
+
+def test_incremental_key_melody_inputs_equal_note_seqs():
+    """The O(1)-per-step KeyMelody tracker gives note-seq's events_to_input, event by event."""
+    from magenta_api_melody_rnn.keymelody import KeyMelodyTracker
+
+    encoder = make_encoder(make_config("attention_rnn"))
+    rng = np.random.default_rng(0)
+    for trial in range(20):
+        events = [-1] * int(rng.integers(0, 3))  # leading note-offs, which Melody() turns into holds
+        events += [int(e) for e in rng.choice([-2, -2, -1, 48, 50, 52, 55, 60, 64, 67, 71, 83], size=70)]
+        tracker = KeyMelodyTracker(encoder)
+        for i, e in enumerate(events):
+            np.testing.assert_array_equal(tracker.push(e), np.asarray(encoder.events_to_input(events, i), np.float32))
+        copy_ = tracker.copy()
+        np.testing.assert_array_equal(copy_.push(60), KeyMelodyTracker.copy(tracker).push(60))

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from magenta_api.nn import softmax
-
 
 @dataclass
 class AttentionWeights:
@@ -69,11 +67,18 @@ class Attention:
     def read(self, query, cell_output, window, feats):
         """Attend over the window with ``query`` (the wrapped cells' flattened new state).
         Returns (output, new attns, new window, new features)."""
-        y = query @ self.query_kernel + self.query_bias  # [B, V]
-        s = np.tanh(feats + y[:, None, :]) @ self.attn_v  # [B, L]
-        a = softmax(s, axis=-1)
-        attns = np.einsum("bl,bla->ba", a, window)
-        output = cell_output @ self.out_h + attns @ self.out_a + self.out_bias
+        y = query @ self.query_kernel
+        y += self.query_bias
+        t = feats + y[:, None, :]
+        np.tanh(t, out=t)
+        s = t @ self.attn_v  # [B, L] scores
+        s -= s.max(axis=-1, keepdims=True)
+        np.exp(s, out=s)
+        s /= s.sum(axis=-1, keepdims=True)
+        attns = (s[:, None, :] @ window)[:, 0]  # softmax-weighted sum of the window
+        output = cell_output @ self.out_h
+        output += attns @ self.out_a
+        output += self.out_bias
         window = np.concatenate([window[:, 1:], output[:, None, :]], axis=1)
         feats = np.concatenate([feats[:, 1:], (output @ self.attn_w)[:, None, :]], axis=1)
-        return output, attns.astype(np.float32), window, feats
+        return output, attns, window, feats

@@ -29,24 +29,27 @@ class Generated:
 
 def tempered_softmax(logits, temperature):
     """float32 softmax(logits / temperature), as the TF graph computes it."""
-    z = np.asarray(logits, np.float32) / np.float32(temperature)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    z = np.divide(logits, np.float32(temperature), dtype=np.float32)
+    z -= z.max(axis=-1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def sample(logits, temperature, rng):
     """(class index [B], chosen probability [B] float32). Temperature 0 = argmax, scored with the
     temperature-1 probability."""
+    rows = np.arange(len(logits))
     if not temperature:
         idx = np.asarray(logits).argmax(axis=-1)
-        return idx, tempered_softmax(logits, 1.0)[np.arange(len(idx)), idx]
+        return idx, tempered_softmax(logits, 1.0)[rows, idx]
     p = tempered_softmax(logits, temperature)
-    cdf = np.cumsum(p.astype(np.float64), axis=-1)
+    cdf = np.cumsum(p, axis=-1, dtype=np.float64)
     cdf /= cdf[:, -1:]
     u = rng.random(len(p))
-    idx = np.minimum((cdf <= u[:, None]).sum(axis=-1), p.shape[1] - 1)
-    return idx, p[np.arange(len(p)), idx]
+    idx = (cdf <= u[:, None]).sum(axis=-1)
+    np.minimum(idx, p.shape[1] - 1, out=idx)
+    return idx, p[rows, idx]
 
 
 def primer_loglik(logits, labels, temperature) -> np.float32:
@@ -75,18 +78,21 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
     width = beam_size
     rows = np.zeros(num_outputs * width, np.intp)
     seqs = [list(primer) for _ in range(num_outputs * width)]
+    first_tracker = encoder.tracker(primer)
+    trackers = [first_tracker.copy() if first_tracker else None for _ in seqs]
     state = gather_state(state, rows)
     pending = np.repeat(logits[:, -1], len(rows), axis=0)  # logits for each entry's next event
     scores = np.full(len(rows), base, np.float32)
 
     def branch(factor):
-        nonlocal seqs, state, pending, scores, width
+        nonlocal seqs, trackers, state, pending, scores, width
         if factor == 1:
             return
         # beam_entries * branch_factor: the whole beam repeated, per output.
         order = np.concatenate([np.tile(np.arange(o * width, (o + 1) * width), factor)
                                 for o in range(num_outputs)])
         seqs = [list(seqs[i]) for i in order]
+        trackers = [trackers[i].copy() if trackers[i] else None for i in order]
         state = gather_state(state, order)
         pending, scores = pending[order], scores[order]
         width *= factor
@@ -98,18 +104,21 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
             scores = scores + np.log(p)
             for b, seq in enumerate(seqs):
                 seq.append(encoder.to_event(idx[b], seq))
+                if trackers[b] is not None:
+                    trackers[b].push(seq[-1])
             if s == steps - 1 and last[0]:
                 break  # no model step after the final sample
             if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
                 pending, state = model.step(None, state, index=idx)
             else:
-                pending, state = model.step(encoder.last(seqs), state)
+                pending, state = model.step(encoder.last(seqs, trackers), state)
 
     def prune(k):
-        nonlocal seqs, state, pending, scores, width
+        nonlocal seqs, trackers, state, pending, scores, width
         order = np.concatenate([o * width + np.argsort(-scores[o * width:(o + 1) * width], kind="stable")[:k]
                                 for o in range(num_outputs)])
         seqs = [seqs[i] for i in order]
+        trackers = [trackers[i] for i in order]
         state = gather_state(state, order)
         pending, scores = pending[order], scores[order]
         width = k

@@ -14,6 +14,8 @@ from note_seq import encoder_decoder as ed
 from note_seq.drums_encoder_decoder import MultiDrumOneHotEncoding
 from note_seq.melody_encoder_decoder import KeyMelodyEncoderDecoder, MelodyOneHotEncoding
 
+from .keymelody import KeyMelodyTracker
+
 CONFIG_NAMES = ("basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn")
 
 
@@ -86,20 +88,38 @@ class InputEncoder:
             if type(encoder) is ed.OneHotEventSequenceEncoderDecoder
             else None
         )
+        self._key = type(encoder) is KeyMelodyEncoderDecoder
 
     def full(self, events) -> np.ndarray:
         """[len(events), input_size] inputs of every position of one event list."""
         out = np.zeros((len(events), self.input_size), np.float32)
+        if self._key:
+            tracker = KeyMelodyTracker(self.encoder)
+            for i, e in enumerate(events):
+                out[i] = tracker.push(e)
+            return out
         for i in range(len(events)):
             out[i] = self._row(events, i)
         return out
 
-    def last(self, batch) -> np.ndarray:
-        """[len(batch), input_size] inputs of the last event of each event list."""
+    def tracker(self, events):
+        """Running encoder state of one event list (KeyMelody only; None when inputs are stateless)."""
+        if not self._key:
+            return None
+        tracker = KeyMelodyTracker(self.encoder)
+        for e in events:
+            tracker.push(e)
+        return tracker
+
+    def last(self, batch, trackers=None) -> np.ndarray:
+        """[len(batch), input_size] inputs of the last event of each event list (``trackers``: the
+        lists' running states, already given their last event, for the KeyMelody encoding)."""
         out = np.zeros((len(batch), self.input_size), np.float32)
         for b, events in enumerate(batch):
             if self._one_hot is not None:
                 out[b, self._one_hot.encode_event(events[-1])] = 1.0
+            elif trackers is not None and trackers[b] is not None:
+                out[b] = trackers[b]._vector()
             else:
                 out[b] = self.encoder.events_to_input(events, len(events) - 1)
         return out

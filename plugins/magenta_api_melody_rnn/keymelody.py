@@ -1,0 +1,109 @@
+"""Incremental inputs of note-seq's ``KeyMelodyEncoderDecoder`` (attention_rnn's encoding).
+
+``KeyMelodyEncoderDecoder.events_to_input`` rebuilds a ``Melody`` of the whole history and its key
+histograms for every position, so generating T steps costs O(T^2). :class:`KeyMelodyTracker` keeps the
+same quantities as running state (current note, attack, direction, last three notes, pitch-class
+counts) and yields the identical vector per new event; tests check it against note-seq's method.
+"""
+
+import collections
+
+import numpy as np
+from note_seq.constants import DEFAULT_STEPS_PER_BAR, MELODY_NO_EVENT, MELODY_NOTE_OFF, NOTE_KEYS, NOTES_PER_OCTAVE
+
+# KEY_MATRIX[pc] = 1 for every major key containing pitch class pc (NOTE_KEYS as a matrix).
+KEY_MATRIX = np.zeros((NOTES_PER_OCTAVE, NOTES_PER_OCTAVE))
+for _pc, _keys in enumerate(NOTE_KEYS):
+    KEY_MATRIX[_pc, _keys] = 1.0
+
+
+def _key_flags(note_counts):
+    hist = note_counts @ KEY_MATRIX
+    return (hist == hist.max()).astype(np.float32)
+
+
+class KeyMelodyTracker:
+    """Running state of one melody for a ``KeyMelodyEncoderDecoder``; :meth:`push` each event."""
+
+    __slots__ = ("enc", "events", "current", "attack", "ascending", "last3", "counts", "flags")
+
+    def __init__(self, encoder):
+        self.enc = encoder
+        self.events = []
+        self.current = None
+        self.attack = False
+        self.ascending = None
+        self.last3 = collections.deque(maxlen=3)
+        self.counts = np.zeros(NOTES_PER_OCTAVE)
+        self.flags = self._flags()
+
+    def _flags(self):
+        """Key flags of the whole melody and of its last three notes (change only on a note)."""
+        last3 = np.zeros(NOTES_PER_OCTAVE)
+        for note in self.last3:
+            last3[note % NOTES_PER_OCTAVE] += 1
+        return np.concatenate([_key_flags(self.counts), _key_flags(last3)])
+
+    def copy(self):
+        other = KeyMelodyTracker.__new__(KeyMelodyTracker)
+        other.enc = self.enc
+        other.events = list(self.events)
+        other.current, other.attack, other.ascending = self.current, self.attack, self.ascending
+        other.last3 = collections.deque(self.last3, maxlen=3)
+        other.counts = self.counts.copy()
+        other.flags = self.flags
+        return other
+
+    def push(self, note):
+        """Add the next event and return the input vector for its position."""
+        note = int(note)
+        self.events.append(note)
+        if note == MELODY_NO_EVENT:
+            self.attack = False
+        elif note == MELODY_NOTE_OFF:
+            self.current = None
+        else:
+            self.attack = True
+            self.current = note
+            if self.last3:
+                if note > self.last3[-1]:
+                    self.ascending = True
+                if note < self.last3[-1]:
+                    self.ascending = False
+            if note in self.last3:
+                self.last3.remove(note)
+            self.last3.append(note)
+            self.counts[note % NOTES_PER_OCTAVE] += 1
+            self.flags = self._flags()
+        return self._vector()
+
+    def _vector(self):
+        enc = self.enc
+        rng = enc._note_range
+        out = np.zeros(enc.input_size, np.float32)
+        if self.current:  # as note-seq: a current pitch of 0 counts as silence
+            out[self.current - enc._min_note] = 1.0
+            out[rng] = 1.0
+        else:
+            out[rng + 1] = 1.0
+        off = rng + 2
+        if self.attack:
+            out[off] = 1.0
+        off += 1
+        if self.ascending is not None:
+            out[off] = 1.0 if self.ascending else -1.0
+        off += 1
+        events, position = self.events, len(self.events) - 1
+        for distance in enc._lookback_distances:
+            if position - distance >= 0 and events[position] == events[position - distance]:
+                out[off] = 1.0
+            off += 1
+        n = len(events)
+        for i in range(enc._binary_counter_bits):
+            out[off] = 1.0 if (n // 2 ** i) % 2 else -1.0
+            off += 1
+        if n % DEFAULT_STEPS_PER_BAR == 0:
+            out[off] = 1.0
+        off += 1
+        out[off:] = self.flags
+        return out
