@@ -48,6 +48,15 @@ def _dense(variables, prefix):
     return _get(variables, prefix + "kernel", prefix + "weights"), _get(variables, prefix + "bias", prefix + "biases")
 
 
+def sparse_matmul(x, w):
+    """``x @ w`` touching only the rows of ``w`` that some row of ``x`` uses: lookback and drum inputs
+    are a few one-hots plus counters, so this reads a handful of weight rows instead of all."""
+    cols = np.flatnonzero(x.any(axis=0))
+    if len(cols) * 4 > w.shape[0]:
+        return x @ w
+    return x[:, cols] @ w[cols]
+
+
 class EventRnn:
     """LSTM stack (+ attention) + output layer; ``step`` maps inputs [B, D] to logits [B, C]."""
 
@@ -129,10 +138,11 @@ class EventRnn:
         new = list(state)
         n = len(self.cells)
         if self.attention is None:
-            proj = None
+            cell = self.cells[0]
             if index is not None:
-                cell = self.cells[0]
                 proj = cell.w_x[index] + cell.bias
+            else:
+                proj = sparse_matmul(x, cell.w_x) + cell.bias
             out = self._run_cells(0, n, x, state, new, proj)
         else:
             att = self.attention
@@ -140,7 +150,7 @@ class EventRnn:
             if index is not None:
                 wrapped_in = att.in_x[index] + attns @ att.in_a + att.in_bias
             else:
-                wrapped_in = att.project_input(x, attns)
+                wrapped_in = sparse_matmul(x, att.in_x) + attns @ att.in_a + att.in_bias
             h = self._run_cells(0, self.wrapped, wrapped_in, state, new)
             query = np.concatenate(new[: 2 * self.wrapped], axis=1)
             out, attns, window, feats = att.read(query, h, window, feats)
