@@ -27,7 +27,8 @@ def scaled_models(url, sha=""):
     return {"scaled-a": {"family": "scaled", "checkpoint": {"url": url, "format": "native", "sha256": sha}}}
 
 
-def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes):  # noqa: F811
+def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, caplog):  # noqa: F811
+    caplog.set_level("INFO")
     url = http_server.add("/w.safetensors", native_bytes)
     sha = hashlib.sha256(native_bytes).hexdigest()
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, sha)).test_client()
@@ -39,6 +40,8 @@ def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes):  # 
     info = client.get("/v1/models/scaled-a").get_json()
     assert info["state"] == "ready" and info["loaded"] and info["checkpoint"]["sha256"] == sha
     assert http_server.count("/w.safetensors") == 1
+    stages = [r.getMessage().split()[0] for r in caplog.records if r.getMessage().startswith("stage=")]
+    assert stages[:5] == ["stage=validate", "stage=cache", "stage=fetch", "stage=load", "stage=generate"]
 
 
 def test_wrong_hash_is_503_and_nothing_is_kept(tmp_path, http_server, native_bytes):  # noqa: F811

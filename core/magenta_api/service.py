@@ -226,21 +226,26 @@ class Service:
 
     def _load(self, spec: ModelSpec, entry):
         unavailable, broken = _store_errors()
-        with stage(logger, "load", model=spec.id, cached=self.registry.is_loaded(spec.id)):
-            try:
+        needs_fetch = (spec.checkpoint and entry.cls.needs_checkpoint and not self.registry.is_loaded(spec.id)
+                       and self.registry.checkpoint_status(spec).get("state") != "ready")
+        try:
+            if needs_fetch:
+                with stage(logger, "fetch", model=spec.id):
+                    self.store.fetch(spec.id, spec.checkpoint)
+            with stage(logger, "load", model=spec.id, cached=self.registry.is_loaded(spec.id)):
                 return self.registry.load(spec)
-            except unavailable as exc:
-                hint = getattr(exc, "hint", None) or f"magenta-api fetch {spec.id}"
-                raise Unavailable(
-                    f"checkpoint of {spec.id!r} is not available: {getattr(exc, 'reason', None) or exc}",
-                    {"model": spec.id, "fix": hint, "state": self.registry.checkpoint_status(spec).get("state")},
-                ) from exc
-            except broken as exc:
-                raise Unavailable(
-                    f"checkpoint of {spec.id!r} could not be used: {exc}",
-                    {"model": spec.id, "fix": f"magenta-api fetch {spec.id}"},
-                    code="checkpoint_invalid",
-                ) from exc
+        except unavailable as exc:
+            hint = getattr(exc, "hint", None) or f"magenta-api fetch {spec.id}"
+            raise Unavailable(
+                f"checkpoint of {spec.id!r} is not available: {getattr(exc, 'reason', None) or exc}",
+                {"model": spec.id, "fix": hint, "state": self.registry.checkpoint_status(spec).get("state")},
+            ) from exc
+        except broken as exc:
+            raise Unavailable(
+                f"checkpoint of {spec.id!r} could not be used: {exc}",
+                {"model": spec.id, "fix": f"magenta-api fetch {spec.id}"},
+                code="checkpoint_invalid",
+            ) from exc
 
     def _render(self, spec, request, result, fmt) -> Rendered:
         if fmt == "midi":
