@@ -28,10 +28,10 @@ def scaled_models(url, sha=""):
 
 
 def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, caplog):  # noqa: F811
-    caplog.set_level("INFO")
     url = http_server.add("/w.safetensors", native_bytes)
     sha = hashlib.sha256(native_bytes).hexdigest()
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, sha)).test_client()
+    caplog.set_level("INFO")
     info = client.get("/v1/models/scaled-a").get_json()
     assert info["state"] == "missing" and info["checkpoint"]["state"] == "missing"
     resp = client.post("/v1/generate", json={"model": "scaled-a", "seed": 1})
