@@ -96,3 +96,12 @@ def test_bad_shapes_and_missing_weights_are_refused():
         MusicVAEEngine(variables)
     with pytest.raises(WeightsError):
         MusicVAEEngine({"foo": np.zeros(3)})
+
+
+def test_single_row_fast_path_equals_the_batched_path():
+    engine, ref = MusicVAEEngine(load("mel_small")[0]), load("mel_small")[1]
+    z = ref["z"][1:2]
+    for temperature in (0, 0.5, 1.0):
+        fast = engine.sample(z, 32, temperature, np.random.default_rng(3))
+        batched, _ = engine.sample(z, 32, temperature, np.random.default_rng(3), return_logits=True)
+        np.testing.assert_array_equal(fast, batched)
