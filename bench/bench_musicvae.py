@@ -5,8 +5,10 @@ Times sample (n=1, n=32), encode (1 sequence) and interpolate (2 inputs, 5 outpu
 out on both sides) for cat-mel_2bar_small and cat-mel_2bar_big shapes, and prints the ratios.
 Magenta runs in a subprocess in .venv-ref. Both sides get the same thread budget (``--threads``).
 
-    TF_USE_LEGACY_KERAS=1 .venv-ref/bin/python reference/musicvae_reference.py --big   # once: bench/out/
     PYTHONPATH=core:plugins .venv/bin/python bench/bench_musicvae.py [--threads 1] [--reps 20]
+
+The random-weight checkpoints come from ``reference/musicvae_reference.py --big`` (run in .venv-ref
+automatically when bench/out/ lacks them).
 
 Our side reads the checkpoint with the store's TF reader (magenta_api.store), exactly as the
 service does. Results are also written to bench/out/musicvae_bench.json.
@@ -144,7 +146,12 @@ def main():
     for size in args.sizes:
         ckpt = os.path.join(OUT, SIZES[size], "model.ckpt")
         if not os.path.exists(ckpt + ".index"):
-            raise SystemExit(f"{ckpt} missing: run reference/musicvae_reference.py --big in .venv-ref first")
+            print("making the bench checkpoints with magenta (reference/musicvae_reference.py --big) ...",
+                  file=sys.stderr, flush=True)
+            subprocess.run([os.path.join(ROOT, ".venv-ref", "bin", "python"),
+                            os.path.join(ROOT, "reference", "musicvae_reference.py"), "--big"],
+                           env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"),
+                           check=True, capture_output=True)
         reps = args.reps or (20 if size == "small" else 3)
         print(f"[{size}] ours ...", file=sys.stderr, flush=True)
         us = ours(size, ckpt, reps)
