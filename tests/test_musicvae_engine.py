@@ -105,3 +105,31 @@ def test_single_row_fast_path_equals_the_batched_path():
         fast = engine.sample(z, 32, temperature, np.random.default_rng(3))
         batched, _ = engine.sample(z, 32, temperature, np.random.default_rng(3), return_logits=True)
         np.testing.assert_array_equal(fast, batched)
+
+
+def test_nn_matmul_matches_plain_matmul_for_every_batch_size():
+    from magenta_api import nn
+
+    rng = np.random.default_rng(0)
+    for shape in ((64, 96), (1100, 1000)):  # small, and over the row-blocking threshold
+        w = rng.standard_normal(shape).astype(np.float32)
+        for rows in (1, 2, 3, 5, 8, 9, 32):
+            x = rng.standard_normal((rows, shape[0])).astype(np.float32)
+            np.testing.assert_allclose(nn.matmul(x, w), x.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
+
+
+def test_lstm_cell_matches_the_textbook_formula():
+    from magenta_api import nn
+
+    rng = np.random.default_rng(1)
+    kernel, bias = rng.standard_normal((7 + 5, 20)).astype(np.float32), rng.standard_normal(20).astype(np.float32)
+    cell = nn.LSTMCell(kernel, bias, forget_bias=1.0)
+    x, h, c = rng.standard_normal((3, 7)), rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    gates = np.concatenate([x, h], 1) @ kernel.astype(np.float64) + bias
+    i, j, f, o = np.split(gates, 4, axis=1)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    c_ref = sig(f + 1.0) * c + sig(i) * np.tanh(j)
+    h_ref = sig(o) * np.tanh(c_ref)
+    st = cell.step(x.astype(np.float32), nn.LSTMState(c.astype(np.float32), h.astype(np.float32)))
+    np.testing.assert_allclose(st.c, c_ref, atol=1e-5)
+    np.testing.assert_allclose(st.h, h_ref, atol=1e-5)

@@ -63,8 +63,8 @@ class LSTMState:
 class LSTMCell:
     """One LSTM layer; ``kernel`` is [input_size + units, 4 * units], ``bias`` [4 * units].
 
-    Weights are kept as float32, C-contiguous copies split into the input rows ``w_x`` and the
-    recurrent rows ``w_h``. This is also the arithmetic of ``LSTMBlockCell`` (MusicVAE's cell,
+    Weights are kept as float32, C-contiguous arrays (views of the checkpoint's memory maps when
+    they already are) split into the input rows ``w_x`` and the recurrent rows ``w_h``. This is also the arithmetic of ``LSTMBlockCell`` (MusicVAE's cell,
     via magenta's ``lstm_utils.rnn_cell``): same layout, gate order and forget bias, no peepholes,
     no cell clipping.
     """
