@@ -3,7 +3,8 @@
 For each config (random weights at the published layer sizes: basic_rnn 2x128, attention_rnn 2x128 with
 attention 40, drum_kit_rnn 3x256 with attention 32), magenta's own code writes the bundle and times its
 sequence generator loaded from it (subprocess in .venv-ref, bench/melody_rnn_magenta.py); this process
-reads the same bundle with the store's .mag reader and times ``MelodyRnnFamily.generate``. Cases: a
+reads the same bundle with the store's .mag reader and times ``MelodyRnnFamily.generate``; the two sides' runs are
+interleaved one by one, so machine load hits both alike. Cases: a
 4-bar (64-step) continuation of a 1-bar NoteSequence primer, n=1 and n=8 (magenta: 8 generate calls,
 as melody_rnn_generate does for num_outputs; ours: one batch), and beam search (beam 4, branch 2;
 magenta on a batch-8 bundle of the same weights). Both sides get the same thread budget.
@@ -33,15 +34,24 @@ def thread_env(threads):
             "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
 
 
-def magenta_side(config, threads, reps):
+def magenta_server(config, threads):
+    """Magenta's generator in a .venv-ref subprocess that times one run per request."""
     env = {**os.environ, **thread_env(threads), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     py = os.path.join(ROOT, ".venv-ref", "bin", "python")
-    out = subprocess.run([py, os.path.join(ROOT, "bench", "melody_rnn_magenta.py"), os.path.join(OUT, "melody_rnn"),
-                          config, str(max(3, reps // 4))], env=env, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    proc = subprocess.Popen([py, os.path.join(ROOT, "bench", "melody_rnn_magenta.py"),
+                             os.path.join(OUT, "melody_rnn"), config, "--serve"],
+                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    info = json.loads(proc.stdout.readline())
+
+    def run(case):
+        proc.stdin.write(case + "\n")
+        proc.stdin.flush()
+        return json.loads(proc.stdout.readline())[case]
+
+    return proc, info, run
 
 
-def ours(mag, primer, length, reps):
+def our_family(mag, primer, length):
     import numpy as np
 
     from magenta_api.checkpoint import Checkpoint
@@ -51,22 +61,21 @@ def ours(mag, primer, length, reps):
 
     variables, meta = read_bundle(mag)
     fam = MelodyRnnFamily(ModelSpec(id="bench", family="melody_rnn"), Checkpoint(variables, "mag", meta))
+    params = {"n1": (1, {}), "n8": (8, {}), "beam_4x2": (1, {"beam_size": 4, "branch_factor": 2})}
 
-    def request(n, **params):
-        return GenerateRequest(mode="continue", num_outputs=n, temperature=1.0, length=length, qpm=120.0, seed=0,
-                               rng=np.random.default_rng(0), primer=primer, params=params)
+    def run(case):
+        n, extra = params[case]
+        req = GenerateRequest(mode="continue", num_outputs=n, temperature=1.0, length=length, qpm=120.0, seed=0,
+                              rng=np.random.default_rng(0), primer=primer, params=extra)
+        t = time.perf_counter()
+        out = fam.generate(req)
+        elapsed = time.perf_counter() - t
+        assert len(out.sequences) == n and len(out.extra["events"][0]) == length
+        return elapsed
 
-    def timed(n, **params):
-        fam.generate(request(n, **params))  # warm-up
-        times = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            out = fam.generate(request(n, **params))
-            times.append(time.perf_counter() - t)
-        assert len(out.extra["events"][0]) == length
-        return statistics.median(times)
-
-    return {"n1": timed(1), "n8": timed(8), "beam_4x2": timed(1, beam_size=4, branch_factor=2)}
+    for case in params:
+        run(case)  # warm-up
+    return run
 
 
 def main(argv=None):
@@ -80,15 +89,26 @@ def main(argv=None):
     os.makedirs(OUT, exist_ok=True)
     rows, results = [], {}
     for config in args.configs.split(","):
-        mag = magenta_side(config, args.threads, args.reps)
-        us = ours(mag["bundle"], mag["primer_sequence"], mag["length"], args.reps)
-        results[config] = {"magenta": {k: mag[k] for k, _ in CASES}, "ours": us}
+        proc, info, magenta = magenta_server(config, args.threads)
+        ours = our_family(info["bundle"], info["primer_sequence"], info["length"])
+        results[config] = {}
         for key, label in CASES:
-            rows.append((config, label, mag[key] * 1000, us[key] * 1000, mag[key] / us[key]))
-    print(f"threads={args.threads}; medians in ms; ratio = magenta / ours")
-    print(f"| config | case | magenta ms | ours ms | speed-up |\n|---|---|---:|---:|---:|")
-    for config, label, m, u, r in rows:
-        print(f"| {config} | {label} | {m:.1f} | {u:.2f} | {r:.1f}x |")
+            reps = args.reps if key != "n8" else max(3, args.reps // 3)
+            m_times, u_times = [], []
+            for _ in range(reps):  # interleaved, so both sides see the same machine load
+                m_times.append(magenta(key))
+                u_times.append(ours(key))
+            m_med, u_med = statistics.median(m_times), statistics.median(u_times)
+            results[config][key] = {"magenta": {"median": m_med, "min": min(m_times)},
+                                    "ours": {"median": u_med, "min": min(u_times)}}
+            rows.append((config, label, m_med * 1e3, u_med * 1e3, m_med / u_med, min(m_times) / min(u_times)))
+        proc.stdin.close()
+        proc.wait()
+    print(f"threads={args.threads}; medians in ms; speed-up = magenta / ours (of medians, and of minimums)")
+    print("| config | case | magenta ms | ours ms | speed-up (median) | speed-up (min) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for config, label, m, u, r, rmin in rows:
+        print(f"| {config} | {label} | {m:.1f} | {u:.2f} | {r:.1f}x | {rmin:.1f}x |")
     with open(os.path.join(OUT, "melody_rnn_bench.json"), "w") as f:
         json.dump({"threads": args.threads, "results": results}, f, indent=1)
 

@@ -1,11 +1,12 @@
 """Magenta's side of bench_melody_rnn.py; runs in the reference environment (TF + magenta 2.1.4).
 
-    TF_USE_LEGACY_KERAS=1 .venv-ref/bin/python bench/melody_rnn_magenta.py OUT_DIR CONFIG [REPEATS]
+    TF_USE_LEGACY_KERAS=1 .venv-ref/bin/python bench/melody_rnn_magenta.py OUT_DIR CONFIG [REPEATS] [--serve]
 
 Writes OUT_DIR/CONFIG.mag (random weights at the published layer sizes, batch size 1, made by magenta's
 own create_bundle_file), then times magenta's sequence generator loaded from that bundle (and, for
 beam search, from a batch-8 bundle of the same weights, as drums_rnn_generate sizes its batch to
-beam_size x branch_factor). Prints one JSON object with the median seconds of each case.
+beam_size x branch_factor). Prints one JSON object with the (median, min) seconds of each case; with
+--serve it prints the set-up JSON, then times one run of the case named on each stdin line.
 """
 
 import copy
@@ -75,16 +76,17 @@ def make_bundles(out_dir, name):
 
 
 def _median_time(fn, repeats):
-    fn()  # warm-up (graph load, first session run)
+    """(median, min) seconds over ``repeats`` runs after a warm-up (graph load, first session run)."""
+    fn()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.median(times)), float(np.min(times))
 
 
-def main(out_dir, name, repeats=5):
+def main(out_dir, name, repeats=5, serve=False):
     os.makedirs(out_dir, exist_ok=True)
     paths = make_bundles(out_dir, name)
     _, drums = _config(name, 1)
@@ -109,17 +111,35 @@ def main(out_dir, name, repeats=5):
               "primer_sequence": json_format.MessageToDict(seq), "length": primer_steps + GENERATE_STEPS}
     config, _ = _config(name, 1)
     gen = _generator(name, config, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[1]))
-    opts = options()
-    result["n1"] = _median_time(lambda: gen.generate(seq, opts), repeats)
-    result["n8"] = _median_time(lambda: [gen.generate(seq, opts) for _ in range(8)], max(1, repeats // 3))
+    config8, _ = _config(name, 8)
+    gen8 = _generator(name, config8, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[8]))
+    opts, beam_opts = options(), options((4, 2))
+    cases = {
+        "n1": lambda: gen.generate(seq, opts),
+        "n8": lambda: [gen.generate(seq, opts) for _ in range(8)],  # melody_rnn_generate's num_outputs loop
+        "beam_4x2": lambda: gen8.generate(seq, beam_opts),
+    }
+    for fn in cases.values():
+        fn()  # warm-up: graph import, first session runs
+    if serve:
+        # One timed run per request line, so the caller can interleave with its own runs.
+        print(json.dumps(result), flush=True)
+        for line in sys.stdin:
+            case = line.strip()
+            if not case:
+                break
+            t = time.perf_counter()
+            cases[case]()
+            print(json.dumps({case: time.perf_counter() - t}), flush=True)
+    else:
+        for key, fn in cases.items():
+            result[key] = _median_time(fn, repeats)
+        print(json.dumps(result))
     gen.close()
-    config, _ = _config(name, 8)
-    gen8 = _generator(name, config, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[8]))
-    beam_opts = options((4, 2))
-    result["beam_4x2"] = _median_time(lambda: gen8.generate(seq, beam_opts), max(1, repeats // 3))
     gen8.close()
-    print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]) if len(sys.argv) > 3 else 5)
+    serve = "--serve" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--serve"]
+    main(args[0], args[1], int(args[2]) if len(args) > 2 else 5, serve=serve)

@@ -44,6 +44,11 @@ def sample(logits, temperature, rng):
         idx = np.asarray(logits).argmax(axis=-1)
         return idx, tempered_softmax(logits, 1.0)[rows, idx]
     p = tempered_softmax(logits, temperature)
+    if len(p) == 1:  # the common n=1 case without the batch machinery
+        cdf = np.cumsum(p[0], dtype=np.float64)
+        cdf /= cdf[-1]
+        i = min(int(np.searchsorted(cdf, rng.random(), side="right")), p.shape[1] - 1)
+        return np.array([i]), p[0, i:i + 1]
     cdf = np.cumsum(p, axis=-1, dtype=np.float64)
     cdf /= cdf[:, -1:]
     u = rng.random(len(p))

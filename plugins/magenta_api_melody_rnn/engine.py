@@ -16,7 +16,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from magenta_api.nn import LSTMCell, LSTMState
+from magenta_api.nn import LSTMCell, matmul
 
 from .attention import Attention, AttentionWeights
 
@@ -57,11 +57,49 @@ def sparse_matmul(x, w):
     return x[:, cols] @ w[cols]
 
 
+class _Layer:
+    """One BasicLSTMCell with its gate scaling folded into the weights.
+
+    sigmoid(v) = (tanh(v / 2) + 1) / 2, so with the i, f, o columns of the kernel and bias halved (exact
+    in float) and half the forget bias added to f, one ``tanh`` of the pre-activations yields every gate.
+    """
+
+    def __init__(self, cell: LSTMCell):
+        n = self.units = cell.units
+        scale = np.full(4 * n, 0.5, np.float32)
+        scale[n:2 * n] = 1.0
+        shift = np.zeros(4 * n, np.float32)
+        shift[2 * n:3 * n] = 0.5 * cell.forget_bias
+        self.input_size = cell.input_size
+        self.w_x = np.ascontiguousarray(cell.w_x * scale)
+        self.w_h = np.ascontiguousarray(cell.w_h * scale)
+        self.b = (cell.bias * scale + shift).astype(np.float32)
+        self.w_xb = self.w_x + self.b  # rows for one-hot inputs, bias included
+
+    def project(self, x):
+        return matmul(x, self.w_x) + self.b
+
+    def step(self, proj, c, h):
+        """(c, h) after one step, given the input part ``proj`` of the (scaled) pre-activations."""
+        n = self.units
+        g = matmul(h, self.w_h)
+        g += proj
+        np.tanh(g, out=g)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
+        sig = g * 0.5
+        sig += 0.5  # sigmoid(i), _, sigmoid(f + forget_bias), sigmoid(o)
+        c = sig[:, 2 * n:3 * n] * c
+        c += sig[:, :n] * g[:, n:2 * n]
+        h = np.tanh(c)
+        h *= sig[:, 3 * n:]
+        return c, h
+
+
 class EventRnn:
     """LSTM stack (+ attention) + output layer; ``step`` maps inputs [B, D] to logits [B, C]."""
 
     def __init__(self, cells, fc_w, fc_b, attention: Optional[Attention] = None, wrapped: int = 0):
         self.cells = list(cells)
+        self.layers = [_Layer(c) for c in self.cells]
         self.fc_w = fc_w
         self.fc_b = fc_b
         self.attention = attention
@@ -125,38 +163,40 @@ class EventRnn:
         return tuple(parts)
 
     # -- compute ----------------------------------------------------------------------------------
-    def _run_cells(self, lo, hi, x, state, new, x_proj=None):
+    def _run_layers(self, lo, hi, x, new, proj=None):
+        """Layers lo..hi-1 on input ``x`` (or the first layer's ready ``proj``), updating ``new``."""
         for k in range(lo, hi):
-            st = self.cells[k].step(x, LSTMState(state[2 * k], state[2 * k + 1]), x_proj if k == lo else None)
-            new[2 * k], new[2 * k + 1] = st.c, st.h
-            x = st.h
+            layer = self.layers[k]
+            p = proj if (k == lo and proj is not None) else layer.project(x)
+            new[2 * k], new[2 * k + 1] = layer.step(p, new[2 * k], new[2 * k + 1])
+            x = new[2 * k + 1]
         return x
 
     def step(self, x, state, index=None):
         """One step for a batch: returns (logits [B, C], new state). For one-hot inputs pass the hot
         ``index`` [B] instead of ``x``: the input projection is then a row lookup, not a matmul."""
         new = list(state)
-        n = len(self.cells)
+        n = len(self.layers)
         if self.attention is None:
-            cell = self.cells[0]
+            first = self.layers[0]
             if index is not None:
-                proj = cell.w_x[index] + cell.bias
+                proj = first.w_xb[index]
             else:
-                proj = sparse_matmul(x, cell.w_x) + cell.bias
-            out = self._run_cells(0, n, x, state, new, proj)
+                proj = sparse_matmul(x, first.w_x) + first.b
+            out = self._run_layers(0, n, None, new, proj)
         else:
             att = self.attention
             attns, window, feats = state[2 * n:]
             if index is not None:
-                wrapped_in = att.in_x[index] + attns @ att.in_a + att.in_bias
+                wrapped_in = att.in_x[index] + matmul(attns, att.in_a) + att.in_bias
             else:
-                wrapped_in = sparse_matmul(x, att.in_x) + attns @ att.in_a + att.in_bias
-            h = self._run_cells(0, self.wrapped, wrapped_in, state, new)
+                wrapped_in = sparse_matmul(x, att.in_x) + matmul(attns, att.in_a) + att.in_bias
+            h = self._run_layers(0, self.wrapped, wrapped_in, new)
             query = np.concatenate(new[: 2 * self.wrapped], axis=1)
             out, attns, window, feats = att.read(query, h, window, feats)
             new[2 * n:] = [attns, window, feats]
-            out = self._run_cells(self.wrapped, n, out, new, new)
-        return out @ self.fc_w + self.fc_b, tuple(new)
+            out = self._run_layers(self.wrapped, n, out, new)
+        return matmul(out, self.fc_w) + self.fc_b, tuple(new)
 
     def run(self, inputs, state=None):
         """Teacher-forced over ``inputs`` [B, T, D]: returns (logits [B, T, C], final state)."""
