@@ -79,30 +79,37 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
     logits, state = model.run(encoder.full(primer)[None])
     base = primer_loglik(logits[0], encoder.labels(primer), temperature)
 
-    # Entries of all outputs, output-major: output o owns rows [o * width, (o + 1) * width).
-    width = beam_size
-    rows = np.zeros(num_outputs * width, np.intp)
-    seqs = [list(primer) for _ in range(num_outputs * width)]
+    # Entries of all outputs, output-major: output o owns a contiguous block of rows.
+    rows = np.zeros(num_outputs * beam_size, np.intp)
+    seqs = [list(primer) for _ in range(num_outputs * beam_size)]
     first_tracker = encoder.tracker(primer)
     trackers = [first_tracker.copy() if first_tracker else None for _ in seqs]
     state = gather_state(state, rows)
     pending = np.repeat(logits[:, -1], len(rows), axis=0)  # logits for each entry's next event
     scores = np.full(len(rows), base, np.float32)
 
-    def branch(factor):
-        nonlocal seqs, trackers, state, pending, scores, width
-        if factor == 1:
-            return
-        # beam_entries * branch_factor: the whole beam repeated, per output.
-        order = np.concatenate([np.tile(np.arange(o * width, (o + 1) * width), factor)
-                                for o in range(num_outputs)])
-        seqs = [list(seqs[i]) for i in order]
-        trackers = [trackers[i].copy() if trackers[i] else None for i in order]
+    def select(order, copy):
+        """Keep the entries in ``order`` (copies of the event lists when entries get duplicated)."""
+        nonlocal seqs, trackers, state, pending, scores
+        if copy:
+            seqs = [list(seqs[i]) for i in order]
+            trackers = [trackers[i].copy() if trackers[i] else None for i in order]
+        else:
+            seqs = [seqs[i] for i in order]
+            trackers = [trackers[i] for i in order]
         state = gather_state(state, order)
         pending, scores = pending[order], scores[order]
-        width *= factor
 
-    def advance(steps):
+    def best(width, k):
+        """Per output, its k best entries by score (stable: ties keep entry order, as heapq.nlargest)."""
+        return np.concatenate([o * width + np.argsort(-scores[o * width:(o + 1) * width], kind="stable")[:k]
+                               for o in range(num_outputs)])
+
+    def branched(order, k):
+        """beam_entries * branch_factor: each output's k entries repeated as a whole."""
+        return np.tile(order.reshape(num_outputs, k), (1, branch_factor)).reshape(-1)
+
+    def advance(steps, final):
         nonlocal state, pending, scores
         for s in range(steps):
             idx, p = sample(pending, temperature, rng)
@@ -111,34 +118,24 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
                 seq.append(encoder.to_event(idx[b], seq))
                 if trackers[b] is not None:
                     trackers[b].push(seq[-1])
-            if s == steps - 1 and last[0]:
+            if final and s == steps - 1:
                 break  # no model step after the final sample
             if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
                 pending, state = model.step(None, state, index=idx)
             else:
                 pending, state = model.step(encoder.last(seqs, trackers), state)
 
-    def prune(k):
-        nonlocal seqs, trackers, state, pending, scores, width
-        order = np.concatenate([o * width + np.argsort(-scores[o * width:(o + 1) * width], kind="stable")[:k]
-                                for o in range(num_outputs)])
-        seqs = [seqs[i] for i in order]
-        trackers = [trackers[i] for i in order]
-        state = gather_state(state, order)
-        pending, scores = pending[order], scores[order]
-        width = k
-
     if beam_size == 1 and branch_factor == 1:
         steps_per_iteration = total  # pruning a beam of one is the identity: plain sampling
     first = (total - 1) % steps_per_iteration + 1
     iterations = (total - first) // steps_per_iteration
-    last = [iterations == 0]
-    branch(branch_factor)
-    advance(first)
+    if branch_factor > 1:
+        select(branched(np.arange(len(seqs)), beam_size), copy=True)
+    advance(first, iterations == 0)
     for it in range(iterations):
-        last[0] = it == iterations - 1
-        prune(beam_size)
-        branch(branch_factor)
-        advance(steps_per_iteration)
-    prune(1)
+        order = best(beam_size * branch_factor, beam_size)
+        select(branched(order, beam_size) if branch_factor > 1 else order, copy=branch_factor > 1)
+        advance(steps_per_iteration, it == iterations - 1)
+    if beam_size * branch_factor > 1:
+        select(best(beam_size * branch_factor, 1), copy=False)
     return [Generated(seqs[o], float(scores[o])) for o in range(num_outputs)]
