@@ -133,3 +133,14 @@ def test_lstm_cell_matches_the_textbook_formula():
     st = cell.step(x.astype(np.float32), nn.LSTMState(c.astype(np.float32), h.astype(np.float32)))
     np.testing.assert_allclose(st.c, c_ref, atol=1e-5)
     np.testing.assert_allclose(st.h, h_ref, atol=1e-5)
+
+
+def test_gumbel_max_draws_follow_the_softmax():
+    from magenta_api_musicvae.engine import _gumbel
+
+    logits = np.array([2.0, 1.0, 0.0, -1.0, 0.5], np.float32)
+    for temperature in (0.5, 1.0, 2.0):
+        noise = _gumbel(np.random.default_rng(0), (200_000, logits.size))
+        freq = np.bincount((logits / temperature + noise).argmax(1), minlength=logits.size) / len(noise)
+        p = np.exp(logits / temperature)
+        np.testing.assert_allclose(freq, p / p.sum(), atol=0.005)

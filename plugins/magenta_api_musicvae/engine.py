@@ -25,6 +25,17 @@ _ENC = re.compile(r"^encoder/cell_(\d+)/bidirectional_rnn/(fw|bw)/multi_rnn_cell
 _DEC = re.compile(r"^decoder/multi_rnn_cell/cell_(\d+)/lstm_cell/kernel$")
 
 
+def _gumbel(rng, shape):
+    """Standard Gumbel noise, float32: -log(-log(u)) (several times faster than ``rng.gumbel``)."""
+    u = rng.random(shape, dtype=np.float32)
+    np.maximum(u, np.finfo(np.float32).tiny, out=u)
+    np.log(u, out=u)
+    np.negative(u, out=u)
+    np.log(u, out=u)
+    np.negative(u, out=u)
+    return u
+
+
 class WeightsError(ValueError):
     """The variables do not form a flat MusicVAE (missing or inconsistent tensors)."""
 
@@ -200,7 +211,7 @@ class MusicVAEEngine:
         # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T); all the
         # noise comes from one call, so a seeded rng gives the same samples for the same request.
         # Without logits to return, 1/T is folded into the (small) output projection.
-        noise = rng.gumbel(size=(length, batch, self.output_depth)).astype(np.float32) if temperature else None
+        noise = _gumbel(rng, (length, batch, self.output_depth)) if temperature else None
         scale = 1.0 / temperature if (temperature and not return_logits) else 1.0
         out_k, out_b = (self.out_k * np.float32(scale), self.out_b * np.float32(scale)) if scale != 1.0 \
             else (self.out_k, self.out_b)
@@ -232,7 +243,7 @@ class MusicVAEEngine:
         cs = [c[0].copy() for c, _ in states]
         hs = [h[0].copy() for _, h in states]
         if temperature:
-            noise = rng.gumbel(size=(length, 1, self.output_depth)).astype(np.float32)[:, 0]
+            noise = _gumbel(rng, (length, 1, self.output_depth))[:, 0]
             out_k, out_b = self.out_k * np.float32(1.0 / temperature), self.out_b * np.float32(1.0 / temperature)
         else:
             noise, out_k, out_b = None, self.out_k, self.out_b
