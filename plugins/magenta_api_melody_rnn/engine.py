@@ -16,7 +16,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from magenta_api.nn import LSTMCell, matmul
+from magenta_api.nn import LSTMCell
+from magenta_api.nn import matmul as _stacked_matmul
 
 from .attention import Attention, AttentionWeights
 
@@ -46,6 +47,14 @@ def _has(variables, prefix, leaf=("kernel", "weights")):
 
 def _dense(variables, prefix):
     return _get(variables, prefix + "kernel", prefix + "weights"), _get(variables, prefix + "bias", prefix + "biases")
+
+
+def matmul(x, w):
+    """``x @ w`` for a batch of rows: plain BLAS for weights that stay in cache (up to 512 KB),
+    the core kit's per-row products for larger ones, where re-packing the weight costs more."""
+    if w.size <= (1 << 17):
+        return x @ w
+    return _stacked_matmul(x, w)
 
 
 def sparse_matmul(x, w):
