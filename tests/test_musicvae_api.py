@@ -98,4 +98,6 @@ def test_unusable_inputs_are_422_and_bad_params_400(client):
     assert gen(client, model="mel-tiny", mode="similar", inputs=[melody(2)], similarity=2).status_code == 400
     assert gen(client, model="mel-tiny", mode="decode", z=[[0.0] * 3]).status_code == 422
     assert gen(client, model="mel-tiny", num_outputs=9).status_code == 422  # over the model's limit
+    over = gen(client, model="mel-tiny", mode="decode", z=[[0.0] * 16] * 9)
+    assert over.status_code == 422 and over.get_json()["error"]["code"] == "over_limit"
     assert gen(client, model="drums-tiny", mode="interpolate", inputs=[drums(2)], num_outputs=3).status_code == 422

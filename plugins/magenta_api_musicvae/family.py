@@ -135,8 +135,14 @@ class MusicVAEFamily(Family):
                                     {"field": "/inputs"})
         elif mode == "encode" and n_in == 0 and request.primer is None:
             raise Unprocessable("encode needs at least one input", {"field": "/inputs"})
-        elif mode == "decode" and not request.params.get("z"):
-            raise Unprocessable("decode needs latent vectors in `z`", {"field": "/z"})
+        elif mode == "decode":
+            z = request.params.get("z")
+            if not z:
+                raise Unprocessable("decode needs latent vectors in `z`", {"field": "/z"})
+            limit = (spec.limits or {}).get("num_outputs")
+            if limit is not None and len(z) > limit:
+                raise Unprocessable(f"{len(z)} z vectors is over this model's limit of {limit} outputs",
+                                    {"field": "/z", "limit": limit}, code="over_limit")
         steps = (spec.hparams or {}).get("steps", 32)
         if request.length is not None and mode in ("sample", "decode", "interpolate", "similar") \
                 and request.length > steps:
