@@ -98,7 +98,16 @@ def test_melody_classes_decode_pitches_and_rests():
 
 def test_explain_says_why():
     mel = MelodyConverter()
-    assert "2-bar" in mel.explain(load_source("synthetic:mono_1bar"))
+    assert "too short" in mel.explain(load_source("synthetic:mono_1bar"))
+    gap = note_seq.NoteSequence()
+    gap.CopyFrom(load_source("synthetic:mono_2bar"))
+    for n in gap.notes:
+        if n.start_time >= 2.0:
+            n.start_time += 2.0
+            n.end_time += 2.0
+    gap.total_time = max(n.end_time for n in gap.notes)
+    assert mel.windows(gap) == []
+    assert "2-bar stretch" in mel.explain(gap)
     assert "21..108" in mel.explain(load_source("synthetic:out_of_range_2bar"))
     assert "4/4" in mel.explain(load_source("synthetic:waltz_3bar"))
     assert "drum" in DrumsConverter().explain(load_source("synthetic:mono_2bar"))

@@ -157,7 +157,7 @@ def test_drum_model_modes(drm):
 
 
 @pytest.mark.parametrize("bad, message", [
-    (melody(1), "no 2-bar stretch"),
+    (melody(1), "too short: this model needs 2 bars"),
     (seq_json([(60, 0, 8), (64, 0, 8), (67, 8, 16)] + [(62, t, t + 1) for t in range(16, 32)]), "polyphonic input"),
     (seq_json([(110, t, t + 2) for t in range(0, 32, 2)]), r"outside this model's range 21\.\.108"),
     (seq_json([(60 + t % 5, t, t + 2) for t in range(0, 48, 2)], numerator=3), "4/4"),

@@ -164,9 +164,18 @@ class BaseConverter:
             sig = f"{ts.numerator}/{ts.denominator}" if ts else "its time signature"
             return (f"the input cannot be cut into {self.steps_per_bar}-step bars ({sig}); "
                     f"this model needs {self.steps_per_bar // self.steps_per_quarter}/4 time")
-        total = max((n.end_time for n in notes), default=0.0)
+        span = 0
+        for p in pieces:
+            q = self._quantize(self._filter(p))
+            kept = [n for n in q.notes if not (self.kind == "melody" and n.is_drum)]
+            if kept:
+                first = min(n.quantized_start_step for n in kept) // self.steps_per_bar * self.steps_per_bar
+                span = max(span, max(n.quantized_end_step for n in kept) - first)
+        if span < self.num_steps:
+            return (f"the input is too short: this model needs {self.slice_bars} bars of {self.kind} "
+                    f"({self.num_steps} sixteenth-note steps) and the input's notes span {span}")
         return (f"the input has no {self.slice_bars}-bar stretch of {self.kind} without a gap of a bar or more "
-                f"(it needs {self.num_steps} sixteenth-note steps of music; it spans {total:.2f}s)")
+                f"(this model needs {self.num_steps} sixteenth-note steps of music in a row)")
 
     def _no_notes_reason(self):
         raise NotImplementedError
