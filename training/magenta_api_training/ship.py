@@ -154,7 +154,8 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
         lines += [
             "## Quality evaluation",
             "",
-            f"{evaluation['samples']} samples drawn by the service's NumPy engine (temperature 1.0"
+            f"{evaluation['samples']} samples drawn by the service's NumPy engine (temperature "
+            f"{evaluation['temperature']}"
             + (", z ~ N(0, 1)" if cfg["kind"] == "musicvae" else ", 64 steps from the first event of a held-out "
                "window") + f"), compared with {evaluation['held_out_windows']:,} held-out windows and with the "
             "same architecture at the trainer's random initial weights (`bench/quality.py`, seed "
