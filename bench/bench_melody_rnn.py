@@ -7,7 +7,8 @@ reads the same bundle with the store's .mag reader and times ``MelodyRnnFamily.g
 interleaved one by one, so machine load hits both alike. Cases: a
 4-bar (64-step) continuation of a 1-bar NoteSequence primer, n=1 and n=8 (magenta: 8 generate calls,
 as melody_rnn_generate does for num_outputs; ours: one batch), and beam search (beam 4, branch 2;
-magenta on a batch-8 bundle of the same weights). Both sides get the same thread budget.
+magenta on a batch-8 bundle of the same weights); also n=1 against a batch-128 bundle, the batch size the
+configs' default hparams give a bundle saved without overriding it. Both sides get the same thread budget.
 
     PYTHONPATH=core:plugins .venv/bin/python bench/bench_melody_rnn.py [--threads 1] [--reps 20]
         [--configs basic_rnn,attention_rnn,drum_kit_rnn]
@@ -25,7 +26,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-CASES = (("n1", "continue 4 bars, n=1"), ("n8", "continue 4 bars, n=8"), ("beam_4x2", "beam 4 x branch 2, n=1"))
+CASES = (("n1", "continue 4 bars, n=1"), ("n8", "continue 4 bars, n=8"), ("beam_4x2", "beam 4 x branch 2, n=1"),
+         ("n1_b128", "n=1, magenta on a batch-128 bundle"))
 
 
 def thread_env(threads):
@@ -61,7 +63,7 @@ def our_family(mag, primer, length):
 
     variables, meta = read_bundle(mag)
     fam = MelodyRnnFamily(ModelSpec(id="bench", family="melody_rnn"), Checkpoint(variables, "mag", meta))
-    params = {"n1": (1, {}), "n8": (8, {}), "beam_4x2": (1, {"beam_size": 4, "branch_factor": 2})}
+    params = {"n1": (1, {}), "n8": (8, {}), "beam_4x2": (1, {"beam_size": 4, "branch_factor": 2}), "n1_b128": (1, {})}
 
     def run(case):
         n, extra = params[case]
@@ -93,7 +95,7 @@ def main(argv=None):
         ours = our_family(info["bundle"], info["primer_sequence"], info["length"])
         results[config] = {}
         for key, label in CASES:
-            reps = args.reps if key != "n8" else max(3, args.reps // 3)
+            reps = args.reps if key in ("n1", "beam_4x2") else max(3, args.reps // 3)
             m_times, u_times = [], []
             for _ in range(reps):  # interleaved, so both sides see the same machine load
                 m_times.append(magenta(key))

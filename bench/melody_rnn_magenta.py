@@ -5,7 +5,7 @@
 Writes OUT_DIR/CONFIG.mag (random weights at the published layer sizes, batch size 1, made by magenta's
 own create_bundle_file), then times magenta's sequence generator loaded from that bundle (and, for
 beam search, from a batch-8 bundle of the same weights, as drums_rnn_generate sizes its batch to
-beam_size x branch_factor). Prints one JSON object with the (median, min) seconds of each case; with
+beam_size x branch_factor, and from a batch-128 bundle, the configs' default hparams batch size). Prints one JSON object with the (median, min) seconds of each case; with
 --serve it prints the set-up JSON, then times one run of the case named on each stdin line.
 """
 
@@ -55,7 +55,7 @@ def _generator(name, config, drums, **kw):
 
 
 def make_bundles(out_dir, name):
-    paths = {b: os.path.join(out_dir, f"{name}.b{b}.mag") for b in (1, 8)}
+    paths = {b: os.path.join(out_dir, f"{name}.b{b}.mag") for b in (1, 8, 128)}
     if all(os.path.exists(p) for p in paths.values()):
         return paths
     ckpt = os.path.join(tempfile.mkdtemp(), "model.ckpt")
@@ -113,11 +113,15 @@ def main(out_dir, name, repeats=5, serve=False):
     gen = _generator(name, config, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[1]))
     config8, _ = _config(name, 8)
     gen8 = _generator(name, config8, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[8]))
+    config128, _ = _config(name, 128)
+    gen128 = _generator(name, config128, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[128]))
     opts, beam_opts = options(), options((4, 2))
     cases = {
         "n1": lambda: gen.generate(seq, opts),
         "n8": lambda: [gen.generate(seq, opts) for _ in range(8)],  # melody_rnn_generate's num_outputs loop
         "beam_4x2": lambda: gen8.generate(seq, beam_opts),
+        # The configs' own hparams batch size (128), which a bundle saved with default hparams keeps.
+        "n1_b128": lambda: gen128.generate(seq, opts),
     }
     for fn in cases.values():
         fn()  # warm-up: graph import, first session runs
@@ -137,6 +141,7 @@ def main(out_dir, name, repeats=5, serve=False):
         print(json.dumps(result))
     gen.close()
     gen8.close()
+    gen128.close()
 
 
 if __name__ == "__main__":

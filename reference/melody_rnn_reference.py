@@ -42,7 +42,7 @@ from note_seq.protobuf import generator_pb2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures", "melody_rnn")
-MIDI_DIR = os.path.abspath(os.path.join(ROOT, "..", "shared", "compat", "midi"))
+MIDI_DIR = os.path.join(OUT, "midi")  # copies of ../shared/compat/midi/*.mid
 
 # config name -> (magenta config id, layer sizes, is_drums)
 CONFIGS = {

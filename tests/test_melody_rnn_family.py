@@ -12,7 +12,7 @@ from magenta_api.errors import Unprocessable
 from magenta_api.music import sequence_to_midi
 from magenta_api.store.readers.mag import read_bundle
 from magenta_api_melody_rnn.beam import tempered_softmax
-from melody_rnn_support import CONFIGS, FIX, config_of, family, from_events, reference, request, to_events, weights
+from melody_rnn_support import CONFIGS, FIX, family, reference, request, to_events, weights
 
 
 def _notes(seq):
