@@ -194,3 +194,16 @@ def test_magentajs_basic_rnn_names_and_config():
     wide = {"type": "MusicRNN", "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 0, "maxPitch": 127}}}
     with pytest.raises(ValueError, match="38 classes"):
         family("basic_rnn", meta={"config": wide}, hparams={"config": "basic_rnn"}, fmt="magentajs")
+
+
+def test_magentajs_style_quantized_primer_in_steps_only():
+    fam = family("basic_rnn")
+    entry = reference("basic_rnn")["primers"]["twinkle"]
+    steps_only = {
+        "quantizationInfo": {"stepsPerQuarter": 4}, "totalQuantizedSteps": 16,
+        "notes": [{"pitch": p, "quantizedStartStep": i, "quantizedEndStep": i + 2}
+                  for i, p in enumerate(entry["primer"]) if p >= 0],
+    }
+    steps_only["notes"][-1]["quantizedEndStep"] = 16
+    out = fam.generate(request(steps_only, temperature=0.0))
+    assert out.extra["events"][0] == entry["greedy"]

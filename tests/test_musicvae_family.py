@@ -218,3 +218,16 @@ def test_params_schema_is_valid_json_schema():
     assert not list(v.iter_errors({"similarity": 0.5, "z": [[0.1, 0.2]]}))
     assert list(v.iter_errors({"similarity": 1.5}))
     assert list(v.iter_errors({"z": [["a"]]}))
+
+
+def test_quantized_magentajs_style_input_is_accepted(mel):
+    """Magenta.js sends quantized sequences: steps, no times; they encode like the timed equivalent."""
+    quantized = {
+        "quantizationInfo": {"stepsPerQuarter": 4},
+        "totalQuantizedSteps": 32,
+        "notes": [{"pitch": 60 + (t * 7) % 12, "quantizedStartStep": t, "quantizedEndStep": t + 2}
+                  for t in range(0, 32, 2)],
+    }
+    a = mel.generate(request("encode", inputs=[quantized])).extra["mu"]
+    b = mel.generate(request("encode", inputs=[melody(2)])).extra["mu"]
+    np.testing.assert_allclose(a, b, atol=1e-6)

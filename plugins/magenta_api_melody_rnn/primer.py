@@ -84,7 +84,36 @@ def _drums_from_sequence(q) -> Optional[DrumTrack]:
     return drums if drums else None
 
 
+def _times_from_steps(seq):
+    """A quantized sequence given in steps only (as Magenta.js sends them: quantizedStartStep, no
+    startTime) gets its times back, so quantizing it again gives the same steps."""
+    spq = seq.quantization_info.steps_per_quarter
+    if not spq or not seq.notes or any(n.end_time for n in seq.notes):
+        return seq
+    qpm = seq.tempos[0].qpm if seq.tempos and seq.tempos[0].qpm else 120.0
+    seconds = 60.0 / qpm / spq
+    out = type(seq)()
+    out.CopyFrom(seq)
+    for n in out.notes:
+        n.start_time, n.end_time = n.quantized_start_step * seconds, n.quantized_end_step * seconds
+    out.total_time = max(out.total_quantized_steps, max(n.quantized_end_step for n in out.notes)) * seconds
+    return out
+
+
+def _default_velocity(seq):
+    """Magenta skips velocity-0 notes; a JSON primer that gives no velocities at all (Magenta.js
+    sequences often don't) means "unspecified", not "silent"."""
+    if seq.notes and not any(n.velocity for n in seq.notes):
+        out = type(seq)()
+        out.CopyFrom(seq)
+        for n in out.notes:
+            n.velocity = 100
+        return out
+    return seq
+
+
 def from_sequence(seq, drums: bool, steps_per_quarter: int) -> Primer:
+    seq = _default_velocity(_times_from_steps(seq))
     q = _quantize(seq, steps_per_quarter)
     try:
         track = _drums_from_sequence(q) if drums else _melody_from_sequence(q)
