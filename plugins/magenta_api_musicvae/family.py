@@ -211,7 +211,7 @@ class MusicVAEFamily(Family):
         strict = request.params.get("strict_inputs", True)
         for i, raw in enumerate(raw_inputs):
             where = f"{pointer}/{i}" if pointer == "/inputs" else pointer
-            ns = _with_times(parse_sequence(raw, where))
+            ns = _normalize_input(parse_sequence(raw, where))
             if strict and isinstance(self.converter, MelodyConverter):
                 self._check_melody(ns, where)
             windows = self.converter.windows(ns)
@@ -265,8 +265,12 @@ def slerp(p0, p1, t):
     return np.sin((1.0 - t) * omega) / so * p0 + np.sin(t * omega) / so * p1
 
 
-def _with_times(ns):
-    """Quantized-only sequences (Magenta.js sends quantizedStartStep without times): add times."""
+def _normalize_input(ns):
+    """Make Magenta.js-style input usable: quantized-only sequences (steps, no times) get times, and
+    notes without a velocity (proto default 0, which note-seq would skip) get 100."""
+    for n in ns.notes:
+        if n.velocity == 0:
+            n.velocity = 100
     steps = ns.quantization_info.steps_per_quarter
     if steps and ns.notes and all(n.end_time == 0 for n in ns.notes):
         qpm = ns.tempos[0].qpm if ns.tempos else 120.0
@@ -275,4 +279,9 @@ def _with_times(ns):
             n.start_time = n.quantized_start_step * sps
             n.end_time = n.quantized_end_step * sps
         ns.total_time = max(n.end_time for n in ns.notes)
+    if ns.HasField("quantization_info"):  # our converters quantize themselves, from the times
+        ns.ClearField("quantization_info")
+        ns.total_quantized_steps = 0
+        for n in ns.notes:
+            n.quantized_start_step = n.quantized_end_step = 0
     return ns
