@@ -144,3 +144,15 @@ def test_gumbel_max_draws_follow_the_softmax():
         freq = np.bincount((logits / temperature + noise).argmax(1), minlength=logits.size) / len(noise)
         p = np.exp(logits / temperature)
         np.testing.assert_allclose(freq, p / p.sum(), atol=0.005)
+
+
+def test_full_length_encoder_path_equals_the_masked_path(model):
+    engine, ref, _ = model
+    full = ref["lengths"] == ref["inputs"].shape[1]
+    x = ref["inputs"][full]
+    fast = engine._encode_full(x.astype(np.float32))
+    masked = engine._encode_masked(x.astype(np.float32), ref["lengths"][full])
+    np.testing.assert_allclose(fast, masked, atol=1e-5)
+    mu, sigma = engine.encode(x)
+    np.testing.assert_allclose(mu, ref["mu"][full], atol=TOL, rtol=0)
+    np.testing.assert_allclose(sigma, ref["sigma"][full], atol=TOL, rtol=0)

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 # .mag bundles name their generator; drums_rnn calls drum_kit "drum_kit".
 GENERATOR_IDS = {"drum_kit": "drum_kit_rnn"}
-MAX_BEAM_ROWS = 256  # num_outputs * beam_size * branch_factor sequences in one batch
+MAX_BEAM_ROWS = 64  # num_outputs * beam_size * branch_factor sequences in one batch
 
 
 def _magentajs_overrides(js: dict) -> dict:

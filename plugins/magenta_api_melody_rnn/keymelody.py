@@ -25,11 +25,13 @@ def _key_flags(note_counts):
 class KeyMelodyTracker:
     """Running state of one melody for a ``KeyMelodyEncoderDecoder``; :meth:`push` each event."""
 
-    __slots__ = ("enc", "events", "current", "attack", "ascending", "last3", "counts", "flags")
+    __slots__ = ("enc", "recent", "length", "current", "attack", "ascending", "last3", "counts", "flags")
 
     def __init__(self, encoder):
         self.enc = encoder
-        self.events = []
+        # Only the lookback window of past events is needed (the longest lookback distance + 1).
+        self.recent = collections.deque(maxlen=max(encoder._lookback_distances, default=0) + 1)
+        self.length = 0
         self.current = None
         self.attack = False
         self.ascending = None
@@ -47,7 +49,8 @@ class KeyMelodyTracker:
     def copy(self):
         other = KeyMelodyTracker.__new__(KeyMelodyTracker)
         other.enc = self.enc
-        other.events = list(self.events)
+        other.recent = collections.deque(self.recent, maxlen=self.recent.maxlen)
+        other.length = self.length
         other.current, other.attack, other.ascending = self.current, self.attack, self.ascending
         other.last3 = collections.deque(self.last3, maxlen=3)
         other.counts = self.counts.copy()
@@ -57,7 +60,8 @@ class KeyMelodyTracker:
     def push(self, note):
         """Add the next event and return the input vector for its position."""
         note = int(note)
-        self.events.append(note)
+        self.recent.append(note)
+        self.length += 1
         if note == MELODY_NO_EVENT:
             self.attack = False
         elif note == MELODY_NOTE_OFF:
@@ -93,12 +97,12 @@ class KeyMelodyTracker:
         if self.ascending is not None:
             out[off] = 1.0 if self.ascending else -1.0
         off += 1
-        events, position = self.events, len(self.events) - 1
+        recent = self.recent
         for distance in enc._lookback_distances:
-            if position - distance >= 0 and events[position] == events[position - distance]:
+            if self.length - 1 - distance >= 0 and recent[-1] == recent[-1 - distance]:
                 out[off] = 1.0
             off += 1
-        n = len(events)
+        n = self.length
         for i in range(enc._binary_counter_bits):
             out[off] = 1.0 if (n // 2 ** i) % 2 else -1.0
             off += 1

@@ -99,10 +99,9 @@ class MusicVAEEngine:
         self._layers = []
         for k, cell in enumerate(self.dec.cells):
             scale, shift = cell._scale, cell._shift
-            w_x = cell.w_x * scale
             self._layers.append({
                 "units": cell.units,
-                "w_x": None if k == 0 else w_x,
+                "w_x": None if k == 0 else cell.w_x * scale,
                 "w_h": cell.w_h * scale,
                 "bias": cell.bias * scale + shift,
             })
@@ -120,13 +119,53 @@ class MusicVAEEngine:
             raise ValueError(f"expected inputs [batch, steps, {self.input_depth}], got {x.shape}")
         batch, steps = x.shape[:2]
         lengths = np.full(batch, steps) if lengths is None else np.asarray(lengths)
-        for fw, bw in self.enc:
-            (out_fw, out_bw), (st_fw, st_bw) = nn.bidirectional(fw, bw, x, lengths)
-            x = np.concatenate([out_fw, out_bw], axis=-1)
-        enc = np.concatenate([st_fw[-1].h, st_bw[-1].h], axis=-1)
+        if np.all(lengths >= steps):
+            enc = self._encode_full(x)
+        else:
+            enc = self._encode_masked(x, lengths)
         mu = enc @ self.mu_k + self.mu_b
         sigma = nn.softplus(enc @ self.sigma_k + self.sigma_b).astype(np.float32)
         return mu, sigma
+
+    def _encode_masked(self, x, lengths):
+        """Final [h fw; h bw] of the top layer, rows of different lengths (``dynamic_rnn`` masking)."""
+        for fw, bw in self.enc:
+            (out_fw, out_bw), (st_fw, st_bw) = nn.bidirectional(fw, bw, x, lengths)
+            x = np.concatenate([out_fw, out_bw], axis=-1)
+        return np.concatenate([st_fw[-1].h, st_bw[-1].h], axis=-1)
+
+    def _encode_full(self, x):
+        """:meth:`_encode_masked` when every row is full length (what the service sends): the input
+        projections of all steps are scaled once up front, leaving ~10 NumPy calls per step."""
+        tanh, mm = np.tanh, nn.matmul
+        batch, steps = x.shape[:2]
+        for fw, bw in self.enc:
+            outs, finals = [], []
+            for backward, multi in ((False, fw), (True, bw)):
+                cell = multi.cells[0]
+                n, scale = cell.units, cell._scale
+                xp = cell.project_inputs(x[:, ::-1] if backward else x)  # [B, T, 4H]
+                xp *= scale
+                xp += cell._shift
+                h = np.zeros((batch, n), np.float32)
+                c = np.zeros((batch, n), np.float32)
+                out = np.empty((batch, steps, n), np.float32)
+                for t in range(steps):
+                    g = mm(h, cell.w_h)
+                    g *= scale
+                    g += xp[:, t]
+                    tanh(g, out=g)
+                    sig = g * 0.5
+                    sig += 0.5
+                    c = sig[:, 2 * n:3 * n] * c
+                    c += sig[:, :n] * g[:, n:2 * n]
+                    h = tanh(c)
+                    h *= sig[:, 3 * n:]
+                    out[:, t] = h
+                outs.append(out[:, ::-1] if backward else out)
+                finals.append(h)
+            x = np.concatenate(outs, axis=-1)
+        return np.concatenate(finals, axis=-1)
 
     # --- decoder ---------------------------------------------------------------------------
 
