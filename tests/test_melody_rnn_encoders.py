@@ -88,3 +88,22 @@ def test_incremental_key_melody_inputs_equal_note_seqs():
             np.testing.assert_array_equal(tracker.push(e), np.asarray(encoder.events_to_input(events, i), np.float32))
         copy_ = tracker.copy()
         np.testing.assert_array_equal(copy_.push(60), KeyMelodyTracker.copy(tracker).push(60))
+
+
+@pytest.mark.parametrize("name", ["lookback_rnn", "drum_kit_rnn"])
+def test_lookback_fast_rows_equal_note_seqs(name):
+    """InputEncoder's NumPy lookback rows equal note-seq's events_to_input at every position."""
+    cfg = make_config(name)
+    encoder = make_encoder(cfg)
+    fast = InputEncoder(encoder)
+    rng = np.random.default_rng(1)
+    if cfg.drums:
+        pool = [frozenset(), frozenset([36]), frozenset([38, 42]), frozenset([42]), frozenset([46, 49, 36])]
+    else:
+        pool = [-2, -2, -1, 48, 55, 60, 60, 67, 83]
+    for _ in range(5):
+        events = [pool[i] for i in rng.integers(0, len(pool), size=80)]
+        rows = fast.full(events)
+        for i in range(len(events)):
+            np.testing.assert_array_equal(rows[i], np.asarray(encoder.events_to_input(events, i), np.float32))
+        np.testing.assert_array_equal(fast.last([events[:40], events]), rows[[39, 79]])

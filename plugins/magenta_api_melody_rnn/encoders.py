@@ -89,6 +89,9 @@ class InputEncoder:
             else None
         )
         self._key = type(encoder) is KeyMelodyEncoderDecoder
+        self._lookback = type(encoder) is ed.LookbackEventSequenceEncoderDecoder
+        # Decoding depends on the history only through lookback classes; without them, cache it.
+        self._decoded = {} if not getattr(encoder, "_lookback_distances", None) else None
 
     def full(self, events) -> np.ndarray:
         """[len(events), input_size] inputs of every position of one event list."""
@@ -121,7 +124,7 @@ class InputEncoder:
             elif trackers is not None and trackers[b] is not None:
                 out[b] = trackers[b]._vector()
             else:
-                out[b] = self.encoder.events_to_input(events, len(events) - 1)
+                out[b] = self._row(events, len(events) - 1)
         return out
 
     def _row(self, events, i):
@@ -129,7 +132,32 @@ class InputEncoder:
             row = np.zeros(self.input_size, np.float32)
             row[self._one_hot.encode_event(events[i])] = 1.0
             return row
+        if self._lookback:
+            return self._lookback_row(events, i)
         return self.encoder.events_to_input(events, i)
+
+    def _lookback_row(self, events, position):
+        """``LookbackEventSequenceEncoderDecoder.events_to_input`` written with NumPy (same values):
+        current event, next event for each lookback, binary counter of the next position, repeat flags."""
+        enc = self.encoder
+        encoding = enc._one_hot_encoding
+        size = encoding.num_classes
+        row = np.zeros(self.input_size, np.float32)
+        row[encoding.encode_event(events[position])] = 1.0
+        offset = size
+        for distance in enc._lookback_distances:
+            at = position - distance + 1
+            row[offset + encoding.encode_event(encoding.default_event if at < 0 else events[at])] = 1.0
+            offset += size
+        bits = enc._binary_counter_bits
+        row[offset:offset + bits] = np.where((position + 1) >> np.arange(bits) & 1, 1.0, -1.0)
+        offset += bits
+        for distance in enc._lookback_distances:
+            at = position - distance
+            if at >= 0 and events[position] == events[at]:
+                row[offset] = 1.0
+            offset += 1
+        return row
 
     @property
     def one_hot(self) -> bool:
@@ -141,4 +169,10 @@ class InputEncoder:
         return [self.encoder.events_to_label(events, i) for i in range(1, len(events))]
 
     def to_event(self, class_index: int, events):
-        return self.encoder.class_index_to_event(int(class_index), events)
+        class_index = int(class_index)
+        if self._decoded is None:
+            return self.encoder.class_index_to_event(class_index, events)
+        event = self._decoded.get(class_index)
+        if event is None:
+            event = self._decoded[class_index] = self.encoder.class_index_to_event(class_index, events)
+        return event
