@@ -207,3 +207,40 @@ def test_magentajs_style_quantized_primer_in_steps_only():
     steps_only["notes"][-1]["quantizedEndStep"] = 16
     out = fam.generate(request(steps_only, temperature=0.0))
     assert out.extra["events"][0] == entry["greedy"]
+
+
+def _write_magentajs(folder, variables, config):
+    """A Magenta.js checkpoint folder (manifest + one float32 shard + config.json) holding ``variables``."""
+    folder.mkdir()
+    entries = [{"name": k, "shape": list(v.shape), "dtype": "float32"} for k, v in variables.items()]
+    (folder / "group1-shard1of1").write_bytes(b"".join(np.asarray(v, np.float32).tobytes() for v in variables.values()))
+    (folder / "weights_manifest.json").write_text(json.dumps([{"paths": ["group1-shard1of1"], "weights": entries}]))
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def test_magentajs_attention_drum_checkpoint_through_the_store_reader(tmp_path):
+    """Magenta.js's drum_kit_rnn layout: attention around the whole stack, attention_output_projection,
+    attentionLength and the BinaryCounter aux input in config.json."""
+    from magenta_api.store.readers.magentajs import read_magentajs
+
+    # The stacked-attention fixture's weights, renamed as Magenta.js names them.
+    js_vars = {k.replace("attn_output_projection", "attention_output_projection"): v
+               for k, v in weights("attention_rnn_stacked").items()}
+    config = {"type": "MusicRNN", "attentionLength": 40,
+              "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 48, "maxPitch": 83}}}
+    _write_magentajs(tmp_path / "js", js_vars, config)
+    variables, meta = read_magentajs(tmp_path / "js")
+    fam = family("attention_rnn_stacked", variables=variables, meta=meta, hparams={"config": "attention_rnn"},
+                 fmt="magentajs")
+    assert fam.model.wrapped == 2 and fam.model.attention.length == 40
+    entry = reference("attention_rnn_stacked")["primers"]["twinkle"]
+    assert fam.generate(request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    # A drum config takes its counter bits from the aux input spec.
+    drums = {"type": "MusicRNN", "attentionLength": 32, "dataConverter": {"type": "DrumsOneHotConverter"},
+             "auxInputs": [{"type": "BinaryCounter", "args": {"numBits": 6}}]}
+    _write_magentajs(tmp_path / "drums", weights("drum_kit_rnn"), drums)
+    variables, meta = read_magentajs(tmp_path / "drums")
+    fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={"config": "drum_kit_rnn"}, fmt="magentajs")
+    assert fam.config.binary_counter_bits == 6 and fam.config.attn_length == 32
+    entry = reference("drum_kit_rnn")["primers"]["beat"]
+    assert fam.generate(request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
