@@ -39,18 +39,21 @@ def server(tmp_path_factory, plugin_site):
     proc = subprocess.Popen([str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port),
                              "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if requests.get(f"{base}/healthz", timeout=5).ok:
-                break
-        except (requests.ConnectionError, requests.Timeout):
-            time.sleep(0.2)
-        assert proc.poll() is None, (tmp / "server.log").read_text()
-    yield base, tmp / "server.log"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=5).ok:
+                    break
+            except (requests.ConnectionError, requests.Timeout):
+                time.sleep(0.2)
+            assert proc.poll() is None, (tmp / "server.log").read_text()
+            assert time.time() < deadline, "server did not start:\n" + (tmp / "server.log").read_text()
+        yield base, tmp / "server.log"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
 
 
 def err(resp, status):
