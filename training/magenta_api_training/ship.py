@@ -32,8 +32,8 @@ DATA_TEXT = {
 
 | collection | book | public-domain status |
 |---|---|---|
-| `oneills1850` | Francis O'Neill, *The Music of Ireland* (Chicago, 1903), 1850 tunes; ABC transcriptions by Norbert Paap | published 1903, public domain |
-| `ryansMammoth` | William Bradbury Ryan, *Ryan's Mammoth Collection* (Boston, 1883); ABC contributed by various transcribers | published 1883, public domain |
+| `oneills1850` | Francis O'Neill, *The Music of Ireland* (Chicago, 1903), 1850 tunes; ABC transcriptions by volunteers (Norbert Paap, Henrik Norbeck, Bob Safranek, Trish O'Neil and others) | published 1903, public domain |
+| `ryansMammoth` | William Bradbury Ryan, *Ryan's Mammoth Collection* (Boston, 1883); ABC contributed by Ray Davies, Bob Puckette, John Walsh and others | published 1883, public domain |
 | `airdsAirs` | James Aird, *A Selection of Scotch, English, Irish and Foreign Airs* (Glasgow, 1778-1803); ABC by Jack Campin | published 1778-1803, public domain |
 
 Licence notes: music21's `corpus/license.txt` says the corpus encodings are distributed "with the
@@ -41,7 +41,7 @@ permission of the encoders ... and where permitted under United States copyright
 encodings "may not be used for commercial uses or have other restrictions: please see the licenses
 embedded in individual compositions or directories", and that "to the best of our knowledge" each piece
 is out of copyright or licensed for use. None of the three collections used here carries such an embedded
-restriction (their files name only the source book and transcriber); the tunes are 18th/19th-century
+restriction (checked: their files name the source book and the transcribers, and state no licence terms); the tunes are 18th/19th-century
 publications in the public domain. The Essen collection (`essenFolksong`), marked for non-commercial use,
 is deliberately **not** used. The model weights are statistics of these melodies, not copies of them, and
 are released under the project's Apache-2.0 licence.
@@ -110,7 +110,18 @@ def write_models_yaml(entries: dict, path: Path):
     path.write_text(head + yaml.safe_dump(doc, sort_keys=False, width=110))
 
 
-def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: Path):
+def training_seconds(log_path: Path) -> float:
+    """Wall-clock seconds over all segments of a (possibly resumed) run, from its log.jsonl."""
+    total, last = 0.0, 0.0
+    for line in Path(log_path).read_text().splitlines():
+        elapsed = json.loads(line).get("elapsed", 0.0)
+        if elapsed < last:  # a resumed segment starts its clock again
+            total += last
+        last = elapsed
+    return total + last
+
+
+def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: Path, seconds=None):
     from .evaluate import markdown_table
 
     cfg = summary["config"]
@@ -140,7 +151,9 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
         "",
         "## Training",
         "",
-        f"PyTorch on one CPU thread, Adam, seed {summary['seed']}, **{summary['steps']} steps**. "
+        f"PyTorch on one CPU thread, Adam, seed {summary['seed']}, **{summary['steps']} steps** of "
+        f"{cfg['batch_size']} windows"
+        + (f", {seconds / 60:.0f} minutes wall-clock on a shared 2-core machine" if seconds else "") + ". "
         f"Settings: `{json.dumps(train_cfg)}`.",
         "",
         "Reproduce: `magenta-api train " + name + f" --steps {summary['steps']} --seed {summary['seed']} "
@@ -187,7 +200,8 @@ def ship(runs: Path, evaluation_json=None, plugin_dir: Path = PLUGIN_DIR, names=
         dest = plugin_dir / f"{MODEL_IDS[name]}.safetensors"
         shutil.copyfile(run / f"{name}.safetensors", dest)
         entries[MODEL_IDS[name]] = model_entry(name, summary["config"], dest)
-        write_card(name, summary, evaluations.get(name), dest, plugin_dir / f"MODEL_CARD-{MODEL_IDS[name]}.md")
+        write_card(name, summary, evaluations.get(name), dest, plugin_dir / f"MODEL_CARD-{MODEL_IDS[name]}.md",
+                   training_seconds(run / "log.jsonl"))
         log.info("shipped %s (%d bytes)", dest.name, dest.stat().st_size)
     write_models_yaml(entries, plugin_dir / "models.yaml")
     return entries
