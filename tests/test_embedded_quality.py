@@ -36,7 +36,7 @@ def test_drum_values_on_a_rock_beat():
     labels = grooves.roll_to_labels(np.concatenate([bar, bar]))[None]
     stats = ev.drum_stats(labels)
     assert stats["backbeat_strength"] == 1.0 and stats["downbeat_kick"] == 1.0
-    assert stats["bar_repetition"] == 1.0
+    assert stats["bar_similarity"] == 1.0
     assert stats["class_hit_rate"]["closed_hh"] == 0.5 and stats["class_hit_rate"]["crash"] == 0.0
     assert stats["hit_density"] == 12.0  # 8 hats + 2 kicks + 2 snares per bar
     d = ev.drum_distances(stats, stats)
