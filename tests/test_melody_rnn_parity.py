@@ -98,3 +98,24 @@ def test_legacy_variable_names_give_the_same_logits():
     legacy = EventRnn.from_variables(renamed, ref["attn_length"])
     x = encoder.full(to_events(name, ref["primers"]["twinkle"]["prepared"]))[None]
     np.testing.assert_array_equal(legacy.run(x)[0], model.run(x)[0])
+
+
+def test_tensorflow_0x_variable_names_give_the_same_logits():
+    """2016-era checkpoints: CamelCase scopes, Linear/Matrix, AttnW_0 (as TF 0.x's rnn_cell named them)."""
+    name = "attention_rnn_stacked"
+    ref, model, encoder = _setup(name)
+    old = {}
+    for k, v in weights(name).items():
+        k = (k.replace("rnn/", "RNN/", 1).replace("attention_cell_wrapper/", "AttentionCellWrapper/")
+             .replace("multi_rnn_cell/", "MultiRNNCell/").replace("cell_0/", "Cell0/").replace("cell_1/", "Cell1/")
+             .replace("basic_lstm_cell/", "BasicLSTMCell/").replace("attn_output_projection/", "AttnOutputProjection/")
+             .replace("attention/attn_w", "AttnW_0").replace("attention/attn_v", "AttnV_0")
+             .replace("attention/", "Attention_0/"))
+        if not k.startswith("fully_connected"):
+            k = k.replace("/kernel", "/Linear/Matrix").replace("/bias", "/Linear/Bias")
+        old[k] = v
+    assert "RNN/AttentionCellWrapper/MultiRNNCell/Cell0/BasicLSTMCell/Linear/Matrix" in old
+    assert "RNN/AttentionCellWrapper/AttnW_0" in old
+    legacy = EventRnn.from_variables(old, ref["attn_length"])
+    x = encoder.full(to_events(name, ref["primers"]["offs"]["prepared"]))[None]
+    np.testing.assert_array_equal(legacy.run(x)[0], model.run(x)[0])

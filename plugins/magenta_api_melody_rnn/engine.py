@@ -12,6 +12,7 @@ State is a tuple of batch-first arrays: ``(c0, h0, c1, h1, ...)`` then, with att
 """
 
 import logging
+import re
 from typing import Mapping, Optional
 
 import numpy as np
@@ -32,6 +33,36 @@ OLD_CELL = "rnn/attention_cell_wrapper/multi_rnn_cell/cell_{i}/basic_lstm_cell/"
 
 class WeightsError(ValueError):
     """The checkpoint is not an events RNN this engine knows."""
+
+
+# TensorFlow 0.x scope names (CamelCase, ``Linear/Matrix``) -> the names TF 1.x+ gives the same variables.
+_LEGACY = [
+    (re.compile(r"(^|/)RNN/"), r"\1rnn/"),
+    (re.compile(r"(^|/)MultiRNNCell/"), r"\1multi_rnn_cell/"),
+    (re.compile(r"(^|/)Cell(\d+)/"), r"\1cell_\2/"),
+    (re.compile(r"(^|/)BasicLSTMCell/"), r"\1basic_lstm_cell/"),
+    (re.compile(r"(^|/)AttentionCellWrapper/"), r"\1attention_cell_wrapper/"),
+    (re.compile(r"(^|/)Attention(_0)?/"), r"\1attention/"),
+    (re.compile(r"(^|/)AttnOutputProjection/"), r"\1attn_output_projection/"),
+    (re.compile(r"/AttnW(_0)?$"), "/attention/attn_w"),
+    (re.compile(r"/AttnV(_0)?$"), "/attention/attn_v"),
+    (re.compile(r"/attention/attention/"), "/attention/"),
+    (re.compile(r"/Linear/Matrix$"), "/kernel"),
+    (re.compile(r"/Linear/Bias$"), "/bias"),
+]
+
+
+def normalize_names(variables: Mapping) -> dict:
+    """Variables under the names this engine looks up: TF 0.x names are mapped onto TF 1.x+ ones
+    (names already in the modern form are kept as they are)."""
+    out = {}
+    for name, value in variables.items():
+        new = name
+        for pattern, repl in _LEGACY:
+            new = pattern.sub(repl, new)
+        out.setdefault(new, value)
+        out.setdefault(name, value)
+    return out
 
 
 def _get(variables: Mapping, *names):
@@ -119,7 +150,9 @@ class EventRnn:
 
     @classmethod
     def from_variables(cls, variables: Mapping, attn_length: int = 0) -> "EventRnn":
-        """Build from Magenta variable names (``kernel``/``bias`` or TF 1.0's ``weights``/``biases``)."""
+        """Build from Magenta variable names (``kernel``/``bias``, TF 1.0's ``weights``/``biases`` or TF 0.x's
+        ``Linear/Matrix``)."""
+        variables = normalize_names(variables)
         if _has(variables, OLD_ATTN):
             cell_fmt, attn_prefix, layout = OLD_CELL, OLD_ATTN, "stack"
         elif _has(variables, NEW_ATTN):
