@@ -127,7 +127,7 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
     cfg = summary["config"]
     final = {k: round(v, 4) for k, v in summary["final"].items()}
     last = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in summary["last"].items()}
-    train_cfg = {k: v for k, v in cfg.items() if k not in ("arch", "name", "kind", "data")}
+    train_cfg = {k: v for k, v in cfg.items() if k not in ("arch", "name", "kind", "data", "steps", "seed")}
     lines = [
         f"# Model card: {MODEL_IDS[name]}",
         "",
@@ -174,7 +174,9 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
             + (", z ~ N(0, 1)" if cfg["kind"] == "musicvae" else ", 64 steps from the first event of a held-out "
                "window") + f"), compared with {evaluation['held_out_windows']:,} held-out windows and with the "
             "same architecture at the trainer's random initial weights (`bench/quality.py`, seed "
-            f"{evaluation['seed']}).",
+            f"{evaluation['seed']}). Each metric is the distance between a statistic of the samples and the "
+            "same statistic of the held-out windows (histograms: total variation; scalars: absolute "
+            "difference); definitions in `training/magenta_api_training/evaluate.py`.",
             "",
             markdown_table(evaluation),
             "",
