@@ -30,7 +30,8 @@ def _parser():
     t.add_argument("model", choices=sorted(CONFIGS) + ["all"])
     t.add_argument("--steps", type=int, default=None, help="total steps (default: the model's config)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", type=Path, default=Path("training/runs"))
+    t.add_argument("--out", type=Path, default=None,
+                   help="run folder (default training/runs/MODEL; with `all`, the parent of one folder per model)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--smoke", action="store_true", help="tiny dims and a few tunes: a fast end-to-end check")
     t.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this long")
@@ -69,7 +70,10 @@ def main(argv=None) -> int:
 
         names = sorted(CONFIGS) if args.model == "all" else [args.model]
         for name in names:
-            out = args.out / name if args.model == "all" else args.out
+            if args.out is None:
+                out = Path("training/runs") / name
+            else:
+                out = args.out / name if args.model == "all" else args.out
             summary = train(name, steps=args.steps, seed=args.seed, out=out, resume=args.resume,
                             smoke=args.smoke, max_minutes=args.max_minutes, cache_dir=args.cache)
             print(json.dumps({"model": name, "steps": summary["steps"], "final": summary["final"],
