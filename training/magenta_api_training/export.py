@@ -89,3 +89,45 @@ def export_model(model, cfg: dict, path: Path, global_step: int = 0) -> Path:
     save_file(v, str(path), metadata=meta)
     log.info("exported %d variables to %s", len(v), path)
     return path
+
+
+def tf_to_lstm_layer(kernel, bias, input_size: int, forget_bias: float = 1.0):
+    """Inverse of :func:`lstm_layer_to_tf`: (w_ih, w_hh, b_ih, b_hh) with ``b_hh`` zero."""
+    units = kernel.shape[1] // 4
+    i, j, f, o = (slice(k * units, (k + 1) * units) for k in range(4))
+    k = np.concatenate([kernel[:, i], kernel[:, f], kernel[:, j], kernel[:, o]], axis=1).T
+    b = np.concatenate([bias[i], bias[f] + forget_bias, bias[j], bias[o]])
+    return k[:, :input_size], k[:, input_size:], b, np.zeros_like(b)
+
+
+def load_variables(model, variables) -> None:
+    """Load Magenta-layout ``variables`` (e.g. a shipped safetensors file) into a torch twin."""
+    import torch
+
+    def set_lstm(lstm, k, suffix, prefix):
+        w_ih, w_hh, b_ih, b_hh = tf_to_lstm_layer(np.asarray(variables[prefix + "/kernel"]),
+                                                  np.asarray(variables[prefix + "/bias"]),
+                                                  getattr(lstm, f"weight_ih_l{k}{suffix}").shape[1])
+        for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
+            getattr(lstm, f"{name}_l{k}{suffix}").copy_(torch.as_tensor(np.ascontiguousarray(value)))
+
+    def set_dense(layer, kernel, bias):
+        layer.weight.copy_(torch.as_tensor(np.ascontiguousarray(np.asarray(variables[kernel]).T)))
+        layer.bias.copy_(torch.as_tensor(np.array(variables[bias], np.float32)))
+
+    with torch.no_grad():
+        if hasattr(model, "encoder"):
+            for suffix, direction in (("", "fw"), ("_reverse", "bw")):
+                for k in range(model.encoder.num_layers):
+                    set_lstm(model.encoder, k, suffix,
+                             f"encoder/cell_{k}/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell")
+            for k in range(model.decoder.num_layers):
+                set_lstm(model.decoder, k, "", f"decoder/multi_rnn_cell/cell_{k}/lstm_cell")
+            for name in ("mu", "sigma"):
+                set_dense(getattr(model, name), f"encoder/{name}/kernel", f"encoder/{name}/bias")
+            for name in ("z_to_initial_state", "output_projection"):
+                set_dense(getattr(model, name), f"decoder/{name}/kernel", f"decoder/{name}/bias")
+        else:
+            for k in range(model.rnn.num_layers):
+                set_lstm(model.rnn, k, "", f"rnn/multi_rnn_cell/cell_{k}/basic_lstm_cell")
+            set_dense(model.fully_connected, "fully_connected/weights", "fully_connected/biases")
