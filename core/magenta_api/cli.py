@@ -107,7 +107,7 @@ def cmd_generate(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_train(args, settings: Settings) -> int:
+def cmd_train(args, settings: Settings = None) -> int:
     try:
         from magenta_api_training.cli import main as train_main
     except ImportError as exc:
@@ -161,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:  # everything after `train` belongs to the trainer, --help included
+        return cmd_train(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     setup_logging(settings.log_level if args.command == "serve" else os.environ.get("LOG_LEVEL", "WARNING"))
