@@ -490,3 +490,31 @@ def test_progress_logs_lines(tmp_path, caplog):
     assert json.loads((tmp_path / "p.json").read_text())["bytes_done"] == 1_000_000
     prog.close()
     assert not (tmp_path / "p.json").exists()
+
+
+def test_unresolvable_host_fails_at_once_without_retries(tmp_path, requests_mock):
+    """A machine without DNS answers 503 straight away instead of after the whole backoff."""
+    import requests
+    import urllib3
+
+    from magenta_api.store.download import download
+
+    url = "https://checkpoints.invalid/model.tar"
+    cause = urllib3.exceptions.NameResolutionError("checkpoints.invalid", None, OSError("Name or service not known"))
+    requests_mock.get(url, exc=requests.ConnectionError(urllib3.exceptions.MaxRetryError(None, url, cause)))
+    with pytest.raises(CheckpointUnavailable, match="cannot resolve the host"):
+        download(url, tmp_path / "m.tar", retries=5, backoff=10.0)
+    assert requests_mock.call_count == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_refused_connection_is_still_retried(tmp_path, requests_mock):
+    import requests
+
+    from magenta_api.store.download import download
+
+    url = "https://checkpoints.example/model.tar"
+    requests_mock.get(url, exc=requests.ConnectionError("connection refused"))
+    with pytest.raises(CheckpointUnavailable, match="after 2 retries"):
+        download(url, tmp_path / "m.tar", retries=2, backoff=0.01)
+    assert requests_mock.call_count == 3

@@ -10,9 +10,11 @@ import logging
 import os
 import pathlib
 import re
+import socket
 import time
 
 import requests
+import urllib3
 
 from . import sources
 from .errors import CheckpointError, CheckpointUnavailable
@@ -66,6 +68,19 @@ def _copy_local(url, part, h, progress):
     return h, total
 
 
+def _unresolvable(exc) -> bool:
+    """True when a connection error comes from a failed host-name lookup."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            return True
+        nested = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        reason = getattr(exc, "reason", None)
+        exc = reason if isinstance(reason, BaseException) else (nested or exc.__cause__ or exc.__context__)
+    return False
+
+
 def _http_attempt(session, url, part, h, progress, timeout):
     """One GET (with Range when resuming); returns (hash, total size) when the file is complete."""
     offset = part.stat().st_size if part.exists() else 0
@@ -73,6 +88,8 @@ def _http_attempt(session, url, part, h, progress, timeout):
     try:
         resp = session.get(url, stream=True, headers=headers, timeout=timeout)
     except RETRYABLE as exc:
+        if _unresolvable(exc):  # no DNS answer: retrying only makes the caller wait (offline machines)
+            raise CheckpointUnavailable(f"cannot resolve the host of {url} (no network?)") from exc
         raise _Retry(f"connection to {url} failed: {exc}") from exc
     with resp:
         code = resp.status_code
