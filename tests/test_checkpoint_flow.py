@@ -93,3 +93,30 @@ def test_cli_fetch_prefetches(tmp_path, http_server, native_bytes):  # noqa: F81
                          capture_output=True, text=True, timeout=120)
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("scaled-a"))
     assert "ready" in line
+
+
+def test_models_show_downloading_with_bytes_done_while_the_server_fetches(tmp_path, http_server):  # noqa: F811
+    import threading
+    import time
+
+    path = tmp_path / "big.safetensors"
+    save_native(path, {"offset": np.zeros(400_000, np.float32)})  # ~1.6 MB, sent slowly
+    url = http_server.add("/big.safetensors", path.read_bytes())
+    http_server.chunk, http_server.delay = 65536, 0.05
+    app = make_app(tmp_path / "app", plugins=[toy_plugin], models=scaled_models(url))
+    client = app.test_client()
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=app.test_client().post(
+        "/v1/generate", json={"model": "scaled-a", "seed": 2})))
+    worker.start()
+    seen = []
+    deadline = time.time() + 30
+    while worker.is_alive() and time.time() < deadline:
+        info = client.get("/v1/models/scaled-a").get_json()["checkpoint"]
+        seen.append((info["state"], info["bytes_done"]))
+        time.sleep(0.05)
+    worker.join(30)
+    downloading = [b for s, b in seen if s == "downloading"]
+    assert downloading and max(downloading) > 0
+    assert result["r"].status_code == 200
+    assert client.get("/v1/models/scaled-a").get_json()["state"] == "ready"

@@ -33,6 +33,7 @@ def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] 
     """A Service with the given plugin modules registered directly (and, if ``entry_points`` is None,
     every installed entry point too), plus ``models`` written to a models.yaml in ``tmp_path``."""
     tmp_path = Path(tmp_path)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     extra = list(settings.pop("extra_models_files", []))
     if models is not None:
         path = tmp_path / "models.yaml"
