@@ -36,6 +36,10 @@ def _gumbel(rng, shape):
     return u
 
 
+_FM_MIN = 8  # batches above this many rows decode in feature-major layout (below: nn.matmul's gemv path)
+_BLOCK_ELEMENTS = 1 << 20  # rows of W^T per matmul: ~4 MB of float32 per block
+
+
 class WeightsError(ValueError):
     """The variables do not form a flat MusicVAE (missing or inconsistent tensors)."""
 
@@ -109,6 +113,87 @@ class MusicVAEEngine:
         self._onehot_s = np.ascontiguousarray(self.dec.cells[0].w_x[: self.output_depth] * self.dec.cells[0]._scale)
         self._w_z_s = np.ascontiguousarray(self.dec.cells[0].w_x[self.output_depth:] * self.dec.cells[0]._scale)
         self._bias0_s = first["bias"]
+        self._fm = None  # feature-major copies, built on the first batch of more than _FM_MIN rows
+
+    # --- feature-major (transposed) decoder for batches --------------------------------------
+
+    def _feature_major(self):
+        """Decoder weights transposed ([4H, in], C-contiguous) and cut into blocks of rows.
+
+        For a batch of B rows OpenBLAS computes ``W^T @ X^T`` ([4H, in] @ [in, B]) block by block
+        about 25% faster than ``X @ W`` when each block of W^T is a few MB (measured single-threaded
+        on [32, 2048] x [2048, 8192]: 14.4 ms vs 19 ms), and the gates of a layer then lie in
+        contiguous rows. Built lazily: a service that only ever decodes one z never pays the memory.
+        """
+        if self._fm is None:
+            layers = []
+            for lay in self._layers:
+                mats = [np.ascontiguousarray(w.T) for w in (lay["w_x"], lay["w_h"]) if w is not None]
+                rows = max(64, _BLOCK_ELEMENTS // mats[0].shape[1])
+                cuts = list(range(0, mats[0].shape[0], rows))
+                blocks = [tuple(m[a:a + rows] for m in mats) for a in cuts]
+                layers.append((lay["units"], cuts, rows, blocks, lay["bias"][:, None].copy()))
+            self._fm = {"layers": layers, "onehot": self._onehot_s, "out_kT": np.ascontiguousarray(self.out_k.T)}
+        return self._fm
+
+    @staticmethod
+    def _gates_fm(blocks, cuts, rows, inputs, batch):
+        """sum_k W_k^T @ inputs_k into a fresh [4H, B] array, one block of W^T rows at a time."""
+        g = np.empty((cuts[-1] + len(blocks[-1][0]), batch), np.float32)
+        tmp = np.empty((rows, batch), np.float32) if len(inputs) > 1 else None
+        mm = np.matmul
+        for a, ws in zip(cuts, blocks):
+            o = g[a:a + len(ws[0])]
+            mm(ws[0], inputs[0], out=o)
+            for w, x in zip(ws[1:], inputs[1:]):
+                t = tmp[:len(w)]
+                mm(w, x, out=t)
+                o += t
+        return g
+
+    @staticmethod
+    def _cell_fm(g, c_prev, n):
+        """:meth:`_cell` on feature-major gates [4H, B] (each gate is a block of whole rows)."""
+        np.tanh(g, out=g)
+        sig = g[:n] * 0.5
+        sig += 0.5
+        sf = g[2 * n:] * 0.5
+        sf += 0.5
+        c = sf[:n] * c_prev
+        sig *= g[n:2 * n]
+        c += sig
+        h = np.tanh(c)
+        h *= sf[n:]
+        return c, h
+
+    def _step_fm(self, prev, const0, states, out_k, out_b):
+        """:meth:`_step` in feature-major layout: ``const0`` is [4H, B], ``states`` (c, h) are
+        [H, B]; ``out_k`` [C, H] (transposed). Returns (logits [B, C], new states)."""
+        fm = self._fm
+        batch = const0.shape[1]
+        new, x = [], None
+        for k, ((n, cuts, rows, blocks, bias), (c_prev, h_prev)) in enumerate(zip(fm["layers"], states)):
+            if k == 0:
+                g = self._gates_fm(blocks, cuts, rows, (h_prev,), batch)
+                g += const0
+                if prev is not None:
+                    g += fm["onehot"][prev].T
+            else:
+                g = self._gates_fm(blocks, cuts, rows, (x, h_prev), batch)
+                g += bias
+            st = self._cell_fm(g, c_prev, n)
+            new.append(st)
+            x = st[1]
+        logits = (out_k @ x).T
+        logits += out_b
+        return logits, new
+
+    def _start_fm(self, z):
+        """:meth:`_start` in feature-major layout."""
+        self._feature_major()
+        const0, states = self._start(z)
+        return np.ascontiguousarray(const0.T), [(np.ascontiguousarray(c.T), np.ascontiguousarray(h.T))
+                                                for c, h in states]
 
     # --- encoder ---------------------------------------------------------------------------
 
@@ -225,10 +310,15 @@ class MusicVAEEngine:
         z = np.asarray(z, dtype=np.float32)
         targets = np.asarray(targets)
         idx = targets.argmax(-1) if targets.ndim == 3 else targets.astype(np.int64)
-        const0, states = self._start(z)
+        if z.shape[0] > _FM_MIN:
+            const0, states = self._start_fm(z)
+            step, out_k = self._step_fm, self._fm["out_kT"]
+        else:
+            const0, states = self._start(z)
+            step, out_k = self._step, self.out_k
         out = np.empty((z.shape[0], idx.shape[1], self.output_depth), np.float32)
         for t in range(idx.shape[1]):
-            out[:, t], states = self._step(None if t == 0 else idx[:, t - 1], const0, states, self.out_k, self.out_b)
+            out[:, t], states = step(None if t == 0 else idx[:, t - 1], const0, states, out_k, self.out_b)
         return out
 
     def sample(self, z, length: int, temperature: float = 1.0, rng: Optional[np.random.Generator] = None,
@@ -243,8 +333,9 @@ class MusicVAEEngine:
             raise ValueError("sampling with a temperature needs an rng")
         if z.shape[0] == 1 and not return_logits:
             return self._sample_one(z, length, temperature, rng)
-        const0, states = self._start(z)
         batch = z.shape[0]
+        fm = batch > _FM_MIN
+        const0, states = self._start_fm(z) if fm else self._start(z)
         classes = np.empty((batch, length), np.int64)
         all_logits = np.empty((batch, length, self.output_depth), np.float32) if return_logits else None
         # Gumbel-max: argmax(logits / T + Gumbel noise) is a draw from softmax(logits / T); all the
@@ -254,10 +345,13 @@ class MusicVAEEngine:
         scale = 1.0 / temperature if (temperature and not return_logits) else 1.0
         out_k, out_b = (self.out_k * np.float32(scale), self.out_b * np.float32(scale)) if scale != 1.0 \
             else (self.out_k, self.out_b)
+        step = self._step
+        if fm:
+            out_k, step = np.ascontiguousarray(out_k.T), self._step_fm
         single = batch == 1
         prev = None
         for t in range(length):
-            logits, states = self._step(prev, const0, states, out_k, out_b)
+            logits, states = step(prev, const0, states, out_k, out_b)
             if return_logits:
                 all_logits[:, t] = logits
                 if noise is not None:
