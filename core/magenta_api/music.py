@@ -30,6 +30,10 @@ def sequence_from_json(data: dict, pointer: str = ""):
         json_format.ParseDict(data, seq, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
         raise BadRequest(f"not a NoteSequence: {exc}", {"field": pointer}, code="invalid_sequence")
+    # Hand-written JSON often leaves totalTime out; note-seq quantizes up to it, so derive it.
+    last_end = max((n.end_time for n in seq.notes), default=0.0)
+    if seq.total_time < last_end:
+        seq.total_time = last_end
     return seq
 
 
