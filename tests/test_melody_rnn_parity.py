@@ -119,3 +119,27 @@ def test_tensorflow_0x_variable_names_give_the_same_logits():
     legacy = EventRnn.from_variables(old, ref["attn_length"])
     x = encoder.full(to_events(name, ref["primers"]["offs"]["prepared"]))[None]
     np.testing.assert_array_equal(legacy.run(x)[0], model.run(x)[0])
+
+
+ATTENTION_CASES = [(name, primer) for name, primer in CASES if reference(name)["attn_length"]]
+
+
+@pytest.mark.parametrize("name,primer", ATTENTION_CASES)
+def test_attention_input_projection_composed_or_not_matches_magenta(name, primer):
+    """The fixtures' tiny layers get the wrapper's input projection folded into layer 0's kernel;
+    published attention_rnn sizes do not: both routes must match magenta."""
+    ref, model, encoder = _setup(name)
+    assert model._composed is not None
+    entry = ref["primers"][primer]
+    events = to_events(name, entry["prepared"])
+    composed, _ = model.run(encoder.full(events)[None])
+    model._composed = None
+    plain, _ = model.run(encoder.full(events)[None])
+    expected = arrays(name)[f"{primer}/logits"]
+    assert np.abs(plain[0] - expected).max() < 1e-4 and np.abs(composed[0] - expected).max() < 1e-4
+    out = generate(model, encoder, events, ref["num_steps"], 1, 0.0, None)[0]
+    assert from_events(name, out.events, entry["transpose"]) == entry["greedy"]
+    for sample in entry["samples"]:
+        out = generate(model, encoder, events, ref["num_steps"], 1, sample["temperature"],
+                       np.random.RandomState(sample["seed"]))[0]
+        assert from_events(name, out.events, entry["transpose"]) == sample["events"]

@@ -72,6 +72,9 @@ def make_encoder(cfg: RnnConfig):
     return ed.OneHotEventSequenceEncoderDecoder(encoding)
 
 
+_MAX_CACHED = 4096
+
+
 class InputEncoder:
     """Model inputs for a batch of event lists, via the note-seq encoder.
 
@@ -92,6 +95,19 @@ class InputEncoder:
         self._lookback = type(encoder) is ed.LookbackEventSequenceEncoderDecoder
         # Decoding depends on the history only through lookback classes; without them, cache it.
         self._decoded = {} if not getattr(encoder, "_lookback_distances", None) else None
+        # encode_event is a pure function of the event (an int, or a frozenset of drum pitches that
+        # note-seq walks pitch by pitch): memoised, bounded so odd primers cannot grow it unchecked.
+        self._encoding = getattr(encoder, "_one_hot_encoding", None)
+        self._indices = {}
+
+    def _index(self, event) -> int:
+        """``encode_event`` of the one-hot encoding, memoised."""
+        i = self._indices.get(event)
+        if i is None:
+            i = self._encoding.encode_event(event)
+            if len(self._indices) < _MAX_CACHED:
+                self._indices[event] = i
+        return i
 
     def full(self, events) -> np.ndarray:
         """[len(events), input_size] inputs of every position of one event list."""
@@ -120,7 +136,7 @@ class InputEncoder:
         out = np.zeros((len(batch), self.input_size), np.float32)
         for b, events in enumerate(batch):
             if self._one_hot is not None:
-                out[b, self._one_hot.encode_event(events[-1])] = 1.0
+                out[b, self._index(events[-1])] = 1.0
             elif trackers is not None and trackers[b] is not None:
                 out[b] = trackers[b]._vector()
             else:
@@ -130,7 +146,7 @@ class InputEncoder:
     def _row(self, events, i):
         if self._one_hot is not None:
             row = np.zeros(self.input_size, np.float32)
-            row[self._one_hot.encode_event(events[i])] = 1.0
+            row[self._index(events[i])] = 1.0
             return row
         if self._lookback:
             return self._lookback_row(events, i)
@@ -143,11 +159,11 @@ class InputEncoder:
         encoding = enc._one_hot_encoding
         size = encoding.num_classes
         row = np.zeros(self.input_size, np.float32)
-        row[encoding.encode_event(events[position])] = 1.0
+        row[self._index(events[position])] = 1.0
         offset = size
         for distance in enc._lookback_distances:
             at = position - distance + 1
-            row[offset + encoding.encode_event(encoding.default_event if at < 0 else events[at])] = 1.0
+            row[offset + self._index(encoding.default_event if at < 0 else events[at])] = 1.0
             offset += size
         bits = enc._binary_counter_bits
         row[offset:offset + bits] = np.where((position + 1) >> np.arange(bits) & 1, 1.0, -1.0)
