@@ -57,6 +57,21 @@ def sample(logits, temperature, rng):
     return idx, p[rows, idx]
 
 
+def sample_one(logits, temperature, rng):
+    """:func:`sample` for a single row of logits [C]: (class index, its float32 probability)."""
+    if not temperature:
+        i = int(logits.argmax())
+        return i, tempered_softmax(logits[None], 1.0)[0, i]
+    z = np.divide(logits, np.float32(temperature), dtype=np.float32)
+    z -= z.max()
+    np.exp(z, out=z)
+    z /= z.sum()
+    cdf = z.cumsum(dtype=np.float64)
+    cdf /= cdf[-1]
+    i = min(int(cdf.searchsorted(rng.random(), side="right")), len(z) - 1)
+    return i, z[i]
+
+
 def primer_loglik(logits, labels, temperature) -> np.float32:
     """Log-likelihood of the primer's events 1..n-1 (magenta scores them in the first step)."""
     if not len(labels):
@@ -125,6 +140,17 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
             else:
                 pending, state = model.step(encoder.last(seqs, trackers), state)
 
+    if len(seqs) == 1 and beam_size == 1 and branch_factor == 1 and encoder.one_hot and model.attention is None:
+        seq, score = seqs[0], scores[0]
+        runner = model.single(state)
+        rows, logits = runner.first_rows, pending[0]
+        for s in range(total):
+            i, p = sample_one(logits, temperature, rng)
+            score = score + np.log(p)
+            seq.append(encoder.to_event(i, seq))
+            if s < total - 1:
+                logits = runner.step(rows[i])
+        return [Generated(seq, float(score))]
     if beam_size == 1 and branch_factor == 1:
         steps_per_iteration = total  # pruning a beam of one is the identity: plain sampling
     first = (total - 1) % steps_per_iteration + 1
