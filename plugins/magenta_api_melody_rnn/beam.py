@@ -129,14 +129,17 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
         for s in range(steps):
             idx, p = sample(pending, temperature, rng)
             scores = scores + np.log(p)
+            vectors = []  # KeyMelody: push() already returns the new last input
             for b, seq in enumerate(seqs):
                 seq.append(encoder.to_event(idx[b], seq))
                 if trackers[b] is not None:
-                    trackers[b].push(seq[-1])
+                    vectors.append(trackers[b].push(seq[-1]))
             if final and s == steps - 1:
                 break  # no model step after the final sample
             if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
                 pending, state = model.step(None, state, index=idx)
+            elif len(vectors) == len(seqs):
+                pending, state = model.step(np.stack(vectors), state)
             else:
                 pending, state = model.step(encoder.last(seqs, trackers), state)
 
