@@ -143,16 +143,21 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
             else:
                 pending, state = model.step(encoder.last(seqs, trackers), state)
 
-    if len(seqs) == 1 and beam_size == 1 and branch_factor == 1 and encoder.one_hot and model.attention is None:
-        seq, score = seqs[0], scores[0]
+    if len(seqs) == 1 and beam_size == 1 and branch_factor == 1:  # n=1 plain sampling on 1-D vectors
+        seq, score, tracker = seqs[0], scores[0], trackers[0]
         runner = model.single(state)
-        rows, logits = runner.first_rows, pending[0]
+        logits = pending[0]
         for s in range(total):
             i, p = sample_one(logits, temperature, rng)
             score = score + np.log(p)
             seq.append(encoder.to_event(i, seq))
-            if s < total - 1:
-                logits = runner.step(rows[i])
+            vector = tracker.push(seq[-1]) if tracker is not None else None
+            if s == total - 1:
+                break
+            if encoder.one_hot:
+                logits = runner.step_index(i)
+            else:
+                logits = runner.step_input(vector if vector is not None else encoder.last([seq])[0])
         return [Generated(seq, float(score))]
     if beam_size == 1 and branch_factor == 1:
         steps_per_iteration = total  # pruning a beam of one is the identity: plain sampling

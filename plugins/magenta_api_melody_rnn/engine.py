@@ -287,18 +287,18 @@ class EventRnn:
         return matmul(out, self.fc_w) + self.fc_b, tuple(new)
 
     def single(self, state) -> "SingleRow":
-        """A 1-row stepper on 1-D vectors (models without attention), from a batch-of-one ``state``."""
+        """A 1-row stepper on 1-D vectors, from a batch-of-one ``state``."""
         return SingleRow(self, state)
 
     def run(self, inputs, state=None):
         """Teacher-forced over ``inputs`` [B, T, D]: returns (logits [B, T, C], final state)."""
         batch, steps = inputs.shape[:2]
         state = self.zero_state(batch) if state is None else state
-        if batch == 1 and self.attention is None:
-            runner, first = self.single(state), self.layers[0]
+        if batch == 1:
+            runner = self.single(state)
             logits = np.empty((1, steps, self.num_classes), np.float32)
             for t in range(steps):
-                logits[0, t] = runner.step((sparse_matmul(inputs[:, t], first.w_x) + first.b)[0])
+                logits[0, t] = runner.step_input(inputs[0, t])
             return logits, runner.state()
         logits = np.zeros((batch, steps, self.num_classes), np.float32)
         for t in range(steps):
@@ -311,25 +311,66 @@ def gather_state(state: tuple, rows) -> tuple:
 
 
 class SingleRow:
-    """:meth:`EventRnn.step` for one sequence on 1-D vectors, without attention: the same products
-    and element-wise steps with the fewest NumPy calls (at n=1 a step is mostly call overhead)."""
+    """:meth:`EventRnn.step` for one sequence on 1-D vectors: the same products and element-wise
+    steps with the fewest NumPy calls (at n=1 a step is mostly call overhead). With attention, the
+    window of past outputs sits in a buffer twice its length, so shifting it copies nothing."""
 
     def __init__(self, model: EventRnn, state):
-        if model.attention is not None:
-            raise ValueError("SingleRow does not handle attention")
+        self.model = model
+        n = len(model.layers)
         self.layers = [(lay.w_h, lay.w_xh, lay.b, lay.units) for lay in model.layers]
-        self.c = [state[2 * k][0].copy() for k in range(len(self.layers))]
-        self.h = [state[2 * k + 1][0].copy() for k in range(len(self.layers))]
+        self.c = [state[2 * k][0].copy() for k in range(n)]
+        self.h = [state[2 * k + 1][0].copy() for k in range(n)]
         self.fc_w, self.fc_b = model.fc_w, model.fc_b
         self.first_rows = model.layers[0].w_xb  # layer 0's input part for a one-hot input, bias included
+        self.att = model.attention
+        if self.att is not None:
+            attns, window, feats = state[2 * n:]
+            length = window.shape[1]
+            self.attns = attns[0].copy()
+            self.win = np.empty((2 * length, window.shape[2]), np.float32)
+            self.fts = np.empty((2 * length, feats.shape[2]), np.float32)
+            self.win[:length], self.fts[:length] = window[0], feats[0]
+            self.at, self.length = 0, length
 
-    def step(self, proj):
-        """Logits [C] after one step; ``proj`` is layer 0's (scaled) input part, bias included."""
+    def step_input(self, x):
+        """Logits [C] after one step on the input vector ``x`` [D]."""
+        model = self.model
+        if self.att is None:
+            first = model.layers[0]
+            return self.step((sparse_matmul(x[None], first.w_x) + first.b)[0])
+        att = self.att
+        if model._composed is not None:
+            c_x, c_a, c_b = model._composed
+            proj = sparse_matmul(x[None], c_x)[0] + self.attns @ c_a
+            proj += c_b
+        else:
+            wrapped_in = sparse_matmul(x[None], att.in_x)[0] + self.attns @ att.in_a + att.in_bias
+            first = model.layers[0]
+            proj = wrapped_in @ first.w_x + first.b
+        return self.step(proj)
+
+    def step_index(self, i):
+        """Logits [C] after one step on the one-hot input of class ``i``."""
+        model = self.model
+        if self.att is None:
+            return self.step(self.first_rows[i])
+        if model._composed is not None:
+            c_x, c_a, c_b = model._composed
+            proj = c_x[i] + self.attns @ c_a
+            proj += c_b
+        else:
+            att, first = self.att, model.layers[0]
+            wrapped_in = att.in_x[i] + self.attns @ att.in_a + att.in_bias
+            proj = wrapped_in @ first.w_x + first.b
+        return self.step(proj)
+
+    def _layers(self, lo, hi, x, proj=None):
         tanh, cs, hs = np.tanh, self.c, self.h
-        x = None
-        for k, (w_h, w_xh, b, n) in enumerate(self.layers):
-            if k == 0:
-                g = hs[0] @ w_h
+        for k in range(lo, hi):
+            w_h, w_xh, b, n = self.layers[k]
+            if k == lo and proj is not None:
+                g = hs[k] @ w_h
                 g += proj
             else:
                 g = np.concatenate((x, hs[k])) @ w_xh
@@ -342,13 +383,48 @@ class SingleRow:
             x = tanh(c)
             x *= sig[3 * n:]
             cs[k], hs[k] = c, x
+        return x
+
+    def step(self, proj):
+        """Logits [C] after one step; ``proj`` is layer 0's (scaled) input part, bias included."""
+        n = len(self.layers)
+        if self.att is None:
+            x = self._layers(0, n, None, proj)
+        else:
+            att, model, at, length = self.att, self.model, self.at, self.length
+            wrapped = model.wrapped
+            h = self._layers(0, wrapped, None, proj)
+            query = np.concatenate([v for k in range(wrapped) for v in (self.c[k], self.h[k])])
+            y = query @ att.query_kernel
+            y += att.query_bias
+            t = self.fts[at:at + length] + y
+            np.tanh(t, out=t)
+            sc = t @ att.attn_v  # [L] scores
+            sc -= sc.max()
+            np.exp(sc, out=sc)
+            sc /= sc.sum()
+            self.attns = sc @ self.win[at:at + length]
+            out = h @ att.out_h
+            out += self.attns @ att.out_a
+            out += att.out_bias
+            if at + length == len(self.win):  # buffer end: move the newest length-1 rows to the front
+                self.win[:length - 1] = self.win[at + 1:]
+                self.fts[:length - 1] = self.fts[at + 1:]
+                at = -1
+            self.win[at + length] = out
+            self.fts[at + length] = out @ att.attn_w
+            self.at = at + 1
+            x = self._layers(wrapped, n, out)
         logits = x @ self.fc_w
         logits += self.fc_b
         return logits
 
     def state(self) -> tuple:
-        """The batch-of-one state tuple (c0, h0, c1, h1, ...)."""
+        """The batch-of-one state tuple (c0, h0, c1, h1, ..., [attns, window, features])."""
         out = []
         for c, h in zip(self.c, self.h):
             out += [c[None], h[None]]
+        if self.att is not None:
+            at, length = self.at, self.length
+            out += [self.attns[None], self.win[None, at:at + length].copy(), self.fts[None, at:at + length].copy()]
         return tuple(out)
