@@ -184,3 +184,11 @@ def test_openapi_matches_routes(toy_app):
     assert {"400", "404", "413", "422", "503"} <= set(gen["responses"])
     ref = doc["components"]["schemas"]["GenerateRequest"]["properties"]["seed"]["$ref"]
     assert ref.split("/")[-1] in doc["components"]["schemas"]
+
+
+def test_400_unknown_field_is_not_ignored(client):
+    resp = client.post("/v1/generate", json={"model": "toy-a", "temprature": 0.5})
+    assert resp.status_code == 400
+    err = error_of(resp)
+    assert err["code"] == "unknown_field" and err["details"]["field"] == "/temprature"
+    assert "temperature" in err["details"]["accepted"] and "explode" in err["details"]["accepted"]

@@ -144,6 +144,7 @@ class Service:
         entry = self.registry.family(spec)
         cls = entry.cls
         _validate(payload, cls.params_schema, f"invalid parameter for {spec.id}")
+        self._refuse_unknown_fields(payload, cls, spec)
         opts = {**self._defaults(spec, cls), **{k: payload[k] for k in SHARED_FIELDS if k in payload}}
         mode = payload.get("mode") or opts["mode"]
         if mode not in cls.capabilities:
@@ -180,6 +181,21 @@ class Service:
         )
         cls.validate(spec, request)
         return spec, entry, request, seeded
+
+    @staticmethod
+    def _refuse_unknown_fields(payload: dict, cls, spec: ModelSpec) -> None:
+        """A misspelt field ("temprature") would otherwise be ignored in silence. Families that take
+        free-form fields say so with ``"additionalProperties": true`` in their params_schema."""
+        if cls.params_schema.get("additionalProperties") is True:
+            return
+        known = set(schemas.load("generate")["properties"]) | set(cls.params_schema.get("properties", {}))
+        unknown = sorted(set(payload) - known)
+        if unknown:
+            raise BadRequest(
+                f"unknown field {unknown[0]!r} for model {spec.id!r}",
+                {"field": f"/{unknown[0]}", "unknown": unknown, "accepted": sorted(known)},
+                code="unknown_field",
+            )
 
     def generate(self, payload, want_midi: bool = False) -> Rendered:
         with stage(logger, "validate") as info:
