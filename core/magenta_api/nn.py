@@ -54,6 +54,31 @@ def dense(x, kernel, bias=None, activation=None):
     return activation(y) if activation is not None else y
 
 
+def gate_scale_shift(units: int, forget_bias: float) -> tuple:
+    """Per-column factors that fold the sigmoids into one tanh: sigmoid(v) = (tanh(v / 2) + 1) / 2, so
+    weights and bias times ``scale`` (i, f, o halved, exact in float), bias plus ``shift`` (half the
+    forget bias on f) give pre-activations that :func:`scaled_lstm_update` turns into the TF update."""
+    n = units
+    scale = np.ones(4 * n, np.float32)
+    scale[:n] = scale[2 * n:] = 0.5
+    shift = np.zeros(4 * n, np.float32)
+    shift[2 * n:3 * n] = 0.5 * np.float32(forget_bias)
+    return scale, shift
+
+
+def scaled_lstm_update(g, c_prev, n: int) -> tuple:
+    """(c, h) of a TF LSTM step from pre-activations ``g`` [..., 4n] made with :func:`gate_scale_shift`
+    (g holds i/2, j, (f + forget_bias)/2, o/2; it is overwritten). Works on one row or a batch."""
+    np.tanh(g, out=g)
+    sig = g * 0.5
+    sig += 0.5  # sigmoid of i, f, o (its j quarter is unused)
+    c = sig[..., 2 * n:3 * n] * c_prev
+    c += sig[..., :n] * g[..., n:2 * n]
+    h = np.tanh(c)
+    h *= sig[..., 3 * n:]
+    return c, h
+
+
 @dataclass
 class LSTMState:
     c: np.ndarray
@@ -79,11 +104,7 @@ class LSTMCell:
         self.forget_bias = np.float32(forget_bias)
         # sigmoid(x) = (tanh(x / 2) + 1) / 2: scaling i, f, o by 1/2 (and adding half the forget
         # bias to f) lets a single tanh serve all four gates.
-        n = self.units
-        self._scale = np.ones(4 * n, np.float32)
-        self._scale[:n] = self._scale[2 * n:] = 0.5
-        self._shift = np.zeros(4 * n, np.float32)
-        self._shift[2 * n:3 * n] = 0.5 * self.forget_bias
+        self._scale, self._shift = gate_scale_shift(self.units, self.forget_bias)
 
     def zero_state(self, batch: int, dtype=np.float32) -> LSTMState:
         z = np.zeros((batch, self.units), dtype)
@@ -102,17 +123,9 @@ class LSTMCell:
 
     def _gates_to_state(self, gates, c_prev) -> LSTMState:
         """The element-wise half of a step, on a freshly allocated ``gates`` array (used in place)."""
-        n = self.units
         gates *= self._scale
         gates += self._shift
-        np.tanh(gates, out=gates)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
-        sig = gates * 0.5
-        sig += 0.5  # sigmoid of i, f, o (its j quarter is unused)
-        c = sig[:, 2 * n:3 * n] * c_prev
-        c += sig[:, :n] * gates[:, n:2 * n]
-        h = np.tanh(c)
-        h *= sig[:, 3 * n:]
-        return LSTMState(c, h)
+        return LSTMState(*scaled_lstm_update(gates, c_prev, self.units))
 
 
 class MultiLSTM:

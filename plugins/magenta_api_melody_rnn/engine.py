@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from magenta_api.nn import LSTMCell
+from magenta_api.nn import LSTMCell, gate_scale_shift, scaled_lstm_update
 from magenta_api.nn import matmul as _stacked_matmul
 
 from .attention import Attention, AttentionWeights
@@ -106,10 +106,7 @@ class _Layer:
 
     def __init__(self, cell: LSTMCell):
         n = self.units = cell.units
-        scale = np.full(4 * n, 0.5, np.float32)
-        scale[n:2 * n] = 1.0
-        shift = np.zeros(4 * n, np.float32)
-        shift[2 * n:3 * n] = 0.5 * cell.forget_bias
+        scale, shift = gate_scale_shift(n, cell.forget_bias)
         self.input_size = cell.input_size
         # [x; h] kernel in one block (as TF's own concat-then-matmul); w_x and w_h are views of it.
         self.w_xh = np.ascontiguousarray(np.concatenate([cell.w_x, cell.w_h]) * scale)
@@ -129,29 +126,13 @@ class _Layer:
 
     def cell(self, g, c):
         """(c, h) from the scaled pre-activations ``g`` (used in place)."""
-        n = self.units
-        np.tanh(g, out=g)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
-        sig = g * 0.5
-        sig += 0.5  # sigmoid(i), _, sigmoid(f + forget_bias), sigmoid(o)
-        c = sig[:, 2 * n:3 * n] * c
-        c += sig[:, :n] * g[:, n:2 * n]
-        h = np.tanh(c)
-        h *= sig[:, 3 * n:]
-        return c, h
+        return scaled_lstm_update(g, c, self.units)
 
     def step(self, proj, c, h):
         """(c, h) after one step, given the input part ``proj`` of the (scaled) pre-activations."""
-        n = self.units
         g = matmul(h, self.w_h)
         g += proj
-        np.tanh(g, out=g)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
-        sig = g * 0.5
-        sig += 0.5  # sigmoid(i), _, sigmoid(f + forget_bias), sigmoid(o)
-        c = sig[:, 2 * n:3 * n] * c
-        c += sig[:, :n] * g[:, n:2 * n]
-        h = np.tanh(c)
-        h *= sig[:, 3 * n:]
-        return c, h
+        return scaled_lstm_update(g, c, self.units)
 
 
 class EventRnn:
@@ -366,7 +347,7 @@ class SingleRow:
         return self.step(proj)
 
     def _layers(self, lo, hi, x, proj=None):
-        tanh, cs, hs = np.tanh, self.c, self.h
+        cs, hs = self.c, self.h
         for k in range(lo, hi):
             w_h, w_xh, b, n = self.layers[k]
             if k == lo and proj is not None:
@@ -375,14 +356,7 @@ class SingleRow:
             else:
                 g = np.concatenate((x, hs[k])) @ w_xh
                 g += b
-            tanh(g, out=g)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
-            sig = g * 0.5
-            sig += 0.5
-            c = sig[2 * n:3 * n] * cs[k]
-            c += sig[:n] * g[n:2 * n]
-            x = tanh(c)
-            x *= sig[3 * n:]
-            cs[k], hs[k] = c, x
+            cs[k], hs[k] = c, x = scaled_lstm_update(g, cs[k], n)
         return x
 
     def step(self, proj):

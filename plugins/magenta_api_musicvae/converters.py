@@ -15,7 +15,7 @@ Drum classes: 9 drum types (Magenta's reduced pitch map); a step is the bitmask 
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 import note_seq

@@ -222,7 +222,7 @@ class MusicVAEEngine:
     def _encode_full(self, x):
         """:meth:`_encode_masked` when every row is full length (what the service sends): the input
         projections of all steps are scaled once up front, leaving ~10 NumPy calls per step."""
-        tanh, mm = np.tanh, nn.matmul
+        mm = nn.matmul
         batch, steps = x.shape[:2]
         for fw, bw in self.enc:
             outs, finals = [], []
@@ -239,13 +239,7 @@ class MusicVAEEngine:
                     g = mm(h, cell.w_h)
                     g *= scale
                     g += xp[:, t]
-                    tanh(g, out=g)
-                    sig = g * 0.5
-                    sig += 0.5
-                    c = sig[:, 2 * n:3 * n] * c
-                    c += sig[:, :n] * g[:, n:2 * n]
-                    h = tanh(c)
-                    h *= sig[:, 3 * n:]
+                    c, h = nn.scaled_lstm_update(g, c, n)
                     out[:, t] = h
                 outs.append(out[:, ::-1] if backward else out)
                 finals.append(h)
@@ -266,14 +260,7 @@ class MusicVAEEngine:
     @staticmethod
     def _cell(g, c_prev, n):
         """Pre-scaled gates -> (c, h): g holds i/2, j, (f + forget_bias)/2, o/2 (used in place)."""
-        np.tanh(g, out=g)
-        sig = g * 0.5
-        sig += 0.5
-        c = sig[:, 2 * n:3 * n] * c_prev
-        c += sig[:, :n] * g[:, n:2 * n]
-        h = np.tanh(c)
-        h *= sig[:, 3 * n:]
-        return c, h
+        return nn.scaled_lstm_update(g, c_prev, n)
 
     def _step(self, prev, const0, states, out_k, out_b):
         """One decoder step. ``prev`` is the previous class: None (zero input), an int (batch of
@@ -381,7 +368,6 @@ class MusicVAEEngine:
         else:
             noise, out_k, out_b = None, self.out_k, self.out_b
         classes = np.empty((1, length), np.int64)
-        tanh = np.tanh
         row = const0[0]
         for t in range(length):
             x = None
@@ -392,14 +378,7 @@ class MusicVAEEngine:
                 else:
                     g += x @ w_x
                     g += bias
-                tanh(g, out=g)  # tanh(i/2), tanh(j), tanh((f + forget_bias)/2), tanh(o/2)
-                sig = g * 0.5
-                sig += 0.5
-                c = sig[2 * n:3 * n] * cs[k]
-                c += sig[:n] * g[n:2 * n]
-                x = tanh(c)
-                x *= sig[3 * n:]
-                cs[k], hs[k] = c, x
+                cs[k], hs[k] = c, x = nn.scaled_lstm_update(g, cs[k], n)
             logits = x @ out_k
             logits += out_b
             if noise is not None:
