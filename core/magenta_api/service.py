@@ -24,6 +24,7 @@ from .logs import stage
 from .music import sequence_to_json, sequence_to_midi
 from .plugins import PluginHost
 from .registry import Registry
+from .store.errors import CheckpointError, CheckpointUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ class Rendered:
     filename: Optional[str]
     cache: str  # HIT or MISS
     seed: object
-
-
-def _store_errors():
-    from .store.errors import CheckpointError, CheckpointUnavailable
-
-    return CheckpointUnavailable, CheckpointError
 
 
 def _validate(instance, schema, what: str):
@@ -241,7 +236,6 @@ class Service:
         return self.registry.checkpoint_status(spec).get("sha256")
 
     def _load(self, spec: ModelSpec, entry):
-        unavailable, broken = _store_errors()
         needs_fetch = (spec.checkpoint and entry.cls.needs_checkpoint and not self.registry.is_loaded(spec.id)
                        and self.registry.checkpoint_status(spec).get("state") != "ready")
         try:
@@ -250,13 +244,13 @@ class Service:
                     self.store.fetch(spec.id, spec.checkpoint)
             with stage(logger, "load", model=spec.id, cached=self.registry.is_loaded(spec.id)):
                 return self.registry.load(spec)
-        except unavailable as exc:
+        except CheckpointUnavailable as exc:
             hint = getattr(exc, "hint", None) or f"magenta-api fetch {spec.id}"
             raise Unavailable(
                 f"checkpoint of {spec.id!r} is not available: {getattr(exc, 'reason', None) or exc}",
                 {"model": spec.id, "fix": hint, "state": self.registry.checkpoint_status(spec).get("state")},
             ) from exc
-        except broken as exc:
+        except CheckpointError as exc:
             raise Unavailable(
                 f"checkpoint of {spec.id!r} could not be used: {exc}",
                 {"model": spec.id, "fix": f"magenta-api fetch {spec.id}"},

@@ -29,9 +29,9 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 
 def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] = None,
-                 entry_points: Optional[list] = [], default_model: Optional[str] = None, **settings) -> Service:
-    """A Service with the given plugin modules registered directly (and, if ``entry_points`` is None,
-    every installed entry point too), plus ``models`` written to a models.yaml in ``tmp_path``."""
+                 entry_points: Optional[Iterable] = (), default_model: Optional[str] = None, **settings) -> Service:
+    """A Service with the given plugin modules registered directly, plus the named installed entry points
+    (``None``: all of them; empty: none), and ``models`` written to a models.yaml in ``tmp_path``."""
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     extra = list(settings.pop("extra_models_files", []))
@@ -46,8 +46,10 @@ def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] 
     host = PluginHost()
     for module in plugins:
         host.register(module)
-    if entry_points is None or entry_points:
-        host.load_entry_points(entry_points or None)
+    if entry_points is None:
+        host.load_entry_points()
+    elif entry_points:
+        host.load_entry_points(list(entry_points))
     return Service(config, host=host)
 
 
