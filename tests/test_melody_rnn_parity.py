@@ -143,3 +143,36 @@ def test_attention_input_projection_composed_or_not_matches_magenta(name, primer
         out = generate(model, encoder, events, ref["num_steps"], 1, sample["temperature"],
                        np.random.RandomState(sample["seed"]))[0]
         assert from_events(name, out.events, entry["transpose"]) == sample["events"]
+
+
+LOOKBACK_CASES = [(name, primer, composed) for name, primer in CASES
+                  if config_of(name) in ("lookback_rnn", "drum_kit_rnn") for composed in (True, False)]
+
+
+@pytest.mark.parametrize("name,primer,composed", LOOKBACK_CASES)
+def test_lookback_lookups_equal_the_dense_input_at_every_step(name, primer, composed):
+    """n=1 generation feeds lookback inputs as row lookups plus a counter table (SingleRow.step_hots);
+    the logits must equal the dense input vector's, through the batched step too, with and without
+    the attention input composed into layer 0."""
+    ref, model, encoder = _setup(name)
+    if not composed:
+        model._composed = None
+    assert encoder.lookback
+    events = to_events(name, ref["primers"][primer]["prepared"]) * 3  # long enough to wrap the counter
+    offset, bits = encoder.counter_layout
+    table = model.counter_rows(offset, bits)
+    dense = encoder.full(events)
+    by_hots, by_vector = model.single(model.zero_state(1)), model.single(model.zero_state(1))
+    state = model.zero_state(1)
+    for at in range(len(events)):
+        row = np.zeros(encoder.input_size, np.float32)
+        row[encoder.lookback_hots(events, at)] = 1.0
+        row[offset:offset + bits] = dense[at, offset:offset + bits]
+        np.testing.assert_array_equal(row, dense[at])
+        a = by_hots.step_hots(encoder.lookback_hots(events, at), table, (at + 1) % (1 << bits))
+        b = by_vector.step_input(dense[at])
+        c, state = model.step(dense[at][None], state)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a, c[0], atol=1e-5)
+    for x, y in zip(by_hots.state(), state):
+        np.testing.assert_allclose(x, y, atol=1e-5)

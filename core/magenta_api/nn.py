@@ -79,6 +79,81 @@ def scaled_lstm_update(g, c_prev, n: int) -> tuple:
     return c, h
 
 
+def fused_lstm_kernel(w_x, w_h, bias, forget_bias: float) -> np.ndarray:
+    """``[w_x; w_h; bias]`` as one float32 array ``[inputs + units + 1, 4 * units]`` for the fused
+    updates below: scaled as :func:`gate_scale_shift` says and with the gate columns reordered from
+    TF's i, j, f, o to i, f, o, j. Then the three sigmoid gates are contiguous, [i | f] lines up with
+    a [j | c] buffer (one product gives i*j and f*c), and the bias row lets a single-sequence step fold
+    the bias into its matmul by appending a 1 to the input."""
+    n = np.shape(w_h)[0]
+    scale, shift = gate_scale_shift(n, forget_bias)
+    kernel = np.concatenate([np.asarray(w_x, np.float32), np.asarray(w_h, np.float32),
+                             np.asarray(bias, np.float32)[None]]) * scale
+    kernel[-1] += shift
+    order = np.r_[0:n, 2 * n:4 * n, n:2 * n]
+    return np.ascontiguousarray(kernel[:, order])
+
+
+def fused_lstm_update(g, c_prev, n: int) -> tuple:
+    """(c, h) of a TF LSTM step from pre-activations ``g`` [..., 4n] in the order and scaling of
+    :func:`fused_lstm_kernel` (g is overwritten). Works on one row or a batch."""
+    np.tanh(g, out=g)
+    sig = g[..., :3 * n]
+    sig *= 0.5
+    sig += 0.5  # sigmoid of i, f, o
+    c = g[..., n:2 * n] * c_prev
+    c += g[..., :n] * g[..., 3 * n:]
+    h = np.tanh(c)
+    h *= g[..., 2 * n:3 * n]
+    return c, h
+
+
+class RowLSTM:
+    """One LSTM layer stepping a single sequence in place, for autoregressive loops at batch size one,
+    where a step is a handful of small NumPy calls and their overhead matters as much as the matmul.
+
+    Everything lives in one buffer ``[i f o j | c | x | h | 1]``: the matmul reads ``[x | h | 1]``
+    against a :func:`fused_lstm_kernel` (bias folded in), its output lands on the gates, one product of
+    ``[i | f]`` with ``[j | c]`` gives both terms of the new c, and h is written where the next step
+    reads it. With ``input_size`` 0 the caller adds its own input projection (``step(proj)``) and
+    ``[c | h | 1]`` is contiguous, which is the query an attention wrapper reads.
+    """
+
+    def __init__(self, kernel, units: int, input_size: int, c, h):
+        n, m = units, input_size
+        self.units, self.input_size = n, m
+        self.buf = buf = np.zeros(6 * n + m + 1, np.float32)
+        buf[-1] = 1.0
+        self.gates, self.sig, self.i_f = buf[:4 * n], buf[:3 * n], buf[:2 * n]
+        self.o, self.j_c, self.c = buf[2 * n:3 * n], buf[3 * n:5 * n], buf[4 * n:5 * n]
+        self.x, self.h = buf[5 * n:5 * n + m], buf[5 * n + m:6 * n + m]
+        self.h1 = buf[5 * n + m:]  # [h | 1]
+        self.c_h1 = buf[4 * n:] if m == 0 else None  # [c | h | 1]
+        self.inputs = buf[5 * n:]  # [x | h | 1]
+        self.kernel = kernel  # [x; h; bias] rows (fused_lstm_kernel), or only the h rows when input-less
+        self.tmp = np.empty(2 * n, np.float32)
+        self.c[:], self.h[:] = c, h
+
+    def step(self, proj=None):
+        """One step: ``proj`` (the input part, bias included) when ``input_size`` is 0, else ``x`` as
+        the caller filled it. Updates c and h in place."""
+        n, g = self.units, self.gates
+        if proj is None:
+            np.matmul(self.inputs, self.kernel, out=g)
+        else:
+            np.matmul(self.h, self.kernel, out=g)
+            g += proj
+        np.tanh(g, out=g)
+        sig = self.sig
+        np.multiply(sig, 0.5, out=sig)
+        np.add(sig, 0.5, out=sig)
+        tmp = self.tmp
+        np.multiply(self.i_f, self.j_c, out=tmp)  # [i*j | f*c]
+        np.add(tmp[:n], tmp[n:], out=self.c)
+        np.tanh(self.c, out=self.h)
+        np.multiply(self.h, self.o, out=self.h)
+
+
 @dataclass
 class LSTMState:
     c: np.ndarray

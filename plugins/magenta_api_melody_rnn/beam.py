@@ -147,6 +147,9 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
         seq, score, tracker = seqs[0], scores[0], trackers[0]
         runner = model.single(state)
         logits = pending[0]
+        if encoder.lookback:
+            offset, bits = encoder.counter_layout
+            counter_rows, period = model.counter_rows(offset, bits), 1 << bits
         for s in range(total):
             i, p = sample_one(logits, temperature, rng)
             score = score + np.log(p)
@@ -156,6 +159,9 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
                 break
             if encoder.one_hot:
                 logits = runner.step_index(i)
+            elif encoder.lookback:
+                at = len(seq) - 1
+                logits = runner.step_hots(encoder.lookback_hots(seq, at), counter_rows, (at + 1) % period)
             else:
                 logits = runner.step_input(vector if vector is not None else encoder.last([seq])[0])
         return [Generated(seq, float(score))]

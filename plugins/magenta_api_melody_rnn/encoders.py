@@ -155,25 +155,44 @@ class InputEncoder:
     def _lookback_row(self, events, position):
         """``LookbackEventSequenceEncoderDecoder.events_to_input`` written with NumPy (same values):
         current event, next event for each lookback, binary counter of the next position, repeat flags."""
+        row = np.zeros(self.input_size, np.float32)
+        row[self.lookback_hots(events, position)] = 1.0
+        offset, bits = self.counter_layout
+        row[offset:offset + bits] = np.where((position + 1) >> np.arange(bits) & 1, 1.0, -1.0)
+        return row
+
+    @property
+    def lookback(self) -> bool:
+        """Inputs are lookback encodings: a few ones (:meth:`lookback_hots`) and a binary counter."""
+        return self._lookback
+
+    @property
+    def counter_layout(self) -> tuple:
+        """(offset, bits) of the lookback encoding's binary counter, which holds ``(position + 1)``
+        with +1 for a set bit and -1 for a clear one."""
+        enc = self.encoder
+        return (enc._one_hot_encoding.num_classes * (1 + len(enc._lookback_distances)),
+                enc._binary_counter_bits)
+
+    def lookback_hots(self, events, position) -> list:
+        """Indices of the ones in the lookback input of ``position``: the current event, the next
+        event for each lookback, and the repeat flags that are set (the counter is apart)."""
         enc = self.encoder
         encoding = enc._one_hot_encoding
         size = encoding.num_classes
-        row = np.zeros(self.input_size, np.float32)
-        row[self._index(events[position])] = 1.0
+        hots = [self._index(events[position])]
         offset = size
         for distance in enc._lookback_distances:
             at = position - distance + 1
-            row[offset + self._index(encoding.default_event if at < 0 else events[at])] = 1.0
+            hots.append(offset + self._index(encoding.default_event if at < 0 else events[at]))
             offset += size
-        bits = enc._binary_counter_bits
-        row[offset:offset + bits] = np.where((position + 1) >> np.arange(bits) & 1, 1.0, -1.0)
-        offset += bits
+        offset += enc._binary_counter_bits
         for distance in enc._lookback_distances:
             at = position - distance
             if at >= 0 and events[position] == events[at]:
-                row[offset] = 1.0
+                hots.append(offset)
             offset += 1
-        return row
+        return hots
 
     @property
     def one_hot(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from magenta_api.nn import LSTMCell, gate_scale_shift, scaled_lstm_update
+from magenta_api.nn import LSTMCell, RowLSTM, fused_lstm_kernel, fused_lstm_update
 from magenta_api.nn import matmul as _stacked_matmul
 
 from .attention import Attention, AttentionWeights
@@ -98,25 +98,17 @@ def sparse_matmul(x, w):
 
 
 class _Layer:
-    """One BasicLSTMCell with its gate scaling folded into the weights.
-
-    sigmoid(v) = (tanh(v / 2) + 1) / 2, so with the i, f, o columns of the kernel and bias halved (exact
-    in float) and half the forget bias added to f, one ``tanh`` of the pre-activations yields every gate.
-    """
+    """One BasicLSTMCell as a fused kernel ``[w_x; w_h; bias]`` (:func:`~magenta_api.nn.fused_lstm_kernel`:
+    gate scaling folded in, columns i, f, o, j); ``w_x``, ``w_h``, ``w_xh`` and ``b`` are views of it."""
 
     def __init__(self, cell: LSTMCell):
         n = self.units = cell.units
-        scale, shift = gate_scale_shift(n, cell.forget_bias)
-        self.input_size = cell.input_size
-        # [x; h] kernel in one block (as TF's own concat-then-matmul); w_x and w_h are views of it.
-        self.w_xh = np.ascontiguousarray(np.concatenate([cell.w_x, cell.w_h]) * scale)
-        self.w_x = self.w_xh[:cell.input_size]
-        self.w_h = self.w_xh[cell.input_size:]
-        self.b = (cell.bias * scale + shift).astype(np.float32)
-        self.w_xb = self.w_x + self.b  # rows for one-hot inputs, bias included
-
-    def project(self, x):
-        return matmul(x, self.w_x) + self.b
+        m = self.input_size = cell.input_size
+        self.kernel = fused_lstm_kernel(cell.w_x, cell.w_h, cell.bias, cell.forget_bias)
+        self.w_xh = self.kernel[:m + n]
+        self.w_x = self.kernel[:m]
+        self.w_h = self.kernel[m:m + n]
+        self.b = self.kernel[-1]
 
     def gates(self, x, h):
         """Scaled pre-activations of [x; h] in one product (one BLAS call instead of two and an add)."""
@@ -126,13 +118,13 @@ class _Layer:
 
     def cell(self, g, c):
         """(c, h) from the scaled pre-activations ``g`` (used in place)."""
-        return scaled_lstm_update(g, c, self.units)
+        return fused_lstm_update(g, c, self.units)
 
     def step(self, proj, c, h):
         """(c, h) after one step, given the input part ``proj`` of the (scaled) pre-activations."""
         g = matmul(h, self.w_h)
         g += proj
-        return scaled_lstm_update(g, c, self.units)
+        return fused_lstm_update(g, c, self.units)
 
 
 class EventRnn:
@@ -149,6 +141,41 @@ class EventRnn:
         self.num_classes = fc_w.shape[1]
         self.layer_sizes = [c.units for c in self.cells]
         self._composed = self._compose_attention_input() if attention is not None else None
+        self.fc_wb = np.ascontiguousarray(np.concatenate([fc_w, np.asarray(fc_b, np.float32)[None]]))
+        self._tables = {}
+
+    # -- the first linear map the inputs meet -----------------------------------------------------
+    def input_map(self) -> tuple:
+        """(name, rows R, bias beta): the inputs enter the model as ``x @ R + beta``. That is layer 0's
+        input kernel without attention, the composed [inputs -> layer 0] map, or else the attention
+        wrapper's own input projection (whose output layer 0 then reads with the wrapper's state)."""
+        if self.attention is None:
+            first = self.layers[0]
+            return "layer0", first.w_x, first.b
+        if self._composed is not None:
+            c_x, _, c_b = self._composed
+            return "composed", c_x, c_b
+        return "wrapper", self.attention.in_x, self.attention.in_bias
+
+    def one_hot_rows(self):
+        """``R + beta`` per input index: the whole input map of a one-hot input is one row lookup."""
+        name, rows, beta = self.input_map()
+        key = (name, "one-hot")
+        if key not in self._tables:
+            self._tables[key] = rows + beta
+        return self._tables[key]
+
+    def counter_rows(self, offset: int, bits: int):
+        """For each value v of a ``bits``-bit counter at input ``offset`` (magenta's lookback encodings:
+        +1 for a set bit, -1 for a clear one), the counter's part of the input map plus beta, so that a
+        lookback input costs one lookup per hot index and one for the counter."""
+        name, rows, beta = self.input_map()
+        key = (name, "counter", offset, bits)
+        if key not in self._tables:
+            values = np.arange(1 << bits)[:, None] >> np.arange(bits) & 1
+            signs = np.where(values, 1.0, -1.0)
+            self._tables[key] = (signs @ rows[offset:offset + bits].astype(np.float64) + beta).astype(np.float32)
+        return self._tables[key]
 
     def _compose_attention_input(self):
         """The wrapper's input projection folded into layer 0's input kernel, when that reads fewer
@@ -235,32 +262,28 @@ class EventRnn:
             x = new[2 * k + 1]
         return x
 
+    def _input_part(self, x, index):
+        """``x @ R + beta`` of :meth:`input_map` for a batch; ``index`` [B] for one-hot inputs."""
+        if index is not None:
+            return self.one_hot_rows()[index]
+        _, rows, beta = self.input_map()
+        return sparse_matmul(x, rows) + beta
+
     def step(self, x, state, index=None):
         """One step for a batch: returns (logits [B, C], new state). For one-hot inputs pass the hot
         ``index`` [B] instead of ``x``: the input projection is then a row lookup, not a matmul."""
         new = list(state)
         n = len(self.layers)
+        part = self._input_part(x, index)
         if self.attention is None:
-            first = self.layers[0]
-            if index is not None:
-                proj = first.w_xb[index]
-            else:
-                proj = sparse_matmul(x, first.w_x) + first.b
-            out = self._run_layers(0, n, None, new, proj)
+            out = self._run_layers(0, n, None, new, part)
         else:
             att = self.attention
             attns, window, feats = state[2 * n:]
             if self._composed is not None:  # layer 0's input part straight from [x; attns]
-                c_x, c_a, c_b = self._composed
-                proj = (c_x[index] if index is not None else sparse_matmul(x, c_x)) + matmul(attns, c_a)
-                proj += c_b
-                h = self._run_layers(0, self.wrapped, None, new, proj)
+                h = self._run_layers(0, self.wrapped, None, new, part + matmul(attns, self._composed[1]))
             else:
-                if index is not None:
-                    wrapped_in = att.in_x[index] + matmul(attns, att.in_a) + att.in_bias
-                else:
-                    wrapped_in = sparse_matmul(x, att.in_x) + matmul(attns, att.in_a) + att.in_bias
-                h = self._run_layers(0, self.wrapped, wrapped_in, new)
+                h = self._run_layers(0, self.wrapped, part + matmul(attns, att.in_a), new)
             query = np.concatenate(new[: 2 * self.wrapped], axis=1)
             out, attns, window, feats = att.read(query, h, window, feats)
             new[2 * n:] = [attns, window, feats]
@@ -292,112 +315,132 @@ def gather_state(state: tuple, rows) -> tuple:
 
 
 class SingleRow:
-    """:meth:`EventRnn.step` for one sequence on 1-D vectors: the same products and element-wise
-    steps with the fewest NumPy calls (at n=1 a step is mostly call overhead). With attention, the
-    window of past outputs sits in a buffer twice its length, so shifting it copies nothing."""
+    """:meth:`EventRnn.step` for one sequence, in place on preallocated 1-D buffers
+    (:class:`~magenta_api.nn.RowLSTM` per layer): at n=1 a step is a few dozen small NumPy calls, so
+    biases ride in the matmuls (a trailing 1 in each input buffer) and results are written straight
+    where the next call reads them. With attention, the window of past outputs sits in a buffer twice
+    its length, so shifting it copies nothing.
+
+    Layer 0 takes its input part from the caller (a one-hot row, lookback lookups or a dense vector
+    through :meth:`EventRnn.input_map`), except behind an attention wrapper whose input projection is
+    not composed into it: then the wrapper's output is layer 0's ``x``.
+    """
 
     def __init__(self, model: EventRnn, state):
         self.model = model
         n = len(model.layers)
-        self.layers = [(lay.w_h, lay.w_xh, lay.b, lay.units) for lay in model.layers]
-        self.c = [state[2 * k][0].copy() for k in range(n)]
-        self.h = [state[2 * k + 1][0].copy() for k in range(n)]
-        self.fc_w, self.fc_b = model.fc_w, model.fc_b
-        self.first_rows = model.layers[0].w_xb  # layer 0's input part for a one-hot input, bias included
-        self.att = model.attention
-        if self.att is not None:
+        self.att = att = model.attention
+        self.map_name, self.in_rows, self.in_beta = model.input_map()
+        self.one_hot = model.one_hot_rows()
+        self.composed = model._composed
+        self.rows = []
+        for k, lay in enumerate(model.layers):
+            own_input = k > 0 or self.map_name == "wrapper"
+            kernel = lay.kernel if own_input else lay.w_h
+            self.rows.append(RowLSTM(kernel, lay.units, lay.input_size if own_input else 0,
+                                     state[2 * k][0], state[2 * k + 1][0]))
+        top = self.rows[-1]
+        self.fc_in = top.h1
+        if att is not None:
             attns, window, feats = state[2 * n:]
             length = window.shape[1]
+            self.wrapped = model.wrapped
+            inner = self.rows[self.wrapped - 1]
             self.attns = attns[0].copy()
             self.win = np.empty((2 * length, window.shape[2]), np.float32)
             self.fts = np.empty((2 * length, feats.shape[2]), np.float32)
             self.win[:length], self.fts[:length] = window[0], feats[0]
             self.at, self.length = 0, length
+            self.query_kb = np.concatenate([att.query_kernel, np.asarray(att.query_bias, np.float32)[None]])
+            self.out_hb = np.concatenate([att.out_h, np.asarray(att.out_bias, np.float32)[None]])
+            self.inner_h1 = inner.h1
+            # the query [c | h | 1] of a single wrapped input-less layer is one slice of its buffer
+            self.query = self.rows[0].c_h1 if self.wrapped == 1 else None
+            self.y = np.empty(att.vec, np.float32)
+            self.t = np.empty((length, att.vec), np.float32)
+            if self.wrapped < n:
+                self.out = self.rows[self.wrapped].x
+            else:
+                buf = np.ones(att.size + 1, np.float32)
+                self.out, self.fc_in = buf[:-1], buf
+            self.wrapper_x = self.rows[0].x if self.map_name == "wrapper" else None
+        self.proj = np.empty(self.in_rows.shape[1], np.float32)
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def step_index(self, i):
+        """Logits [C] after one step on the one-hot input of class ``i``."""
+        return self.step(self.one_hot[i])
+
+    def step_hots(self, hots, counter_rows, counter):
+        """Logits [C] after one step on a lookback input: ones at ``hots``, and the counter's value
+        ``counter`` looked up in ``counter_rows`` (:meth:`EventRnn.counter_rows`, beta included)."""
+        rows = self.in_rows
+        part = np.add(counter_rows[counter], rows[hots[0]], out=self.proj)
+        for k in hots[1:]:
+            part += rows[k]
+        return self.step(part)
 
     def step_input(self, x):
         """Logits [C] after one step on the input vector ``x`` [D]."""
-        model = self.model
-        if self.att is None:
-            first = model.layers[0]
-            return self.step((sparse_matmul(x[None], first.w_x) + first.b)[0])
-        att = self.att
-        if model._composed is not None:
-            c_x, c_a, c_b = model._composed
-            proj = sparse_matmul(x[None], c_x)[0] + self.attns @ c_a
-            proj += c_b
-        else:
-            wrapped_in = sparse_matmul(x[None], att.in_x)[0] + self.attns @ att.in_a + att.in_bias
-            first = model.layers[0]
-            proj = wrapped_in @ first.w_x + first.b
-        return self.step(proj)
+        part = sparse_matmul(x[None], self.in_rows)[0]
+        part += self.in_beta
+        return self.step(part)
 
-    def step_index(self, i):
-        """Logits [C] after one step on the one-hot input of class ``i``."""
-        model = self.model
-        if self.att is None:
-            return self.step(self.first_rows[i])
-        if model._composed is not None:
-            c_x, c_a, c_b = model._composed
-            proj = c_x[i] + self.attns @ c_a
-            proj += c_b
+    # -- the step ------------------------------------------------------------------------------------
+    def step(self, part):
+        """Logits [C] after one step; ``part`` is ``x @ R + beta`` of :meth:`EventRnn.input_map`."""
+        rows, att = self.rows, self.att
+        if att is None:
+            rows[0].step(part)
+            for k in range(1, len(rows)):
+                np.copyto(rows[k].x, rows[k - 1].h)
+                rows[k].step()
+            return self.fc_in @ self.model.fc_wb
+        wrapped = self.wrapped
+        if self.composed is not None:
+            rows[0].step(np.add(part, self.attns @ self.composed[1], out=self.proj))
         else:
-            att, first = self.att, model.layers[0]
-            wrapped_in = att.in_x[i] + self.attns @ att.in_a + att.in_bias
-            proj = wrapped_in @ first.w_x + first.b
-        return self.step(proj)
-
-    def _layers(self, lo, hi, x, proj=None):
-        cs, hs = self.c, self.h
-        for k in range(lo, hi):
-            w_h, w_xh, b, n = self.layers[k]
-            if k == lo and proj is not None:
-                g = hs[k] @ w_h
-                g += proj
-            else:
-                g = np.concatenate((x, hs[k])) @ w_xh
-                g += b
-            cs[k], hs[k] = c, x = scaled_lstm_update(g, cs[k], n)
-        return x
-
-    def step(self, proj):
-        """Logits [C] after one step; ``proj`` is layer 0's (scaled) input part, bias included."""
-        n = len(self.layers)
-        if self.att is None:
-            x = self._layers(0, n, None, proj)
+            np.add(part, self.attns @ att.in_a, out=self.wrapper_x)
+            rows[0].step()
+        for k in range(1, wrapped):
+            np.copyto(rows[k].x, rows[k - 1].h)
+            rows[k].step()
+        # attention read over the window, against the wrapped layers' new state
+        if self.query is not None:
+            np.matmul(self.query, self.query_kb, out=self.y)
         else:
-            att, model, at, length = self.att, self.model, self.at, self.length
-            wrapped = model.wrapped
-            h = self._layers(0, wrapped, None, proj)
-            query = np.concatenate([v for k in range(wrapped) for v in (self.c[k], self.h[k])])
-            y = query @ att.query_kernel
-            y += att.query_bias
-            t = self.fts[at:at + length] + y
-            np.tanh(t, out=t)
-            sc = t @ att.attn_v  # [L] scores
-            sc -= sc.max()
-            np.exp(sc, out=sc)
-            sc /= sc.sum()
-            self.attns = sc @ self.win[at:at + length]
-            out = h @ att.out_h
-            out += self.attns @ att.out_a
-            out += att.out_bias
-            if at + length == len(self.win):  # buffer end: move the newest length-1 rows to the front
-                self.win[:length - 1] = self.win[at + 1:]
-                self.fts[:length - 1] = self.fts[at + 1:]
-                at = -1
-            self.win[at + length] = out
-            self.fts[at + length] = out @ att.attn_w
-            self.at = at + 1
-            x = self._layers(wrapped, n, out)
-        logits = x @ self.fc_w
-        logits += self.fc_b
-        return logits
+            q = np.concatenate([v for r in rows[:wrapped] for v in (r.c, r.h)])
+            np.matmul(q, att.query_kernel, out=self.y)
+            self.y += att.query_bias
+        at, length = self.at, self.length
+        t = np.add(self.fts[at:at + length], self.y, out=self.t)
+        np.tanh(t, out=t)
+        sc = t @ att.attn_v  # [L] scores
+        sc -= sc.max()
+        np.exp(sc, out=sc)
+        sc /= sc.sum()
+        self.attns = sc @ self.win[at:at + length]
+        out = self.out
+        np.matmul(self.inner_h1, self.out_hb, out=out)
+        out += self.attns @ att.out_a
+        if at + length == len(self.win):  # buffer end: move the newest length-1 rows to the front
+            self.win[:length - 1] = self.win[at + 1:]
+            self.fts[:length - 1] = self.fts[at + 1:]
+            at = -1
+        self.win[at + length] = out
+        np.matmul(out, att.attn_w, out=self.fts[at + length])
+        self.at = at + 1
+        for k in range(wrapped, len(rows)):
+            if k > wrapped:
+                np.copyto(rows[k].x, rows[k - 1].h)
+            rows[k].step()
+        return self.fc_in @ self.model.fc_wb
 
     def state(self) -> tuple:
         """The batch-of-one state tuple (c0, h0, c1, h1, ..., [attns, window, features])."""
         out = []
-        for c, h in zip(self.c, self.h):
-            out += [c[None], h[None]]
+        for r in self.rows:
+            out += [r.c[None].copy(), r.h[None].copy()]
         if self.att is not None:
             at, length = self.at, self.length
             out += [self.attns[None], self.win[None, at:at + length].copy(), self.fts[None, at:at + length].copy()]
