@@ -94,25 +94,23 @@ class MusicVAEEngine:
     def _prepare_decoder(self):
         """Decoder weights laid out for the step loop.
 
-        Layer 0's input is [one-hot(previous); z]: its input projection is a row gather plus a
-        per-sequence constant, so the [output_depth + z, 4H] matmul never runs per step. Every gate
-        column of i, f, o is pre-multiplied by 1/2 (exact in floating point) and half the forget bias
-        folded into the bias, so one tanh per layer yields all four gates (sigmoid(x) =
-        (tanh(x/2) + 1) / 2) with the fewest NumPy calls per step.
+        Each layer's kernel is fused (:func:`~magenta_api.nn.fused_lstm_kernel`): [w_x; w_h; bias] in one
+        array, i, f, o columns pre-multiplied by 1/2 (exact in floating point) and half the forget bias
+        folded into the bias, gates reordered to i, f, o, j, so one tanh per layer yields all four gates
+        (sigmoid(x) = (tanh(x/2) + 1) / 2) with the fewest NumPy calls per step. ``w_x``, ``w_h`` and
+        ``bias`` are views of it. Layer 0's input is [one-hot(previous); z]: its input projection is a
+        row gather plus a per-sequence constant, so the [output_depth + z, 4H] matmul never runs per step.
         """
         self._layers = []
         for k, cell in enumerate(self.dec.cells):
-            scale, shift = cell._scale, cell._shift
-            self._layers.append({
-                "units": cell.units,
-                "w_x": None if k == 0 else cell.w_x * scale,
-                "w_h": cell.w_h * scale,
-                "bias": cell.bias * scale + shift,
-            })
-        first = self._layers[0]
-        self._onehot_s = np.ascontiguousarray(self.dec.cells[0].w_x[: self.output_depth] * self.dec.cells[0]._scale)
-        self._w_z_s = np.ascontiguousarray(self.dec.cells[0].w_x[self.output_depth:] * self.dec.cells[0]._scale)
-        self._bias0_s = first["bias"]
+            m, n = cell.input_size, cell.units
+            kernel = nn.fused_lstm_kernel(cell.w_x, cell.w_h, cell.bias, cell.forget_bias)
+            self._layers.append({"units": n, "kernel": kernel, "w_x": None if k == 0 else kernel[:m],
+                                 "w_h": kernel[m:m + n], "bias": kernel[-1]})
+        first = self._layers[0]["kernel"]
+        self._onehot_s = first[:self.output_depth]
+        self._w_z_s = first[self.output_depth:self.dec.cells[0].input_size]
+        self._bias0_s = first[-1]
         self._fm = None  # feature-major copies, built on the first batch of more than _FM_MIN rows
 
     # --- feature-major (transposed) decoder for batches --------------------------------------
@@ -154,17 +152,8 @@ class MusicVAEEngine:
     @staticmethod
     def _cell_fm(g, c_prev, n):
         """:meth:`_cell` on feature-major gates [4H, B] (each gate is a block of whole rows)."""
-        np.tanh(g, out=g)
-        sig = g[:n] * 0.5
-        sig += 0.5
-        sf = g[2 * n:] * 0.5
-        sf += 0.5
-        c = sf[:n] * c_prev
-        sig *= g[n:2 * n]
-        c += sig
-        h = np.tanh(c)
-        h *= sf[n:]
-        return c, h
+        c, h = nn.fused_lstm_update(g.T, c_prev.T, n)
+        return c.T, h.T
 
     def _step_fm(self, prev, const0, states, out_k, out_b):
         """:meth:`_step` in feature-major layout: ``const0`` is [4H, B], ``states`` (c, h) are
@@ -259,8 +248,8 @@ class MusicVAEEngine:
 
     @staticmethod
     def _cell(g, c_prev, n):
-        """Pre-scaled gates -> (c, h): g holds i/2, j, (f + forget_bias)/2, o/2 (used in place)."""
-        return nn.scaled_lstm_update(g, c_prev, n)
+        """Fused gates (i/2, (f + forget_bias)/2, o/2, j) -> (c, h); g is used in place."""
+        return nn.fused_lstm_update(g, c_prev, n)
 
     def _step(self, prev, const0, states, out_k, out_b):
         """One decoder step. ``prev`` is the previous class: None (zero input), an int (batch of
@@ -354,33 +343,31 @@ class MusicVAEEngine:
         return (classes, all_logits) if return_logits else classes
 
     def _sample_one(self, z, length, temperature, rng):
-        """:meth:`sample` for a single z, on 1-D vectors with the fewest NumPy calls per step (at this
-        size the step is bound by reading the weights and by per-call overhead, not arithmetic).
+        """:meth:`sample` for a single z, stepping :class:`~magenta_api.nn.RowLSTM` layers in place (at
+        this size a step is bound by reading the weights and by per-call overhead, not arithmetic).
         Same numbers and the same random draws as the batched path."""
         const0, states = self._start(z)
         table = self._onehot_s + const0  # layer 0's whole input projection for each previous class
-        layers = [(lay["w_x"], lay["w_h"], lay["bias"], lay["units"]) for lay in self._layers]
-        cs = [c[0].copy() for c, _ in states]
-        hs = [h[0].copy() for _, h in states]
-        if temperature:
-            noise = _gumbel(rng, (length, 1, self.output_depth))[:, 0]
-            out_k, out_b = self.out_k * np.float32(1.0 / temperature), self.out_b * np.float32(1.0 / temperature)
-        else:
-            noise, out_k, out_b = None, self.out_k, self.out_b
+        rows = []
+        for k, (lay, (c, h)) in enumerate(zip(self._layers, states)):
+            if k == 0:
+                rows.append(nn.RowLSTM(lay["w_h"], lay["units"], 0, c[0], h[0]))
+            else:
+                rows.append(nn.RowLSTM(lay["kernel"], lay["units"], lay["kernel"].shape[0] - lay["units"] - 1,
+                                       c[0], h[0]))
+        scale = np.float32(1.0 / temperature) if temperature else np.float32(1.0)
+        out_kb = np.concatenate([self.out_k, self.out_b[None]]) * scale
+        noise = _gumbel(rng, (length, 1, self.output_depth))[:, 0] if temperature else None
+        logits = np.empty(self.output_depth, np.float32)
+        top = rows[-1].h1
         classes = np.empty((1, length), np.int64)
         row = const0[0]
         for t in range(length):
-            x = None
-            for k, (w_x, w_h, bias, n) in enumerate(layers):
-                g = hs[k] @ w_h
-                if k == 0:
-                    g += row
-                else:
-                    g += x @ w_x
-                    g += bias
-                cs[k], hs[k] = c, x = nn.scaled_lstm_update(g, cs[k], n)
-            logits = x @ out_k
-            logits += out_b
+            rows[0].step(row)
+            for k in range(1, len(rows)):
+                np.copyto(rows[k].x, rows[k - 1].h)
+                rows[k].step()
+            np.matmul(top, out_kb, out=logits)
             if noise is not None:
                 logits += noise[t]
             prev = int(logits.argmax())
