@@ -83,7 +83,24 @@ def our_family(mag, primer, length):
 
     for case in params:
         run(case)  # warm-up
-    return run
+    return run, fam
+
+
+def product_floor(fam, steps, reps=20):
+    """Seconds that ``steps`` n=1 steps spend on their weight products alone (vector x matrix, nothing
+    else): a float32 engine that reads every weight once per step cannot beat this on this core."""
+    import numpy as np
+
+    mats = fam.model.single(fam.model.zero_state(1)).products()
+    vecs = [np.ones(m.shape[0], np.float32) for m in mats]
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(steps):
+            for v, m in zip(vecs, mats):
+                v @ m
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), sum(m.nbytes for m in mats)
 
 
 def main(argv=None):
@@ -95,10 +112,10 @@ def main(argv=None):
     os.environ.update(thread_env(args.threads))
     sys.path[:0] = [os.path.join(ROOT, "core"), os.path.join(ROOT, "plugins")]
     os.makedirs(OUT, exist_ok=True)
-    rows, results = [], {}
+    rows, results, floors = [], {}, []
     for config in args.configs.split(","):
         proc, info, magenta = magenta_server(config, args.threads)
-        ours = our_family(info["bundle"], info["primer_sequence"], info["length"])
+        ours, fam = our_family(info["bundle"], info["primer_sequence"], info["length"])
         results[config] = {}
         for key, label in CASES:
             reps = args.reps if key in ("n1", "beam_4x2") else max(3, args.reps // 3)
@@ -114,6 +131,10 @@ def main(argv=None):
             rows.append((config, label, m_med * 1e3, u_med * 1e3, m_med / u_med, min(m_times) / min(u_times), paired))
         proc.stdin.close()
         proc.wait()
+        floor, nbytes = product_floor(fam, info["length"] - 1)
+        m_n1 = results[config]["n1"]["magenta"]["median"]
+        results[config]["n1_floor"] = {"seconds": floor, "bytes_per_step": nbytes, "ceiling": m_n1 / floor}
+        floors.append((config, nbytes / 1e6, floor * 1e3, m_n1 / floor))
     threads = args.threads or f"library defaults ({os.cpu_count()} cores)"
     print(f"threads={threads}; medians in ms; speed-up = magenta / ours (of medians, of minimums, and the median "
           "of the back-to-back pairs' ratios)")
@@ -121,6 +142,12 @@ def main(argv=None):
     print("|---|---|---:|---:|---:|---:|---:|")
     for config, label, m, u, r, rmin, paired in rows:
         print(f"| {config} | {label} | {m:.1f} | {u:.2f} | {r:.1f}x | {rmin:.1f}x | {paired:.1f}x |")
+    print("\nn=1 weight-product floor: the products of each step alone (no LSTM math, no sampling); "
+          "ceiling = magenta's n=1 median / floor, the most any float32 engine reading each weight once per "
+          "step could reach here")
+    print("| config | MB per step | floor ms | ceiling |\n|---|---:|---:|---:|")
+    for config, mb, ms, ceiling in floors:
+        print(f"| {config} | {mb:.2f} | {ms:.2f} | {ceiling:.1f}x |")
     with open(os.path.join(OUT, "melody_rnn_bench.json"), "w") as f:
         json.dump({"threads": args.threads, "results": results}, f, indent=1)
 

@@ -314,6 +314,9 @@ def gather_state(state: tuple, rows) -> tuple:
     return tuple(a[rows] for a in state)
 
 
+_NARROW_INPUT = 128  # inputs up to this wide: a dense product beats finding the nonzero rows
+
+
 class SingleRow:
     """:meth:`EventRnn.step` for one sequence, in place on preallocated 1-D buffers
     (:class:`~magenta_api.nn.RowLSTM` per layer): at n=1 a step is a few dozen small NumPy calls, so
@@ -365,6 +368,7 @@ class SingleRow:
                 self.out, self.fc_in = buf[:-1], buf
             self.wrapper_x = self.rows[0].x if self.map_name == "wrapper" else None
         self.proj = np.empty(self.in_rows.shape[1], np.float32)
+        self.narrow = self.in_rows.shape[0] <= _NARROW_INPUT
 
     # -- inputs ------------------------------------------------------------------------------------
     def step_index(self, i):
@@ -381,8 +385,12 @@ class SingleRow:
         return self.step(part)
 
     def step_input(self, x):
-        """Logits [C] after one step on the input vector ``x`` [D]."""
-        part = sparse_matmul(x[None], self.in_rows)[0]
+        """Logits [C] after one step on the input vector ``x`` [D] (narrow inputs such as the key-melody
+        encoding's 74 take the dense product; wide one-hot-like ones only read their nonzero rows)."""
+        if self.narrow:
+            part = x @ self.in_rows
+        else:
+            part = sparse_matmul(x[None], self.in_rows)[0]
         part += self.in_beta
         return self.step(part)
 
@@ -416,7 +424,8 @@ class SingleRow:
         t = np.add(self.fts[at:at + length], self.y, out=self.t)
         np.tanh(t, out=t)
         sc = t @ att.attn_v  # [L] scores
-        sc -= sc.max()
+        if not att.scores_bounded:
+            sc -= sc.max()
         np.exp(sc, out=sc)
         sc /= sc.sum()
         self.attns = sc @ self.win[at:at + length]
@@ -435,6 +444,17 @@ class SingleRow:
                 np.copyto(rows[k].x, rows[k - 1].h)
             rows[k].step()
         return self.fc_in @ self.model.fc_wb
+
+    def products(self) -> list:
+        """The weight matrices one step multiplies a vector with (the one-hot / lookback input part
+        aside, which is row lookups): what a step must read, for the bench's bandwidth floor."""
+        mats = [r.kernel for r in self.rows]
+        if self.att is not None:
+            att = self.att
+            mats.append(self.composed[1] if self.composed is not None else att.in_a)
+            mats += [self.query_kb if self.query is not None else att.query_kernel,
+                     self.out_hb, att.out_a, att.attn_w]
+        return mats + [self.model.fc_wb]
 
     def state(self) -> tuple:
         """The batch-of-one state tuple (c0, h0, c1, h1, ..., [attns, window, features])."""

@@ -2,8 +2,8 @@
 
 ``KeyMelodyEncoderDecoder.events_to_input`` rebuilds a ``Melody`` of the whole history and its key
 histograms for every position, so generating T steps costs O(T^2). :class:`KeyMelodyTracker` keeps the
-same quantities as running state (current note, attack, direction, last three notes, pitch-class
-counts) and yields the identical vector per new event; tests check it against note-seq's method.
+same quantities as running state (current note, attack, direction, last three notes, key histogram)
+and yields the identical vector per new event; tests check it against note-seq's method.
 """
 
 import collections
@@ -22,10 +22,26 @@ def _key_flags(note_counts):
     return (hist == hist.max()).astype(np.float32)
 
 
+_RECENT_FLAGS = {}
+
+
+def _recent_key_flags(last3):
+    """:func:`_key_flags` of the pitch classes of (up to) the last three notes, memoised: there are
+    at most a few hundred such sets."""
+    key = tuple(sorted(note % NOTES_PER_OCTAVE for note in last3))
+    flags = _RECENT_FLAGS.get(key)
+    if flags is None:
+        counts = np.zeros(NOTES_PER_OCTAVE)
+        for pc in key:
+            counts[pc] += 1
+        flags = _RECENT_FLAGS[key] = _key_flags(counts)
+    return flags
+
+
 class KeyMelodyTracker:
     """Running state of one melody for a ``KeyMelodyEncoderDecoder``; :meth:`push` each event."""
 
-    __slots__ = ("enc", "recent", "length", "current", "attack", "ascending", "last3", "counts", "flags")
+    __slots__ = ("enc", "recent", "length", "current", "attack", "ascending", "last3", "hist", "flags")
 
     def __init__(self, encoder):
         self.enc = encoder
@@ -36,15 +52,13 @@ class KeyMelodyTracker:
         self.attack = False
         self.ascending = None
         self.last3 = collections.deque(maxlen=3)
-        self.counts = np.zeros(NOTES_PER_OCTAVE)
+        self.hist = np.zeros(NOTES_PER_OCTAVE)  # pitch-class counts @ KEY_MATRIX, kept up to date note by note
         self.flags = self._flags()
 
     def _flags(self):
         """Key flags of the whole melody and of its last three notes (change only on a note)."""
-        last3 = np.zeros(NOTES_PER_OCTAVE)
-        for note in self.last3:
-            last3[note % NOTES_PER_OCTAVE] += 1
-        return np.concatenate([_key_flags(self.counts), _key_flags(last3)])
+        hist = self.hist
+        return np.concatenate([(hist == hist.max()).astype(np.float32), _recent_key_flags(self.last3)])
 
     def copy(self):
         other = KeyMelodyTracker.__new__(KeyMelodyTracker)
@@ -53,7 +67,7 @@ class KeyMelodyTracker:
         other.length = self.length
         other.current, other.attack, other.ascending = self.current, self.attack, self.ascending
         other.last3 = collections.deque(self.last3, maxlen=3)
-        other.counts = self.counts.copy()
+        other.hist = self.hist.copy()
         other.flags = self.flags
         return other
 
@@ -77,7 +91,7 @@ class KeyMelodyTracker:
             if note in self.last3:
                 self.last3.remove(note)
             self.last3.append(note)
-            self.counts[note % NOTES_PER_OCTAVE] += 1
+            self.hist += KEY_MATRIX[note % NOTES_PER_OCTAVE]
             self.flags = self._flags()
         return self._vector()
 
