@@ -110,7 +110,7 @@ def product_floor(engine, reps, steps=32):
     def run():
         for _ in range(steps):
             for v, m in zip(vecs, mats):
-                v @ m
+                np.dot(v, m)
 
     return timed(run, reps)
 

@@ -147,10 +147,10 @@ class RowLSTM:
         """One step: ``proj`` (the input part, bias included) when ``input_size`` is 0, else ``x`` as
         the caller filled it. Updates c and h in place."""
         n, g = self.units, self.gates
-        if proj is None:
-            np.matmul(self.inputs, self.kernel, out=g)
+        if proj is None:  # np.dot: a little less call overhead than np.matmul for vector x matrix
+            np.dot(self.inputs, self.kernel, out=g)
         else:
-            np.matmul(self.h, self.kernel, out=g)
+            np.dot(self.h, self.kernel, out=g)
             g += proj
         np.tanh(g, out=g)
         sig = self.sig

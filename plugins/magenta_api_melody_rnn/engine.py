@@ -388,7 +388,7 @@ class SingleRow:
         """Logits [C] after one step on the input vector ``x`` [D] (narrow inputs such as the key-melody
         encoding's 74 take the dense product; wide one-hot-like ones only read their nonzero rows)."""
         if self.narrow:
-            part = x @ self.in_rows
+            part = np.dot(x, self.in_rows)
         else:
             part = sparse_matmul(x[None], self.in_rows)[0]
         part += self.in_beta
@@ -403,47 +403,47 @@ class SingleRow:
             for k in range(1, len(rows)):
                 np.copyto(rows[k].x, rows[k - 1].h)
                 rows[k].step()
-            return self.fc_in @ self.model.fc_wb
+            return np.dot(self.fc_in, self.model.fc_wb)
         wrapped = self.wrapped
         if self.composed is not None:
-            rows[0].step(np.add(part, self.attns @ self.composed[1], out=self.proj))
+            rows[0].step(np.add(part, np.dot(self.attns, self.composed[1]), out=self.proj))
         else:
-            np.add(part, self.attns @ att.in_a, out=self.wrapper_x)
+            np.add(part, np.dot(self.attns, att.in_a), out=self.wrapper_x)
             rows[0].step()
         for k in range(1, wrapped):
             np.copyto(rows[k].x, rows[k - 1].h)
             rows[k].step()
         # attention read over the window, against the wrapped layers' new state
         if self.query is not None:
-            np.matmul(self.query, self.query_kb, out=self.y)
+            np.dot(self.query, self.query_kb, out=self.y)
         else:
             q = np.concatenate([v for r in rows[:wrapped] for v in (r.c, r.h)])
-            np.matmul(q, att.query_kernel, out=self.y)
+            np.dot(q, att.query_kernel, out=self.y)
             self.y += att.query_bias
         at, length = self.at, self.length
         t = np.add(self.fts[at:at + length], self.y, out=self.t)
         np.tanh(t, out=t)
-        sc = t @ att.attn_v  # [L] scores
+        sc = np.dot(t, att.attn_v)  # [L] scores
         if not att.scores_bounded:
             sc -= sc.max()
         np.exp(sc, out=sc)
         sc /= sc.sum()
-        self.attns = sc @ self.win[at:at + length]
+        self.attns = np.dot(sc, self.win[at:at + length])
         out = self.out
-        np.matmul(self.inner_h1, self.out_hb, out=out)
-        out += self.attns @ att.out_a
+        np.dot(self.inner_h1, self.out_hb, out=out)
+        out += np.dot(self.attns, att.out_a)
         if at + length == len(self.win):  # buffer end: move the newest length-1 rows to the front
             self.win[:length - 1] = self.win[at + 1:]
             self.fts[:length - 1] = self.fts[at + 1:]
             at = -1
         self.win[at + length] = out
-        np.matmul(out, att.attn_w, out=self.fts[at + length])
+        np.dot(out, att.attn_w, out=self.fts[at + length])
         self.at = at + 1
         for k in range(wrapped, len(rows)):
             if k > wrapped:
                 np.copyto(rows[k].x, rows[k - 1].h)
             rows[k].step()
-        return self.fc_in @ self.model.fc_wb
+        return np.dot(self.fc_in, self.model.fc_wb)
 
     def products(self) -> list:
         """The weight matrices one step multiplies a vector with (the one-hot / lookback input part

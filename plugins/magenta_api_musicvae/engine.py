@@ -367,7 +367,7 @@ class MusicVAEEngine:
             for k in range(1, len(rows)):
                 np.copyto(rows[k].x, rows[k - 1].h)
                 rows[k].step()
-            np.matmul(top, out_kb, out=logits)
+            np.dot(top, out_kb, out=logits)
             if noise is not None:
                 logits += noise[t]
             prev = int(logits.argmax())
