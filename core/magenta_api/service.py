@@ -45,10 +45,8 @@ class Rendered:
 
 
 def _validate(instance, schema, what: str):
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        err = errors[0]
+    err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(instance))
+    if err is not None:  # best_match: the shallowest, most relevant error (as models_file reports them)
         raise BadRequest(
             f"{what}: {err.message}",
             {"field": schemas.pointer(err.absolute_path), "schema_path": "/".join(map(str, err.absolute_schema_path))},

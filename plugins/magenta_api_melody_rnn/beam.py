@@ -83,6 +83,20 @@ def primer_loglik(logits, labels, temperature) -> np.float32:
     return np.float32(logp[np.arange(len(labels)), labels].sum())
 
 
+def primer_pass(model: EventRnn, encoder, primer: list):
+    """Teacher-forced run over ``primer``: (logits [1, T, C], final state). Lookback inputs go in as
+    row lookups plus the counter table (:meth:`~.engine.SingleRow.step_hots`), the rest as vectors."""
+    if not encoder.lookback:
+        return model.run(encoder.full(primer)[None])
+    offset, bits = encoder.counter_layout
+    table, period = model.counter_rows(offset, bits), 1 << bits
+    runner = model.single(model.zero_state(1))
+    logits = np.empty((1, len(primer), model.num_classes), np.float32)
+    for at in range(len(primer)):
+        logits[0, at] = runner.step_hots(encoder.lookback_hots(primer, at), table, (at + 1) % period)
+    return logits, runner.state()
+
+
 def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs: int, temperature: float,
              rng, beam_size: int = 1, branch_factor: int = 1, steps_per_iteration: int = 1) -> list:
     """Extend ``primer`` (a non-empty event list) to ``num_steps`` events, ``num_outputs`` times.
@@ -91,7 +105,7 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
     if total <= 0:
         raise ValueError("primer must be shorter than num_steps")
     # The primer once, teacher-forced: its logits give the first step and the primer's score.
-    logits, state = model.run(encoder.full(primer)[None])
+    logits, state = primer_pass(model, encoder, primer)
     base = primer_loglik(logits[0], encoder.labels(primer), temperature)
 
     # Entries of all outputs, output-major: output o owns a contiguous block of rows.

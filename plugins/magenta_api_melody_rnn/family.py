@@ -1,7 +1,6 @@
 """The ``melody_rnn`` family: MelodyRNN (basic, mono, lookback, attention) and DrumsRNN (drum_kit)
 continuing a primer, on the NumPy events RNN, with Magenta's beam search."""
 
-import copy
 import logging
 
 from magenta_api.errors import Unprocessable
@@ -124,7 +123,7 @@ class MelodyRnnFamily(Family):
         length = int(request.length or self.defaults["length"])
         beam_size, branch_factor, steps_per_iteration = self._beam_params(request)
         primer = parse_primer(request.primer, cfg.drums, cfg.steps_per_quarter, cfg.default_primer)
-        track = copy.deepcopy(primer.track)
+        track = primer.track  # parsed afresh for this request, so squashing it in place is fine
         transpose = 0
         if not cfg.drums:
             transpose = track.squash(cfg.min_note, cfg.max_note, cfg.transpose_to_key)
