@@ -44,8 +44,11 @@ reference: $(REF_VENV)/.installed  ## regenerate every committed reference fixtu
 		echo "== $$script"; TF_USE_LEGACY_KERAS=1 $(REF_VENV)/bin/python $$script || exit 1; \
 	done
 
-bench: $(STAMP) $(REF_VENV)/.installed  ## run benchmarks side by side with Magenta
-	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+THREADS ?= 1
+bench: $(STAMP) $(REF_VENV)/.installed  ## run benchmarks side by side with Magenta (THREADS=0: library defaults)
+	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_musicvae.py --threads $(THREADS)
+	$(BIN)/python bench/bench_melody_rnn.py --threads $(THREADS)
 
 docker:
 	docker build -t magenta-api .
