@@ -9,7 +9,7 @@ export HOST PORT
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve serve-dev test test-fast reference bench install clean docker
+.PHONY: serve serve-dev test reference bench install clean docker
 
 $(STAMP): pyproject.toml examples/magenta-api-markov/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
