@@ -27,19 +27,12 @@ import subprocess
 import sys
 import time
 
+from benchlib import product_floor, thread_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 CASES = (("n1", "continue 4 bars, n=1"), ("n8", "continue 4 bars, n=8"), ("beam_4x2", "beam 4 x branch 2, n=1"),
          ("n1_b128", "n=1, magenta on a batch-128 bundle"))
-
-
-def thread_env(threads):
-    """Thread settings for both sides; 0 leaves the libraries at their defaults (every core)."""
-    if not threads:
-        return {}
-    n = str(threads)
-    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
-            "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
 
 
 def magenta_server(config, threads):
@@ -86,23 +79,6 @@ def our_family(mag, primer, length):
     return run, fam
 
 
-def product_floor(fam, steps, reps=20):
-    """Seconds that ``steps`` n=1 steps spend on their weight products alone (vector x matrix, nothing
-    else): a float32 engine that reads every weight once per step cannot beat this on this core."""
-    import numpy as np
-
-    mats = fam.model.single(fam.model.zero_state(1)).products()
-    vecs = [np.ones(m.shape[0], np.float32) for m in mats]
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(steps):
-            for v, m in zip(vecs, mats):
-                np.dot(v, m)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), sum(m.nbytes for m in mats)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="BLAS / TF threads on each side; 0 = library defaults")
@@ -131,7 +107,8 @@ def main(argv=None):
             rows.append((config, label, m_med * 1e3, u_med * 1e3, m_med / u_med, min(m_times) / min(u_times), paired))
         proc.stdin.close()
         proc.wait()
-        floor, nbytes = product_floor(fam, info["length"] - 1)
+        mats = fam.model.single(fam.model.zero_state(1)).products()
+        floor, nbytes = product_floor(mats, info["length"] - 1), sum(m.nbytes for m in mats)
         m_n1 = results[config]["n1"]["magenta"]["median"]
         results[config]["n1_floor"] = {"seconds": floor, "bytes_per_step": nbytes, "ceiling": m_n1 / floor}
         floors.append((config, nbytes / 1e6, floor * 1e3, m_n1 / floor))

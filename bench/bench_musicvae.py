@@ -22,20 +22,13 @@ import subprocess
 import sys
 import time
 
+from benchlib import product_floor, thread_env
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
 SIZES = {"small": "cat-mel_2bar_small", "big": "cat-mel_2bar_big"}
 OPS = ("sample n=1", "sample n=32", "encode", "interpolate")
 N_INTERP = 5
-
-
-def thread_env(threads):
-    """Thread settings for both sides; 0 leaves the libraries at their defaults (every core)."""
-    if not threads:
-        return {}
-    n = str(threads)
-    return {"OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n,
-            "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1"}
 
 
 def melody_json(offset):
@@ -94,25 +87,16 @@ def ours(size, ckpt, reps):
         "interpolate": timed(lambda: fam.generate(req("interpolate", N_INTERP, [a, b])), reps),
     }
     return {"ms": results, "load_s": load_s, "reader": reader, "z_size": fam.engine.z_size,
-            "n1_floor_ms": product_floor(fam.engine, reps)}
+            "n1_floor_ms": 1000.0 * product_floor(decoder_products(fam.engine), 32, reps)}
 
 
-def product_floor(engine, reps, steps=32):
-    """ms that ``steps`` one-z decoder steps spend on their weight products alone (layer 0's recurrent
-    rows, the other layers' [x; h; bias] kernels, the output projection): a float32 engine that reads
-    every weight once per step cannot beat this on this core."""
+def decoder_products(engine):
+    """The matrices one one-z decoder step multiplies a vector with: layer 0's recurrent rows, the other
+    layers' [x; h; bias] kernels and the output projection (with its bias row)."""
     import numpy as np
 
     mats = [lay["w_h"] if k == 0 else lay["kernel"] for k, lay in enumerate(engine._layers)]
-    mats.append(np.concatenate([engine.out_k, engine.out_b[None]]))
-    vecs = [np.ones(m.shape[0], np.float32) for m in mats]
-
-    def run():
-        for _ in range(steps):
-            for v, m in zip(vecs, mats):
-                np.dot(v, m)
-
-    return timed(run, reps)
+    return mats + [np.concatenate([engine.out_k, engine.out_b[None]])]
 
 
 # --- Magenta's side (runs in .venv-ref) ----------------------------------------------------------
