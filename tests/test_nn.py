@@ -54,7 +54,8 @@ def test_row_lstm_with_its_own_input_follows_the_textbook_over_many_steps(weight
     rng, m, n, kernel, bias = weights
     fused = nn.fused_lstm_kernel(kernel[:m], kernel[m:], bias, 1.0)
     c, h = rng.standard_normal(n), rng.standard_normal(n)
-    row = nn.RowLSTM(fused, n, m, c.astype(np.float32), h.astype(np.float32))
+    row = nn.RowLSTM(fused, n, c.astype(np.float32), h.astype(np.float32))
+    assert row.input_size == m
     for _ in range(6):
         x = rng.standard_normal(m)
         row.x[:] = x
@@ -70,7 +71,8 @@ def test_input_less_row_lstm_takes_the_callers_projection(weights):
     rng, m, n, kernel, bias = weights
     fused = nn.fused_lstm_kernel(kernel[:m], kernel[m:], bias, 1.0)
     c, h = rng.standard_normal(n), rng.standard_normal(n)
-    row = nn.RowLSTM(fused[m:m + n], n, 0, c.astype(np.float32), h.astype(np.float32))
+    row = nn.RowLSTM(fused[m:m + n], n, c.astype(np.float32), h.astype(np.float32))
+    assert row.input_size == 0
     for _ in range(6):
         x = rng.standard_normal(m)
         proj = (x @ fused[:m] + fused[-1]).astype(np.float32)

@@ -124,12 +124,14 @@ class RowLSTM:
     Everything lives in one buffer ``[i f o j | c | x | h | 1]``: the matmul reads ``[x | h | 1]``
     against a :func:`fused_lstm_kernel` (bias folded in), its output lands on the gates, one product of
     ``[i | f]`` with ``[j | c]`` gives both terms of the new c, and h is written where the next step
-    reads it. With ``input_size`` 0 the caller adds its own input projection (``step(proj)``) and
-    ``[c | h | 1]`` is contiguous, which is the query an attention wrapper reads.
+    reads it. Given only a kernel's recurrent rows (``units`` of them), the layer is input-less: the
+    caller adds its own input projection (``step(proj)``) and ``[c | h | 1]`` is contiguous, which is the
+    query an attention wrapper reads.
     """
 
-    def __init__(self, kernel, units: int, input_size: int, c, h):
-        n, m = units, input_size
+    def __init__(self, kernel, units: int, c, h):
+        n = units
+        m = 0 if kernel.shape[0] == n else kernel.shape[0] - n - 1  # [x; h; bias] rows, or h rows only
         self.units, self.input_size = n, m
         self.buf = buf = np.zeros(6 * n + m + 1, np.float32)
         buf[-1] = 1.0
@@ -139,7 +141,7 @@ class RowLSTM:
         self.h1 = buf[5 * n + m:]  # [h | 1]
         self.c_h1 = buf[4 * n:] if m == 0 else None  # [c | h | 1]
         self.inputs = buf[5 * n:]  # [x | h | 1]
-        self.kernel = kernel  # [x; h; bias] rows (fused_lstm_kernel), or only the h rows when input-less
+        self.kernel = kernel
         self.tmp = np.empty(2 * n, np.float32)
         self.c[:], self.h[:] = c, h
 
@@ -161,6 +163,13 @@ class RowLSTM:
         np.add(tmp[:n], tmp[n:], out=self.c)
         np.tanh(self.c, out=self.h)
         np.multiply(self.h, self.o, out=self.h)
+
+
+def step_rows(rows, lo: int, hi: int):
+    """Step :class:`RowLSTM` layers ``lo..hi-1`` of a stack, each fed the new h of the layer below."""
+    for k in range(lo, hi):
+        np.copyto(rows[k].x, rows[k - 1].h)
+        rows[k].step()
 
 
 @dataclass

@@ -83,17 +83,28 @@ def primer_loglik(logits, labels, temperature) -> np.float32:
     return np.float32(logp[np.arange(len(labels)), labels].sum())
 
 
-def primer_pass(model: EventRnn, encoder, primer: list):
-    """Teacher-forced run over ``primer``: (logits [1, T, C], final state). Lookback inputs go in as
-    row lookups plus the counter table (:meth:`~.engine.SingleRow.step_hots`), the rest as vectors."""
-    if not encoder.lookback:
-        return model.run(encoder.full(primer)[None])
+def lookback_stepper(model: EventRnn, encoder, runner):
+    """``step(events, at)``: ``runner`` stepped on the lookback input of position ``at``, as row lookups
+    plus the counter table (:meth:`~.engine.SingleRow.step_hots`) instead of a dense vector."""
     offset, bits = encoder.counter_layout
     table, period = model.counter_rows(offset, bits), 1 << bits
+
+    def step(events, at):
+        return runner.step_hots(encoder.lookback_hots(events, at), table, (at + 1) % period)
+
+    return step
+
+
+def primer_pass(model: EventRnn, encoder, primer: list):
+    """Teacher-forced run over ``primer``: (logits [1, T, C], final state). Lookback inputs go through
+    :func:`lookback_stepper`, the rest as vectors."""
+    if not encoder.lookback:
+        return model.run(encoder.full(primer)[None])
     runner = model.single(model.zero_state(1))
+    step = lookback_stepper(model, encoder, runner)
     logits = np.empty((1, len(primer), model.num_classes), np.float32)
     for at in range(len(primer)):
-        logits[0, at] = runner.step_hots(encoder.lookback_hots(primer, at), table, (at + 1) % period)
+        logits[0, at] = step(primer, at)
     return logits, runner.state()
 
 
@@ -161,9 +172,7 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
         seq, score, tracker = seqs[0], scores[0], trackers[0]
         runner = model.single(state)
         logits = pending[0]
-        if encoder.lookback:
-            offset, bits = encoder.counter_layout
-            counter_rows, period = model.counter_rows(offset, bits), 1 << bits
+        step_lookback = lookback_stepper(model, encoder, runner) if encoder.lookback else None
         for s in range(total):
             i, p = sample_one(logits, temperature, rng)
             score = score + np.log(p)
@@ -173,9 +182,8 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
                 break
             if encoder.one_hot:
                 logits = runner.step_index(i)
-            elif encoder.lookback:
-                at = len(seq) - 1
-                logits = runner.step_hots(encoder.lookback_hots(seq, at), counter_rows, (at + 1) % period)
+            elif step_lookback is not None:
+                logits = step_lookback(seq, len(seq) - 1)
             else:
                 logits = runner.step_input(vector if vector is not None else encoder.last([seq])[0])
         return [Generated(seq, float(score))]

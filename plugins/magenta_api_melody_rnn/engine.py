@@ -17,7 +17,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from magenta_api.nn import LSTMCell, RowLSTM, fused_lstm_kernel, fused_lstm_update
+from magenta_api.nn import LSTMCell, RowLSTM, fused_lstm_kernel, fused_lstm_update, step_rows
 from magenta_api.nn import matmul as _stacked_matmul
 
 from .attention import Attention, AttentionWeights
@@ -339,8 +339,7 @@ class SingleRow:
         self.rows = []
         for k, lay in enumerate(model.layers):
             own_input = k > 0 or self.map_name == "wrapper"
-            kernel = lay.kernel if own_input else lay.w_h
-            self.rows.append(RowLSTM(kernel, lay.units, lay.input_size if own_input else 0,
+            self.rows.append(RowLSTM(lay.kernel if own_input else lay.w_h, lay.units,
                                      state[2 * k][0], state[2 * k + 1][0]))
         top = self.rows[-1]
         self.fc_in = top.h1
@@ -400,9 +399,7 @@ class SingleRow:
         rows, att = self.rows, self.att
         if att is None:
             rows[0].step(part)
-            for k in range(1, len(rows)):
-                np.copyto(rows[k].x, rows[k - 1].h)
-                rows[k].step()
+            step_rows(rows, 1, len(rows))
             return np.dot(self.fc_in, self.model.fc_wb)
         wrapped = self.wrapped
         if self.composed is not None:
@@ -410,9 +407,7 @@ class SingleRow:
         else:
             np.add(part, np.dot(self.attns, att.in_a), out=self.wrapper_x)
             rows[0].step()
-        for k in range(1, wrapped):
-            np.copyto(rows[k].x, rows[k - 1].h)
-            rows[k].step()
+        step_rows(rows, 1, wrapped)
         # attention read over the window, against the wrapped layers' new state
         if self.query is not None:
             np.dot(self.query, self.query_kb, out=self.y)
@@ -439,10 +434,9 @@ class SingleRow:
         self.win[at + length] = out
         np.dot(out, att.attn_w, out=self.fts[at + length])
         self.at = at + 1
-        for k in range(wrapped, len(rows)):
-            if k > wrapped:
-                np.copyto(rows[k].x, rows[k - 1].h)
-            rows[k].step()
+        if wrapped < len(rows):  # the attention output is already in the next layer's x
+            rows[wrapped].step()
+            step_rows(rows, wrapped + 1, len(rows))
         return np.dot(self.fc_in, self.model.fc_wb)
 
     def products(self) -> list:

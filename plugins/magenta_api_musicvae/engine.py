@@ -348,13 +348,8 @@ class MusicVAEEngine:
         Same numbers and the same random draws as the batched path."""
         const0, states = self._start(z)
         table = self._onehot_s + const0  # layer 0's whole input projection for each previous class
-        rows = []
-        for k, (lay, (c, h)) in enumerate(zip(self._layers, states)):
-            if k == 0:
-                rows.append(nn.RowLSTM(lay["w_h"], lay["units"], 0, c[0], h[0]))
-            else:
-                rows.append(nn.RowLSTM(lay["kernel"], lay["units"], lay["kernel"].shape[0] - lay["units"] - 1,
-                                       c[0], h[0]))
+        rows = [nn.RowLSTM(lay["w_h"] if k == 0 else lay["kernel"], lay["units"], c[0], h[0])
+                for k, (lay, (c, h)) in enumerate(zip(self._layers, states))]
         scale = np.float32(1.0 / temperature) if temperature else np.float32(1.0)
         out_kb = np.concatenate([self.out_k, self.out_b[None]]) * scale
         noise = _gumbel(rng, (length, 1, self.output_depth))[:, 0] if temperature else None
@@ -364,9 +359,7 @@ class MusicVAEEngine:
         row = const0[0]
         for t in range(length):
             rows[0].step(row)
-            for k in range(1, len(rows)):
-                np.copyto(rows[k].x, rows[k - 1].h)
-                rows[k].step()
+            nn.step_rows(rows, 1, len(rows))
             np.dot(top, out_kb, out=logits)
             if noise is not None:
                 logits += noise[t]
