@@ -62,7 +62,7 @@ def ours(size, ckpt, reps):
 
     t0 = time.perf_counter()
     try:
-        from magenta_api.store.store import read_tf
+        from magenta_api.store.readers.tf import read_tf
 
         variables, meta = read_tf(ckpt)
         reader = "magenta_api.store"

@@ -60,4 +60,4 @@ def request(primer=None, mode="continue", num_outputs=1, temperature=1.0, length
     return GenerateRequest(mode=mode, num_outputs=num_outputs, temperature=temperature, length=length,
                            qpm=float(params.get("qpm", 120.0)),
                            seed=seed, rng=rng if rng is not None else np.random.default_rng(seed), primer=primer,
-                           params=payload)
+                           params=payload, explicit=frozenset(params))

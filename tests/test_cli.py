@@ -36,7 +36,7 @@ def test_generate_writes_midi_and_json(plugin_site, tmp_path):
     out = run(["generate", "markov-melody", "--seed", "3", "--length", "16"], plugin_site, tmp_path)
     assert json.loads(out.stdout)["seed"] == 3
     out = run(["generate", "markov-melody", "--mode", "decode"], plugin_site, tmp_path)
-    assert out.returncode == 1 and "422" in out.stderr
+    assert out.returncode == 3 and "[mode_not_supported]" in out.stderr
 
 
 def test_train_subcommand_hands_everything_to_the_trainer(plugin_site, tmp_path):

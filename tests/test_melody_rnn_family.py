@@ -9,8 +9,10 @@ from google.protobuf import json_format
 from note_seq import DrumTrack, Melody
 
 from magenta_api.errors import Unprocessable
+from magenta_api.app import status_of
+from magenta_api.testing import run_family
 from magenta_api.music import sequence_to_midi
-from magenta_api.store.readers.mag import read_bundle
+from magenta_api.store.readers.mag import read_mag
 from magenta_api_melody_rnn.beam import tempered_softmax
 from melody_rnn_support import CONFIGS, FIX, family, reference, request, to_events, weights
 
@@ -23,7 +25,7 @@ def _notes(seq):
 def test_notesequence_primer_matches_magentas_sequence_generator(name):
     sg = reference(name)["sequence_generator"]
     fam = family(name)
-    out = fam.generate(request(sg["primer_sequence"], temperature=0.0, length=reference(name)["num_steps"]))
+    out = run_family(fam, request(sg["primer_sequence"], temperature=0.0, length=reference(name)["num_steps"]))
     assert _notes(out.sequences[0]) == sg["notes"]
     assert out.sequences[0].total_time == pytest.approx(sg["total_time"])
     assert out.extra["primer_steps"] == sg["start_step"]
@@ -34,18 +36,18 @@ def test_event_list_json_and_midi_primers_agree(name):
     ref = reference(name)
     entry = next(iter(ref["primers"].values()))
     fam = family(name)
-    by_events = fam.generate(request(entry["primer"], temperature=0.0))
+    by_events = run_family(fam, request(entry["primer"], temperature=0.0))
     assert by_events.extra["events"][0] == entry["greedy"]
     # A sequence ends with its last note, so compare on a primer whose last step is not a rest.
     primer = entry["primer"][:-1] if name.startswith("drum") else entry["primer"]
-    by_events = fam.generate(request(primer, temperature=0.0))
+    by_events = run_family(fam, request(primer, temperature=0.0))
     track = (DrumTrack if name.startswith("drum") else Melody)(to_events(name, primer))
     seq = track.to_sequence(qpm=120)
     assert seq.total_time == pytest.approx(len(primer) * 0.125)
-    by_json = fam.generate(request(json_format.MessageToDict(seq), temperature=0.0))
+    by_json = run_family(fam, request(json_format.MessageToDict(seq), temperature=0.0))
     midi = base64.b64encode(sequence_to_midi(seq)).decode()
-    by_midi = fam.generate(request(midi, temperature=0.0))
-    by_data_url = fam.generate(request("data:audio/midi;base64," + midi, temperature=0.0))
+    by_midi = run_family(fam, request(midi, temperature=0.0))
+    by_data_url = run_family(fam, request("data:audio/midi;base64," + midi, temperature=0.0))
     for other in (by_json, by_midi, by_data_url):
         assert _notes(other.sequences[0]) == _notes(by_events.sequences[0])
 
@@ -71,9 +73,9 @@ def test_no_primer_starts_from_magentas_default():
 def test_seeded_requests_are_reproducible():
     fam = family("lookback_rnn")
     primer = reference("lookback_rnn")["primers"]["twinkle"]["primer"]
-    a = fam.generate(request(primer, seed=11, num_outputs=3, length=48))
-    b = fam.generate(request(primer, seed=11, num_outputs=3, length=48))
-    c = fam.generate(request(primer, seed=12, num_outputs=3, length=48))
+    a = run_family(fam, request(primer, seed=11, num_outputs=3, length=48))
+    b = run_family(fam, request(primer, seed=11, num_outputs=3, length=48))
+    c = run_family(fam, request(primer, seed=12, num_outputs=3, length=48))
     assert a.extra["events"] == b.extra["events"]
     assert [_notes(s) for s in a.sequences] == [_notes(s) for s in b.sequences]
     assert a.extra["events"] != c.extra["events"]
@@ -106,8 +108,8 @@ def test_beam_search_returns_its_best_scoring_candidate(name):
         # labels magenta scores the sampled class, which may differ from the events' label.)
         assert best.score == pytest.approx(_loglik(fam, best.events, 1.0), abs=1e-3)
     # Through the family: beam search runs, scores its result and prefers likelier outputs.
-    out = fam.generate(request(entry["primer"], seed=3, beam_size=4, branch_factor=2, steps_per_iteration=2))
-    plain = fam.generate(request(entry["primer"], seed=3, num_outputs=8))
+    out = run_family(fam, request(entry["primer"], seed=3, beam_size=4, branch_factor=2, steps_per_iteration=2))
+    plain = run_family(fam, request(entry["primer"], seed=3, num_outputs=8))
     assert out.extra["log_likelihood"][0] > np.median(plain.extra["log_likelihood"])
 
 
@@ -124,8 +126,8 @@ def test_qpm_follows_request_then_primer():
     fam = family("basic_rnn")
     seq = Melody([60, -2, 62, -2]).to_sequence(qpm=90)
     primer = json_format.MessageToDict(seq)
-    assert fam.generate(request(primer, length=8)).sequences[0].tempos[0].qpm == 90
-    explicit = fam.generate(request(primer, length=8, qpm=150))
+    assert run_family(fam, request(primer, length=8)).sequences[0].tempos[0].qpm == 90
+    explicit = run_family(fam, request(primer, length=8, qpm=150))
     assert explicit.sequences[0].tempos[0].qpm == 150
     step = 60 / 150 / 4  # the primer is re-timed at the requested tempo, as magenta's to_sequence(qpm)
     assert [n.start_time for n in explicit.sequences[0].notes[:2]] == pytest.approx([0.0, 2 * step])
@@ -142,18 +144,18 @@ def test_qpm_follows_request_then_primer():
 def test_unusable_melody_primers_are_422(primer, length, match):
     fam = family("basic_rnn")
     with pytest.raises(Unprocessable, match=match) as err:
-        fam.generate(request(primer, length=length))
-    assert err.value.status == 422 and err.value.details["field"] in ("/primer", "/length")
+        run_family(fam, request(primer, length=length))
+    assert status_of(err.value) == 422 and err.value.details["field"] in ("/primer", "/length")
 
 
 def test_unusable_drum_primers_and_modes_are_422():
     fam = family("drum_kit_rnn")
     with pytest.raises(Unprocessable, match="drum pitches"):
-        fam.generate(request([[36], ["kick"]]))
+        run_family(fam, request([[36], ["kick"]]))
     with pytest.raises(Unprocessable, match="mode 'sample'"):
-        fam.generate(request([[36]], mode="sample"))
+        run_family(fam, request([[36]], mode="sample"))
     with pytest.raises(Unprocessable, match="at most"):
-        fam.generate(request([[36]], num_outputs=16, beam_size=8, branch_factor=4))
+        run_family(fam, request([[36]], num_outputs=16, beam_size=8, branch_factor=4))
 
 
 def test_sequence_primers_magenta_cannot_use_are_422():
@@ -162,19 +164,19 @@ def test_sequence_primers_magenta_cannot_use_are_422():
     extra = two.notes.add(pitch=72, start_time=0.0, end_time=0.5, velocity=90, instrument=1)
     assert extra.instrument == 1
     with pytest.raises(Unprocessable, match="2 instruments"):
-        fam.generate(request(json_format.MessageToDict(two)))
+        run_family(fam, request(json_format.MessageToDict(two)))
     tempo = Melody([60, -2, 62]).to_sequence(qpm=120)
     tempo.tempos.add(qpm=90, time=0.1)
     with pytest.raises(Unprocessable, match="quantized") as err:
-        fam.generate(request(json_format.MessageToDict(tempo)))
+        run_family(fam, request(json_format.MessageToDict(tempo)))
     assert err.value.details["reason"] == "MultipleTempoError"
     long = Melody([60] * 50).to_sequence(qpm=120)
     with pytest.raises(Unprocessable, match="primer is 50 steps"):
-        fam.generate(request(json_format.MessageToDict(long), length=40))
+        run_family(fam, request(json_format.MessageToDict(long), length=40))
 
 
 def test_config_from_mag_generator_id_and_checkpoint_mismatch():
-    variables, meta = read_bundle(FIX / "drum_kit_rnn" / "drum_kit_rnn.mag")
+    variables, meta = read_mag(FIX / "drum_kit_rnn" / "drum_kit_rnn.mag")
     fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={}, fmt="mag")
     assert fam.config.name == "drum_kit_rnn" and fam.config.binary_counter_bits == 6
     with pytest.raises(ValueError, match="check min_note/max_note"):
@@ -190,7 +192,7 @@ def test_magentajs_basic_rnn_names_and_config():
     fam = family("basic_rnn", meta={"config": config}, hparams={"config": "basic_rnn"}, fmt="magentajs")
     assert (fam.config.min_note, fam.config.max_note) == (48, 84)  # maxPitch 83 is inclusive
     entry = reference("basic_rnn")["primers"]["twinkle"]
-    assert fam.generate(request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
     wide = {"type": "MusicRNN", "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 0, "maxPitch": 127}}}
     with pytest.raises(ValueError, match="38 classes"):
         family("basic_rnn", meta={"config": wide}, hparams={"config": "basic_rnn"}, fmt="magentajs")
@@ -205,7 +207,7 @@ def test_magentajs_style_quantized_primer_in_steps_only():
                   for i, p in enumerate(entry["primer"]) if p >= 0],
     }
     steps_only["notes"][-1]["quantizedEndStep"] = 16
-    out = fam.generate(request(steps_only, temperature=0.0))
+    out = run_family(fam, request(steps_only, temperature=0.0))
     assert out.extra["events"][0] == entry["greedy"]
 
 
@@ -234,7 +236,7 @@ def test_magentajs_attention_drum_checkpoint_through_the_store_reader(tmp_path):
                  fmt="magentajs")
     assert fam.model.wrapped == 2 and fam.model.attention.length == 40
     entry = reference("attention_rnn_stacked")["primers"]["twinkle"]
-    assert fam.generate(request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
     # A drum config takes its counter bits from the aux input spec.
     drums = {"type": "MusicRNN", "attentionLength": 32, "dataConverter": {"type": "DrumsOneHotConverter"},
              "auxInputs": [{"type": "BinaryCounter", "args": {"numBits": 6}}]}
@@ -243,4 +245,4 @@ def test_magentajs_attention_drum_checkpoint_through_the_store_reader(tmp_path):
     fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={"config": "drum_kit_rnn"}, fmt="magentajs")
     assert fam.config.binary_counter_bits == 6 and fam.config.attn_length == 32
     entry = reference("drum_kit_rnn")["primers"]["beat"]
-    assert fam.generate(request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]

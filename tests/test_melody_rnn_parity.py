@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from magenta_api.store.readers.mag import read_bundle
+from magenta_api.store.readers.mag import read_mag
 from magenta_api_melody_rnn.beam import generate
 from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
 from magenta_api_melody_rnn.engine import EventRnn
@@ -32,7 +32,7 @@ def test_structure_from_weights(name):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_mag_bundle_reads_to_the_dumped_weights(name):
-    variables, meta = read_bundle(FIX / name / f"{name}.mag")
+    variables, meta = read_mag(FIX / name / f"{name}.mag")
     dumped = weights(name)
     assert meta["generator_id"] == reference(name)["generator_id"]
     model_vars = {k for k in variables if not k.startswith("global_step")}

@@ -5,7 +5,7 @@ import base64
 import note_seq
 import pytest
 
-from magenta_api.errors import BadRequest, Unprocessable
+from magenta_api.errors import InvalidRequest, Unprocessable
 from magenta_api.music import parse_sequence, sequence_to_json, sequence_to_midi
 from conftest import ROOT
 
@@ -29,12 +29,12 @@ def test_base64_midi_round_trip_and_data_url():
 
 
 def test_bad_inputs_are_400_or_422_with_the_field():
-    with pytest.raises(BadRequest) as info:
+    with pytest.raises(InvalidRequest) as info:
         parse_sequence({"notes": [{"pitch": "high"}]}, "/primer")
     assert info.value.details["field"] == "/primer"
-    with pytest.raises(BadRequest, match="base64"):
+    with pytest.raises(InvalidRequest, match="base64"):
         parse_sequence("not base64 !!", "/inputs/1")
     with pytest.raises(Unprocessable, match="MIDI"):
         parse_sequence(base64.b64encode(b"MThd garbage").decode(), "/inputs/1")
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidRequest):
         parse_sequence(42, "/primer")

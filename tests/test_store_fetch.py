@@ -18,7 +18,7 @@ import pytest
 import requests_mock
 
 from magenta_api.checkpoint import Checkpoint
-from magenta_api.store import CheckpointError, CheckpointStore, CheckpointUnavailable
+from magenta_api.store import CheckpointInvalid, CheckpointStore, CheckpointUnavailable
 from magenta_api.store import sources
 from store_helpers import http_server  # noqa: F401  (pytest fixture)
 
@@ -100,7 +100,7 @@ def test_sha256_mismatch_rejected_and_removed(tmp_path, http_server):
     data = v2_tar()
     url = http_server.add("/t.tar", data)
     store = fast_store(tmp_path)
-    with pytest.raises(CheckpointError, match="sha256"):
+    with pytest.raises(CheckpointInvalid, match="sha256"):
         store.fetch("m", {"url": url, "sha256": "0" * 64, "size": None, "format": "tf-tar"})
     root = tmp_path / "models" / "m"
     assert not (root / "fetched.json").exists() and not (root / "src").exists()
@@ -111,7 +111,7 @@ def test_sha256_mismatch_rejected_and_removed(tmp_path, http_server):
 def test_size_mismatch_rejected(tmp_path, http_server):
     data = v2_tar()
     url = http_server.add("/t.tar", data)
-    with pytest.raises(CheckpointError, match="size"):
+    with pytest.raises(CheckpointInvalid, match="size"):
         fast_store(tmp_path).fetch("m", {"url": url, "sha256": "", "size": len(data) + 1, "format": "tf-tar"})
 
 
@@ -127,7 +127,7 @@ def test_trust_on_first_use(tmp_path, http_server):
     # the published file changes under the same URL: a fresh download must be refused
     shutil.rmtree(tmp_path / "models" / "m")
     http_server.add("/t.tar", v2_tar("other_folder"))
-    with pytest.raises(CheckpointError, match="sha256"):
+    with pytest.raises(CheckpointInvalid, match="sha256"):
         store.fetch("m", ckpt)
     assert store.status("m", ckpt)["state"] == "missing"
 
@@ -136,9 +136,9 @@ def test_http_404_is_clear_unavailable(tmp_path, http_server):
     url = http_server.url("/nope.tar")
     with pytest.raises(CheckpointUnavailable) as err:
         fast_store(tmp_path).fetch("cat-mel_2bar_big", {"url": url, "format": "tf-tar"})
-    assert "HTTP 404" in err.value.reason and url in err.value.reason
-    assert err.value.hint == "magenta-api fetch cat-mel_2bar_big"
-    assert err.value.status == 503
+    assert "HTTP 404" in err.value.message and url in err.value.message
+    assert err.value.fix == "magenta-api fetch cat-mel_2bar_big"
+    assert err.value.details == {"model": "cat-mel_2bar_big", "fix": "magenta-api fetch cat-mel_2bar_big"}
     assert http_server.count("/nope.tar") == 1  # 4xx is not retried
 
 
@@ -149,7 +149,7 @@ def test_http_500_retried_then_unavailable(tmp_path):
         with pytest.raises(CheckpointUnavailable, match="HTTP 500") as err:
             CheckpointStore(tmp_path, retries=3, backoff=0.001).fetch("m", {"url": url, "format": "tf-tar"})
         assert m.call_count == 4
-    assert err.value.hint == "magenta-api fetch m"
+    assert err.value.fix == "magenta-api fetch m"
 
 
 def test_http_503_then_success(tmp_path):
@@ -182,7 +182,7 @@ def test_gs_urls_map_to_public_https(tmp_path):
         m.get("https://storage.googleapis.com/bucket/dir/b.mag", content=data)
         path = CheckpointStore(tmp_path).fetch("b", {"url": "gs://bucket/dir/b.mag", "format": "mag"})
     assert path.name == "b.mag" and path.read_bytes() == data
-    with pytest.raises(CheckpointError, match="scheme"):
+    with pytest.raises(CheckpointInvalid, match="scheme"):
         CheckpointStore(tmp_path).fetch("b", {"url": "ftp://x/b.mag", "format": "mag"})
 
 
@@ -200,7 +200,7 @@ def test_offline_gives_503_with_fetch_hint(tmp_path, http_server):
     offline = fast_store(tmp_path, offline=True)
     with pytest.raises(CheckpointUnavailable) as err:
         offline.open("basic_rnn", ckpt)
-    assert "offline" in err.value.reason and err.value.hint == "magenta-api fetch basic_rnn"
+    assert "offline" in err.value.message and err.value.fix == "magenta-api fetch basic_rnn"
     assert http_server.count("/b.mag") == 0
     fast_store(tmp_path).fetch("basic_rnn", ckpt)  # what `magenta-api fetch` does
     assert offline.open("basic_rnn", ckpt).meta["generator_id"] == "basic_rnn"
@@ -218,7 +218,7 @@ def test_local_native_opened_in_place(tmp_path):
     np.testing.assert_array_equal(ck["w"], np.arange(6))
     assert not (tmp_path / "models").exists()  # nothing copied
     assert store.status("emb", ckpt)["state"] == "ready"
-    with pytest.raises(CheckpointError, match="sha256"):
+    with pytest.raises(CheckpointInvalid, match="sha256"):
         CheckpointStore(tmp_path / "models").open("emb", dict(ckpt, sha256="1" * 64))
 
 
@@ -285,7 +285,7 @@ def test_malicious_tar_refused(tmp_path, members):
     url = (tmp_path / "evil.tar")
     url.write_bytes(data)
     store = CheckpointStore(tmp_path / "models")
-    with pytest.raises(CheckpointError, match="unsafe"):
+    with pytest.raises(CheckpointInvalid, match="unsafe"):
         store.fetch("evil", {"url": url.as_uri(), "format": "tf-tar"})
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "models" / "evil.txt").exists()
     assert not pathlib.Path("/tmp/evil_abs.txt").exists()
@@ -373,7 +373,7 @@ def test_sigkill_with_corrupt_partial_refetches(tmp_path, http_server):
     staging.mkdir(parents=True)
     (staging / "t.tar.part").write_bytes(b"garbage" * 100)
     store = fast_store(tmp_path)
-    with pytest.raises(CheckpointError, match="sha256"):
+    with pytest.raises(CheckpointInvalid, match="sha256"):
         store.fetch("tiny", ckpt)
     assert not (staging / "t.tar.part").exists()
     assert_weights(store.open("tiny", ckpt))

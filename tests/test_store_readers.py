@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from magenta_api.store import CheckpointError
+from magenta_api.store import CheckpointInvalid
 from magenta_api.store.readers import magentajs, native, tfproto
-from magenta_api.store.readers.mag import read_bundle
+from magenta_api.store.readers.mag import read_mag
 from magenta_api.store.readers.tf_bundle import TFBundleReader
 from magenta_api.store.readers.tf_v1 import TFV1Reader
 
@@ -79,7 +79,7 @@ def test_v2_slots_are_never_read(tmp_path):
     raw[slot.offset:slot.offset + slot.size] = b"\xff" * slot.size
     data.write_bytes(bytes(raw))
     assert "decoder/multi_rnn_cell/cell_0/lstm_cell/kernel" in TFBundleReader(tmp_path / "v2/model.ckpt").read_all()
-    with pytest.raises(CheckpointError, match="crc32c"):
+    with pytest.raises(CheckpointInvalid, match="crc32c"):
         TFBundleReader(tmp_path / "v2/model.ckpt").read_all(include_slots=True)
 
 
@@ -91,7 +91,7 @@ def test_v2_crc_mismatch_detected(tmp_path):
     raw = bytearray(data.read_bytes())
     raw[entry.offset + 100] ^= 0x01
     data.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointError, match="extra/big.*crc32c"):
+    with pytest.raises(CheckpointInvalid, match="extra/big.*crc32c"):
         TFBundleReader(tmp_path / "v2/model.ckpt").get("extra/big")
     # verification is optional (memory-mapped peeks)
     assert TFBundleReader(tmp_path / "v2/model.ckpt").get("extra/big", verify=False).shape == (64, 70)
@@ -101,13 +101,13 @@ def test_truncated_data_file_is_clear_error(tmp_path):
     shutil.copytree(FIX / "v2", tmp_path / "v2")
     data = tmp_path / "v2/model.ckpt.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="truncated"):
+    with pytest.raises(CheckpointInvalid, match="truncated"):
         TFBundleReader(tmp_path / "v2/model.ckpt").read_all()
 
 
 def test_corrupt_index_is_clear_error(tmp_path):
     (tmp_path / "x.index").write_bytes(b"\x00" * 100)
-    with pytest.raises(CheckpointError, match="magic"):
+    with pytest.raises(CheckpointInvalid, match="magic"):
         TFBundleReader(tmp_path / "x")
 
 
@@ -124,7 +124,7 @@ def test_slice_keys_match_tensorflow_encoding():
 
 
 def test_mag_bundle_written_by_magenta():
-    variables, meta = read_bundle(FIX / "basic_rnn_tiny.mag")
+    variables, meta = read_mag(FIX / "basic_rnn_tiny.mag")
     info = EXPECTED["basic_rnn_tiny.mag"]
     assert meta["generator_id"] == info["generator_id"] == "basic_rnn"
     assert meta["description"] == info["generator_description"]
@@ -135,8 +135,8 @@ def test_mag_bundle_written_by_magenta():
 def test_mag_garbage_is_clear_error(tmp_path):
     bad = tmp_path / "bad.mag"
     bad.write_bytes(b"\x0a\xff\xff\xff")
-    with pytest.raises(CheckpointError):
-        read_bundle(bad)
+    with pytest.raises(CheckpointInvalid):
+        read_mag(bad)
 
 
 def _listing(path):
@@ -225,7 +225,7 @@ def test_magentajs_wrong_shard_size(tmp_path):
     _write_shards(tmp_path, json.loads((src / "weights_manifest.json").read_text()), np.random.default_rng(0))
     last = tmp_path / "group1-shard4of4"
     last.write_bytes(last.read_bytes()[:-4])
-    with pytest.raises(CheckpointError, match="bytes"):
+    with pytest.raises(CheckpointInvalid, match="bytes"):
         magentajs.read_magentajs(tmp_path)
 
 
@@ -275,7 +275,7 @@ def test_native_corrupt_header(tmp_path):
     path = tmp_path / "x.safetensors"
     native.write_native(path, {"w": np.ones(10, np.float32)}, {})
     path.write_bytes(path.read_bytes()[:-8])
-    with pytest.raises(CheckpointError, match="offsets"):
+    with pytest.raises(CheckpointInvalid, match="offsets"):
         native.read_native(path)
 
 
@@ -292,10 +292,10 @@ def test_no_tensorflow_in_service_code():
     code = (
         "import sys, importlib, pathlib\n"
         "import magenta_api.store as s\n"
-        "from magenta_api.store.store import read_source\n"
+        "from magenta_api.store.formats import FORMATS\n"
         f"fix = pathlib.Path({str(FIX)!r})\n"
-        "read_source('mag', fix / 'basic_rnn_tiny.mag'); read_source('tf', fix / 'v2/model.ckpt')\n"
-        "read_source('tf', fix / 'v1/model.ckpt')\n"
+        "FORMATS['mag'].read(fix / 'basic_rnn_tiny.mag'); FORMATS['tf'].read(fix / 'v2/model.ckpt')\n"
+        "FORMATS['tf'].read(fix / 'v1/model.ckpt')\n"
         f"for name in {plugins!r}:\n"
         "    importlib.import_module(name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'magenta'))\n"
@@ -316,5 +316,5 @@ def test_snappy_blocks():
     lit = bytes(range(70))
     block = bytes([70 + 5]) + bytes([60 << 2, 69]) + lit + bytes([(5 - 1) << 2 | 2, 70, 0])
     assert decompress(block) == lit + lit[:5]
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointInvalid):
         decompress(bytes([10, 0]) + b"a")

@@ -3,9 +3,7 @@
 import numpy as np
 from note_seq.protobuf import music_pb2
 
-from magenta_api.errors import Unprocessable
-from magenta_api.family import Family, GenerateResult
-from magenta_api.hookspecs import hookimpl
+from magenta_api import Family, GenerateResult, Unprocessable, hookimpl
 
 
 def _sequence(pitches, qpm):

@@ -1,3 +1,16 @@
-"""magenta-api: a plugin-based REST service for Magenta's symbolic-music models, on NumPy."""
+"""magenta-api: a plugin-based REST service for Magenta's symbolic-music models, on NumPy.
 
-__version__ = "0.1.0"
+What plugin authors import::
+
+    from magenta_api import hookimpl, Family, ModelSpec, GenerateRequest, GenerateResult, Unprocessable
+"""
+
+__version__ = "0.1.0"  # before the imports below, which may import modules that read it
+
+from .checkpoint import Checkpoint
+from .errors import InvalidRequest, Unprocessable
+from .family import Family, GenerateRequest, GenerateResult, ModelSpec
+from .hookspecs import hookimpl
+
+__all__ = ["hookimpl", "Family", "ModelSpec", "GenerateRequest", "GenerateResult", "Checkpoint",
+           "Unprocessable", "InvalidRequest", "__version__"]

@@ -1,38 +1,67 @@
-"""The Flask app: routes under /v1, JSON errors with request ids, and the OpenAPI document."""
+"""The Flask app: a short factory, request ids, and the one table that maps domain errors to HTTP.
 
-import json
+``gunicorn 'magenta_api.wsgi:app'`` (what ``magenta-api serve`` runs) or ``flask --app magenta_api.app run``.
+Logging is configured by those entry points, not here.
+"""
+
 import logging
 import re
 import time
 import uuid
+from typing import Optional
 
-from flask import Flask, Response, g, request
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import __version__
+from . import api
 from .config import Settings
-from .errors import ApiError, BadRequest, NotFound, PayloadTooLarge
-from .logs import request_id_var, setup_logging
-from .openapi import openapi_document
-from .service import Service, error_body
+from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, Unprocessable, UnknownModel
+from .logs import request_id_var
+from .service import Service
+from .store import CheckpointError
 
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
+# Every domain error's HTTP status, by class (a subclass takes its nearest listed base's status).
+STATUS = {
+    InvalidRequest: 400,
+    UnknownModel: 404,
+    Unprocessable: 422,
+    FamilyUnavailable: 503,
+    ModelBroken: 503,
+    CheckpointError: 503,
+}
 
-def _json(data, status=200, headers=None) -> Response:
-    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+
+def status_of(exc: MagentaApiError) -> int:
+    return next((STATUS[k] for k in type(exc).__mro__ if k in STATUS), 500)
 
 
-def create_app(settings: Settings = None, service: Service = None) -> Flask:
-    """App factory: ``gunicorn 'magenta_api.app:create_app()'`` or ``flask --app magenta_api.app run``."""
-    settings = settings or (service.settings if service else Settings.from_env())
-    setup_logging(settings.log_level)
-    service = service or Service(settings)
+def error_response(code: str, message: str, details: Optional[dict], status: int, headers=None):
+    """The one shape of every error body: ``{"error": {code, message, details, request_id}}``."""
+    body = {"error": {"code": code, "message": message, "details": details or {},
+                      "request_id": g.get("request_id", "-")}}
+    level = logging.ERROR if status >= 500 else logging.INFO
+    logger.log(level, "error %s %s: %s", status, code, message)
+    return api.json_response(body, status, headers)
+
+
+def create_app(settings: Optional[Settings] = None, service: Optional[Service] = None) -> Flask:
+    """The app over ``service`` (built from ``settings``, or from the environment)."""
+    service = service or Service.from_settings(settings or Settings.from_env())
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_CONTENT_LENGTH"] = service.settings.max_body_bytes
     app.extensions["magenta_api"] = service
+    register_request_ids(app)
+    register_error_handlers(app)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def register_request_ids(app: Flask) -> None:
+    """Each request gets an id (the client's ``X-Request-ID`` if sane): on every log line and response."""
 
     @app.before_request
     def assign_request_id():
@@ -55,72 +84,29 @@ def create_app(settings: Settings = None, service: Service = None) -> Flask:
         if token is not None:
             request_id_var.reset(token)
 
-    @app.errorhandler(ApiError)
-    def api_error(exc: ApiError):
-        level = logging.ERROR if exc.status >= 500 else logging.INFO
-        logger.log(level, "error %s %s: %s", exc.status, exc.code, exc.message)
-        return _json(error_body(exc, g.get("request_id", "-")), exc.status)
+
+def register_error_handlers(app: Flask) -> None:
+    """Domain errors by :data:`STATUS`, HTTP errors with their own status, anything else a logged 500."""
+
+    @app.errorhandler(MagentaApiError)
+    def domain_error(exc: MagentaApiError):
+        return error_response(exc.code, exc.message, exc.details, status_of(exc))
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
-        return api_error(PayloadTooLarge(
-            f"request body is over the limit of {settings.max_body_bytes} bytes",
-            {"limit": settings.max_body_bytes}))
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        return error_response("payload_too_large", f"request body is over the limit of {limit} bytes",
+                              {"limit": limit}, 413)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 404:
-            return api_error(NotFound(f"no route {request.path}", {"path": request.path}))
-        err = ApiError(exc.description or exc.name, {"path": request.path}, code=exc.name.lower().replace(" ", "_"))
-        err.status = exc.code
-        return api_error(err)
+            return error_response("not_found", f"no route {request.path}", {"path": request.path}, 404)
+        allow = {k: v for k, v in exc.get_headers() if k == "Allow"}
+        return error_response(exc.name.lower().replace(" ", "_"), exc.description or exc.name,
+                              {"path": request.path}, exc.code or 500, allow)
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):
+    def unexpected(_exc: Exception):
         logger.exception("unhandled error")
-        err = ApiError("internal error; quote the request id when reporting it", {})
-        return _json(error_body(err, g.get("request_id", "-")), 500)
-
-    @app.get("/healthz")
-    def healthz():
-        return _json({"status": "ok", "version": __version__})
-
-    @app.get("/readyz")
-    def readyz():
-        models = service.list_models()
-        ready = [m["id"] for m in models if m["available"] and m["state"] == "ready"]
-        body = {"status": "ready" if ready else "not_ready", "models_ready": ready,
-                "plugin_errors": {n: p.error for n, p in service.host.plugins.items() if p.error}}
-        return _json(body, 200 if ready else 503)
-
-    @app.get("/v1/models")
-    def list_models():
-        return _json({"models": service.list_models(), "default_model": service.registry.default_model})
-
-    @app.get("/v1/models/<model_id>")
-    def get_model(model_id):
-        return _json(service.describe(service.registry.spec(model_id)))
-
-    @app.get("/v1/plugins")
-    def list_plugins():
-        return _json({"plugins": [p.as_json() for _, p in sorted(service.host.plugins.items())]})
-
-    @app.get("/v1/openapi.json")
-    def openapi():
-        return _json(openapi_document(app))
-
-    @app.post("/v1/generate")
-    def generate():
-        raw = request.get_data(cache=False)
-        try:
-            payload = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"malformed JSON: {exc}", {"field": ""}, code="malformed_json")
-        want_midi = request.accept_mimetypes.best == "audio/midi"
-        rendered = service.generate(payload, want_midi=want_midi)
-        headers = {"X-Cache": rendered.cache, "X-Seed": json.dumps(rendered.seed)}
-        if rendered.filename:
-            headers["Content-Disposition"] = f'attachment; filename="{rendered.filename}"'
-        return Response(rendered.body, status=200, mimetype=rendered.content_type, headers=headers)
-
-    return app
+        return error_response("internal_error", "internal error; quote the request id when reporting it", {}, 500)

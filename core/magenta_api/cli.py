@@ -1,4 +1,8 @@
-"""``magenta-api`` command line: serve, models, plugins, fetch, generate, train."""
+"""``magenta-api`` command line: serve, models, plugins, fetch, generate, train.
+
+Errors a user can cause are printed as one message (with the command that fixes the state, when there
+is one) and an exit code from :data:`EXIT_CODES`; only a bug shows a traceback.
+"""
 
 import argparse
 import json
@@ -7,14 +11,41 @@ import sys
 from pathlib import Path
 
 from .config import Settings
-from .errors import ApiError
+from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, Unprocessable, UnknownModel
 from .logs import setup_logging
+from .models_file import ModelsFileError
+from .store import CheckpointError
+
+# Exit codes by error class (a subclass takes its nearest listed base's code); 1 is left to bugs.
+EXIT_CODES = {
+    InvalidRequest: 2,  # the command line or request is malformed
+    UnknownModel: 2,
+    ModelsFileError: 2,  # a models.yaml cannot be used
+    Unprocessable: 3,  # the model cannot do what was asked
+    FamilyUnavailable: 4,  # the model cannot be served here now
+    ModelBroken: 4,
+    CheckpointError: 4,
+}
+
+
+def exit_code_of(exc: MagentaApiError) -> int:
+    return next((EXIT_CODES[k] for k in type(exc).__mro__ if k in EXIT_CODES), 1)
+
+
+def report(exc: MagentaApiError, prefix: str = "error") -> None:
+    """One readable message on stderr: what went wrong, its code, and the fix when there is one."""
+    print(f"{prefix}: {exc.message} [{exc.code}]", file=sys.stderr)
+    extra = {k: v for k, v in exc.details.items() if k != "fix"}
+    if extra:
+        print(json.dumps(extra, indent=2), file=sys.stderr)
+    if exc.details.get("fix"):
+        print(f"fix: {exc.details['fix']}", file=sys.stderr)
 
 
 def _service(settings: Settings):
     from .service import Service
 
-    return Service(settings)
+    return Service.from_settings(settings)
 
 
 def cmd_serve(args, settings: Settings) -> int:
@@ -28,14 +59,14 @@ def cmd_serve(args, settings: Settings) -> int:
     argv = [
         sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(args.workers),
         "--threads", str(args.threads), "--timeout", str(args.timeout),
-        "--access-logfile", "-", "magenta_api.app:create_app()",
+        "--access-logfile", "-", "magenta_api.wsgi:app",
     ]
     os.execvp(argv[0], argv)
     return 0  # not reached
 
 
 def cmd_models(args, settings: Settings) -> int:
-    models = _service(settings).list_models()
+    models = _service(settings).models()
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
@@ -49,37 +80,32 @@ def cmd_models(args, settings: Settings) -> int:
 
 
 def cmd_plugins(args, settings: Settings) -> int:
-    service = _service(settings)
-    for name, info in sorted(service.host.plugins.items()):
-        status = f"ERROR {info.error}" if info.error else "ok"
-        print(f"{name:16} {info.version or '-':10} {','.join(info.hooks):40} {status}")
+    for info in _service(settings).plugins():
+        status = f"ERROR {info['error']}" if info["error"] else "ok"
+        print(f"{info['name']:16} {info['version'] or '-':10} {','.join(info['hooks']):40} {status}")
     return 0
 
 
 def cmd_fetch(args, settings: Settings) -> int:
     service = _service(settings)
-    registry = service.registry
-    ids = sorted(registry.models) if args.all else args.models
+    ids = [m["id"] for m in service.models()] if args.all else args.models
     if not ids:
         print("name a model or pass --all", file=sys.stderr)
         return 2
-    failed = 0
+    worst = 0
     for model_id in ids:
         try:
-            spec = registry.spec(model_id)
-            if not spec.checkpoint:
-                print(f"{model_id}: no checkpoint needed")
-                continue
-            status = service.store.prepare(spec.id, spec.checkpoint, progress=not args.quiet)
+            status = service.prepare(model_id, progress=not args.quiet)
+        except MagentaApiError as exc:  # report and carry on with the others
+            report(exc, prefix=model_id)
+            worst = max(worst, exit_code_of(exc))
+            continue
+        if status is None:
+            print(f"{model_id}: no checkpoint needed")
+        else:
             print(f"{model_id}: {status['state']} at {status['path']} ({status['size']} bytes, "
                   f"sha256 {status['sha256']})")
-        except ApiError as exc:
-            print(f"{model_id}: {exc.message}", file=sys.stderr)
-            failed += 1
-        except Exception as exc:  # report and carry on with the others
-            print(f"{model_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
+    return worst
 
 
 def cmd_generate(args, settings: Settings) -> int:
@@ -90,15 +116,12 @@ def cmd_generate(args, settings: Settings) -> int:
         if value is not None:
             payload[key] = value
     if args.params:
-        payload.update(json.loads(args.params))
+        try:
+            payload.update(json.loads(args.params))
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequest(f"--params is not a JSON object: {exc}", {"field": "--params"}) from exc
     want_midi = bool(args.output) and not args.output.endswith(".json")
-    try:
-        rendered = service.generate(payload, want_midi=want_midi)
-    except ApiError as exc:
-        print(f"error ({exc.status} {exc.code}): {exc.message}", file=sys.stderr)
-        if exc.details:
-            print(json.dumps(exc.details, indent=2), file=sys.stderr)
-        return 1
+    rendered = service.generate(payload, default_format="midi" if want_midi else "json")
     if args.output:
         Path(args.output).write_bytes(rendered.body)
         print(f"wrote {args.output} ({len(rendered.body)} bytes, seed {rendered.seed})", file=sys.stderr)
@@ -167,7 +190,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     setup_logging(settings.log_level if args.command == "serve" else os.environ.get("LOG_LEVEL", "WARNING"))
-    return args.func(args, settings)
+    try:
+        return args.func(args, settings)
+    except MagentaApiError as exc:
+        report(exc)
+        return exit_code_of(exc)
 
 
 if __name__ == "__main__":

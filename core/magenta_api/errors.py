@@ -1,50 +1,56 @@
-"""Errors that map onto HTTP statuses; plugins raise these for bad input."""
+"""The domain errors every layer raises. None of them knows HTTP: the web layer maps each class to a
+status in one table (``app.STATUS``) and the CLI maps them to exit codes (``cli.EXIT_CODES``).
+
+Each error carries a stable machine-readable ``code``, a message for people and a ``details`` dict
+(``field`` as a JSON pointer into the request, ``fix`` as a command that repairs the state, ...).
+Plugins raise :class:`Unprocessable` for a valid request their model cannot do, and
+:class:`InvalidRequest` for a value that is malformed.
+"""
+
+from typing import Optional
 
 
-class ApiError(Exception):
-    """An error the API reports as ``{"error": {code, message, details, request_id}}``."""
+class MagentaApiError(Exception):
+    """Base of every error the service reports to a client as ``{code, message, details}``."""
 
-    status = 500
-    code = "internal_error"
+    code = "error"
 
-    def __init__(self, message, details=None, code=None):
+    def __init__(self, message: str, details: Optional[dict] = None, code: Optional[str] = None):
         super().__init__(message)
         self.message = message
-        self.details = details or {}
+        self.details = dict(details or {})
         if code:
             self.code = code
 
+    def to_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "details": self.details}
 
-class BadRequest(ApiError):
-    """Malformed JSON or a schema violation (400)."""
 
-    status = 400
+class InvalidRequest(MagentaApiError):
+    """The request is malformed: bad JSON, a schema violation, an unknown field, an unreadable value."""
+
     code = "bad_request"
 
 
-class NotFound(ApiError):
-    """Unknown model or route (404)."""
+class Unprocessable(MagentaApiError):
+    """A well-formed request the model cannot do: unsupported mode, unusable primer, over a limit."""
 
-    status = 404
-    code = "not_found"
-
-
-class PayloadTooLarge(ApiError):
-    """Request body over the configured limit (413)."""
-
-    status = 413
-    code = "payload_too_large"
-
-
-class Unprocessable(ApiError):
-    """A valid request the model cannot do: unsupported mode, unusable primer, over a limit (422)."""
-
-    status = 422
     code = "unprocessable"
 
 
-class Unavailable(ApiError):
-    """The model's checkpoint is not available (offline, not fetched, download failed) (503)."""
+class UnknownModel(MagentaApiError):
+    """No model of that id is declared (or none was named and there is no default)."""
 
-    status = 503
-    code = "checkpoint_unavailable"
+    code = "unknown_model"
+
+
+class FamilyUnavailable(MagentaApiError):
+    """The model is declared but no loaded plugin provides its family (the plugin failed or is missing)."""
+
+    code = "family_unavailable"
+
+
+class ModelBroken(MagentaApiError):
+    """The checkpoint was read but the family cannot build a model from it (wrong shapes or hparams)."""
+
+    code = "model_invalid"

@@ -2,8 +2,8 @@
 
 A family is a class: the core instantiates it once per model with the model's
 :class:`ModelSpec` and its loaded :class:`~magenta_api.checkpoint.Checkpoint`, then calls
-:meth:`Family.generate` for each request. The core owns HTTP, validation of the shared
-fields, seeding, caching and rendering; the family owns the music.
+:meth:`Family.generate` for each request. The core owns HTTP, validation (once per request, in
+:mod:`magenta_api.request_builder`), seeding, caching and rendering; the family owns the music.
 """
 
 from dataclasses import dataclass, field
@@ -41,7 +41,8 @@ class GenerateRequest:
     rng: np.random.Generator
     primer: Any = None  # raw, as sent (event list, NoteSequence JSON, base64 MIDI)
     inputs: list = field(default_factory=list)  # raw, as sent
-    params: dict = field(default_factory=dict)  # the whole payload, for plugin fields
+    params: dict = field(default_factory=dict)  # the family's own fields (its params_schema), as sent
+    explicit: frozenset = frozenset()  # names of the fields the client set; the others are defaults
 
 
 @dataclass
@@ -54,7 +55,9 @@ class GenerateResult:
 
 class Family:
     """Base class for a generator family. Subclasses set the class attributes and implement
-    :meth:`generate`; they raise :class:`~magenta_api.errors.Unprocessable` for input they cannot use."""
+    :meth:`generate`; they raise :class:`~magenta_api.errors.Unprocessable` for input they cannot use.
+    ``__init__`` may raise (``ValueError``...) when the weights or hparams do not make a model: the
+    core reports the model as unusable instead of serving it."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
@@ -77,6 +80,8 @@ class Family:
 
     @classmethod
     def validate(cls, spec: ModelSpec, request: GenerateRequest) -> None:
-        """Cheap checks of a request before the checkpoint is loaded (the core has already
-        refused modes outside ``capabilities`` and values over ``spec.limits``).
-        Override to raise :class:`~magenta_api.errors.Unprocessable` early."""
+        """Checks of a request that need no weights, run once by the core before the checkpoint is
+        loaded (after it has refused modes outside ``capabilities`` and values over ``spec.limits``);
+        :meth:`generate` only receives requests that passed. Override to raise
+        :class:`~magenta_api.errors.Unprocessable` early. Checks that depend on what the weights
+        imply (a model's steps from its config.json) belong in :meth:`generate`."""

@@ -19,6 +19,8 @@ class RequestIdFilter(logging.Filter):
 
 
 def setup_logging(level: str = "INFO") -> None:
+    """Configure the root logger once per process; the entry points call it (CLI, ``magenta_api.wsgi``),
+    never the app factory, so that embedding code and tests keep their own logging."""
     root = logging.getLogger()
     if not any(isinstance(f, RequestIdFilter) for h in root.handlers for f in h.filters):
         handler = logging.StreamHandler()

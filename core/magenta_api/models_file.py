@@ -8,11 +8,14 @@ import jsonschema
 import yaml
 
 from . import schemas
+from .errors import MagentaApiError
 from .family import ModelSpec
 
 
-class ModelsFileError(Exception):
+class ModelsFileError(MagentaApiError):
     """A models.yaml that cannot be used; the message names the file, the model and the field."""
+
+    code = "models_file_invalid"
 
 
 def _resolve_url(url: str, base: Optional[Path]) -> str:

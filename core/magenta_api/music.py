@@ -13,7 +13,7 @@ from google.protobuf import json_format
 from note_seq import midi_io
 from note_seq.protobuf import music_pb2
 
-from .errors import BadRequest, Unprocessable
+from .errors import InvalidRequest, Unprocessable
 
 NoteSequence = music_pb2.NoteSequence
 
@@ -29,7 +29,7 @@ def sequence_from_json(data: dict, pointer: str = ""):
     try:
         json_format.ParseDict(data, seq, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
-        raise BadRequest(f"not a NoteSequence: {exc}", {"field": pointer}, code="invalid_sequence")
+        raise InvalidRequest(f"not a NoteSequence: {exc}", {"field": pointer}, code="invalid_sequence")
     # Hand-written JSON often leaves totalTime out; note-seq quantizes up to it, so derive it.
     last_end = max((n.end_time for n in seq.notes), default=0.0)
     if seq.total_time < last_end:
@@ -55,9 +55,9 @@ def parse_sequence(value, pointer: str = ""):
         try:
             raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise BadRequest("expected base64-encoded MIDI", {"field": pointer}, code="invalid_base64")
+            raise InvalidRequest("expected base64-encoded MIDI", {"field": pointer}, code="invalid_base64")
         return sequence_from_midi_bytes(raw, pointer)
-    raise BadRequest(
+    raise InvalidRequest(
         "expected a NoteSequence JSON object or base64 MIDI string", {"field": pointer}, code="invalid_sequence"
     )
 

@@ -1,31 +1,11 @@
-"""OpenAPI 3 document built from the app's real routes, so it cannot drift from them."""
+"""OpenAPI 3 document built from the app's real routes and the summary and responses each route declares
+(``api.documented``), so it cannot drift from them."""
 
 import json
 
 from . import __version__, schemas
 
 ERROR = {"$ref": "#/components/schemas/Error"}
-
-OPERATIONS = {
-    ("GET", "/healthz"): ("Liveness", {"200": "the process is up"}),
-    ("GET", "/readyz"): ("Readiness: at least one model can serve now", {"200": "ready", "503": "no model ready"}),
-    ("GET", "/v1/models"): ("List declared models with checkpoint state", {"200": "models"}),
-    ("GET", "/v1/models/{model_id}"): ("One model: capabilities, defaults, parameter schema, checkpoint state",
-                                        {"200": "model", "404": "unknown model"}),
-    ("GET", "/v1/plugins"): ("Installed plugins, their hooks and load errors", {"200": "plugins"}),
-    ("GET", "/v1/openapi.json"): ("This document", {"200": "OpenAPI 3 document"}),
-    ("POST", "/v1/generate"): (
-        "Generate music with a model",
-        {
-            "200": "NoteSequences as JSON, or a MIDI file (zip of MIDI files when num_outputs > 1)",
-            "400": "malformed JSON or schema violation",
-            "404": "unknown model",
-            "413": "request body too large",
-            "422": "valid request the model cannot do",
-            "503": "checkpoint not available",
-        },
-    ),
-}
 
 
 def _path(rule: str) -> str:
@@ -39,9 +19,10 @@ def openapi_document(app) -> dict:
             continue
         path = _path(rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            summary, responses = OPERATIONS.get((method, path), (rule.endpoint, {"200": "OK"}))
+            doc = getattr(app.view_functions[rule.endpoint], "openapi", {})
+            summary, responses = doc.get("summary", rule.endpoint), doc.get("responses", {"200": "OK"})
             op = {
-                "operationId": rule.endpoint,
+                "operationId": rule.endpoint.rsplit(".", 1)[-1],
                 "summary": summary,
                 "responses": {
                     code: {"description": text, "content": {"application/json": {"schema": ERROR}}}

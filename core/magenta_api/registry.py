@@ -1,14 +1,19 @@
-"""The catalogue: families that plugins provide, models declared for them, and loaded instances."""
+"""The catalogue: families that plugins provide, models declared for them, and the loader that makes
+them ready.
+
+Built once per process from the plugins' hooks and the models files; the checkpoint store is given at
+construction and only the :class:`~magenta_api.loader.ModelLoader` talks to it.
+"""
 
 import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from . import models_file
-from .errors import NotFound, Unavailable
+from .errors import FamilyUnavailable, UnknownModel
 from .family import Family, ModelSpec
+from .loader import ModelLoader
 from .plugins import PluginHost
 
 logger = logging.getLogger(__name__)
@@ -18,21 +23,23 @@ logger = logging.getLogger(__name__)
 class FamilyEntry:
     cls: type
     plugin: str
+    version: Optional[str] = None  # the plugin's version: part of a cached result's identity
+
+    @property
+    def code_id(self) -> str:
+        return f"{self.plugin}=={self.version or '?'}"
 
 
 class Registry:
-    """Built once per app from the plugins and the models files; loads models lazily, once each."""
+    """Families and models by name, and the loader of their instances."""
 
-    def __init__(self, host: PluginHost, owner, base_models_file: Optional[Path] = None,
+    def __init__(self, host: PluginHost, store, base_models_file: Optional[Path] = None,
                  extra_models_files=(), default_model: Optional[str] = None):
         self.host = host
-        self._owner = owner  # has a lazily created .store
+        self.loader = ModelLoader(store)
         self.families: dict = {}
         self.models: dict = {}
-        self.default_model = None
-        self._loaded: dict = {}
-        self._locks: dict = {}
-        self._guard = threading.Lock()
+        self.default_model: Optional[str] = None
         self._collect(base_models_file, list(extra_models_files))
         if default_model:
             self.default_model = default_model
@@ -41,83 +48,52 @@ class Registry:
 
     # -- building -----------------------------------------------------------------------------
     def _collect(self, base_file, extra_files):
-        def family_kwargs(plugin):
-            return {"register": lambda cls: self._add_family(cls, plugin)}
-
-        def models_kwargs(plugin):
-            return {"register": lambda source: self._add_plugin_models(source, plugin)}
-
-        self.host.call_each("register_families", family_kwargs)
-        self.host.call_each("register_models", models_kwargs)
+        self.host.call_each("register_families", lambda plugin: {"register": lambda cls: self._add_family(cls, plugin)})
+        self.host.call_each("register_models", lambda plugin: {"register": lambda src: self._add_models(src, plugin)})
         for path in ([base_file] if base_file else []) + extra_files:
-            specs, default = models_file.load_file(path)
-            for spec in specs.values():
-                self._check_hparams(spec)
-            self.models.update(specs)
-            self.default_model = default or self.default_model
+            self._merge(*models_file.load_file(path))
 
     def _add_family(self, cls, plugin: str):
         if not (isinstance(cls, type) and issubclass(cls, Family) and cls.name):
             raise TypeError(f"{cls!r} is not a Family subclass with a name")
         if cls.name in self.families and self.families[cls.name].plugin != plugin:
             raise ValueError(f"family {cls.name!r} is already provided by plugin {self.families[cls.name].plugin!r}")
-        self.families[cls.name] = FamilyEntry(cls, plugin)
+        info = self.host.plugins.get(plugin)
+        self.families[cls.name] = FamilyEntry(cls, plugin, info.version if info else None)
 
-    def _add_plugin_models(self, source, plugin: str):
+    def _add_models(self, source, plugin: str):
         if isinstance(source, (str, Path)):
-            specs, default = models_file.load_file(Path(source))
+            self._merge(*models_file.load_file(Path(source)))
         else:
-            specs, default = models_file.parse(source, f"plugin {plugin}")
+            self._merge(*models_file.parse(source, f"plugin {plugin}"))
+
+    def _merge(self, specs: dict, default: Optional[str]):
+        """Add one file's models (later files override earlier ones, model by model)."""
         for spec in specs.values():
-            self._check_hparams(spec)
+            entry = self.families.get(spec.family)
+            if entry is not None:
+                models_file.validate_hparams(spec, entry.cls.hparams_schema)
         self.models.update(specs)
         self.default_model = default or self.default_model
-
-    def _check_hparams(self, spec: ModelSpec):
-        entry = self.families.get(spec.family)
-        if entry is not None:
-            models_file.validate_hparams(spec, entry.cls.hparams_schema)
 
     # -- lookup ---------------------------------------------------------------------------------
     def spec(self, model_id: Optional[str]) -> ModelSpec:
         model_id = model_id or self.default_model
+        known = {"known_models": sorted(self.models)}
         if not model_id:
-            raise NotFound("no model given and no default model is configured",
-                           {"known_models": sorted(self.models)}, code="unknown_model")
+            raise UnknownModel("no model given and no default model is configured", known)
         if model_id not in self.models:
-            raise NotFound(f"unknown model {model_id!r}", {"known_models": sorted(self.models)}, code="unknown_model")
+            raise UnknownModel(f"unknown model {model_id!r}", known)
         return self.models[model_id]
 
     def family(self, spec: ModelSpec) -> FamilyEntry:
         entry = self.families.get(spec.family)
         if entry is None:
-            raise Unavailable(
+            raise FamilyUnavailable(
                 f"model {spec.id!r} needs family {spec.family!r}, which no loaded plugin provides",
-                {"family": spec.family, "plugins": {n: p.error for n, p in self.host.plugins.items() if p.error}},
-                code="family_unavailable",
+                {"family": spec.family, "plugins": self.plugin_errors()},
             )
         return entry
 
-    def is_loaded(self, model_id: str) -> bool:
-        return model_id in self._loaded
-
-    def checkpoint_status(self, spec: ModelSpec) -> dict:
-        if not spec.checkpoint:
-            return {"state": "ready", "size": 0, "bytes_done": None, "sha256": None, "format": None}
-        return self._owner.store.status(spec.id, spec.checkpoint)
-
-    def load(self, spec: ModelSpec):
-        """The family instance for a model, loading its checkpoint the first time (once per process)."""
-        if spec.id in self._loaded:
-            return self._loaded[spec.id]
-        with self._guard:
-            lock = self._locks.setdefault(spec.id, threading.Lock())
-        with lock:
-            if spec.id not in self._loaded:
-                entry = self.family(spec)
-                checkpoint = None
-                if spec.checkpoint and entry.cls.needs_checkpoint:
-                    checkpoint = self._owner.store.open(spec.id, spec.checkpoint)
-                self._loaded[spec.id] = entry.cls(spec, checkpoint)
-                logger.info("model %s loaded (family %s)", spec.id, spec.family)
-        return self._loaded[spec.id]
+    def plugin_errors(self) -> dict:
+        return {name: p.error for name, p in self.host.plugins.items() if p.error}

@@ -50,11 +50,19 @@ def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] 
         host.load_entry_points()
     elif entry_points:
         host.load_entry_points(list(entry_points))
-    return Service(config, host=host)
+    return Service.from_settings(config, host=host)
 
 
 def make_app(tmp_path: Path, **kwargs):
+    """The Flask app over :func:`make_service` (same arguments), in testing mode."""
     service = make_service(tmp_path, **kwargs)
     app = create_app(service.settings, service=service)
     app.testing = True
     return app
+
+
+def run_family(model, request):
+    """What the service runs for a request once it is built: the family's checks, then ``generate``.
+    For tests that build a family instance and a :class:`~magenta_api.family.GenerateRequest` directly."""
+    type(model).validate(model.spec, request)
+    return model.generate(request)

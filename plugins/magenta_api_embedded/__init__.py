@@ -8,7 +8,7 @@ the ``musicvae`` and ``melody_rnn`` plugins. Model cards: ``MODEL_CARD-<id>.md``
 
 from pathlib import Path
 
-from magenta_api.hookspecs import hookimpl
+from magenta_api import hookimpl
 
 __version__ = "0.1.0"
 

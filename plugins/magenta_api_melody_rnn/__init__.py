@@ -1,7 +1,7 @@
 """MelodyRNN and DrumsRNN for magenta-api: Magenta's events RNNs on NumPy, registered as any
 third-party plugin would be (entry point ``melody_rnn`` in the ``magenta_api`` group)."""
 
-from magenta_api.hookspecs import hookimpl
+from magenta_api import hookimpl
 
 from .family import MelodyRnnFamily
 

@@ -3,9 +3,9 @@ continuing a primer, on the NumPy events RNN, with Magenta's beam search."""
 
 import logging
 
-from magenta_api.errors import Unprocessable
-from magenta_api.family import Family, GenerateRequest, GenerateResult
 from note_seq import DrumTrack, Melody
+
+from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 
 from . import beam
 from .encoders import CONFIG_NAMES, InputEncoder, make_config, make_encoder
@@ -94,7 +94,7 @@ class MelodyRnnFamily(Family):
     # -- request checks -------------------------------------------------------------------------
     @staticmethod
     def _beam_params(request):
-        p = request.params or {}
+        p = request.params
         return int(p.get("beam_size", 1)), int(p.get("branch_factor", 1)), int(p.get("steps_per_iteration", 1))
 
     @classmethod
@@ -118,7 +118,6 @@ class MelodyRnnFamily(Family):
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        self.validate(self.spec, request)
         cfg = self.config
         length = int(request.length or self.defaults["length"])
         beam_size, branch_factor, steps_per_iteration = self._beam_params(request)
@@ -132,7 +131,7 @@ class MelodyRnnFamily(Family):
             raise self._too_long(len(events), length)
         results = beam.generate(self.model, self.encoder, events, length, request.num_outputs,
                                 request.temperature, request.rng, beam_size, branch_factor, steps_per_iteration)
-        qpm = request.qpm if "qpm" in (request.params or {}) or not primer.qpm else primer.qpm
+        qpm = request.qpm if "qpm" in request.explicit or not primer.qpm else primer.qpm
         sequences, event_lists = [], []
         for r in results:
             out = (DrumTrack if cfg.drums else Melody)(

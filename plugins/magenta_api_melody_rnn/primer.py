@@ -14,7 +14,7 @@ from typing import Optional
 
 from note_seq import DrumTrack, Melody, sequences_lib
 
-from magenta_api.errors import Unprocessable
+from magenta_api import Unprocessable
 from magenta_api.music import parse_sequence
 
 FIELD = "/primer"

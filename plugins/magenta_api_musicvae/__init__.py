@@ -3,7 +3,7 @@
 Registered through the ``magenta_api`` entry point ``musicvae``.
 """
 
-from magenta_api.hookspecs import hookimpl
+from magenta_api import hookimpl
 
 __version__ = "0.1.0"
 

@@ -19,8 +19,7 @@ import logging
 import numpy as np
 from note_seq import sequences_lib
 
-from magenta_api.errors import Unprocessable
-from magenta_api.family import Family, GenerateRequest, GenerateResult
+from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 from magenta_api.music import parse_sequence
 
 from .converters import DrumsConverter, MelodyConverter, PIANO_MAX_PITCH, PIANO_MIN_PITCH
@@ -143,16 +142,19 @@ class MusicVAEFamily(Family):
             if limit is not None and len(z) > limit:
                 raise Unprocessable(f"{len(z)} z vectors is over this model's limit of {limit} outputs",
                                     {"field": "/z", "limit": limit}, code="over_limit")
-        steps = (spec.hparams or {}).get("steps", 32)
-        if request.length is not None and mode in ("sample", "decode", "interpolate", "similar") \
-                and request.length > steps:
-            raise Unprocessable(f"length {request.length} is over this model's {steps} steps (16th notes)",
-                                {"field": "/length", "limit": steps})
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        self.validate(self.spec, request)
+        if request.mode != "encode":
+            self._check_length(request)
         return getattr(self, "_" + request.mode)(request)
+
+    def _check_length(self, request):
+        """The decoder runs at most the model's steps (from the hparams it was built with: models.yaml,
+        else its Magenta.js config.json)."""
+        if request.length is not None and request.length > self.steps:
+            raise Unprocessable(f"length {request.length} is over this model's {self.steps} steps (16th notes)",
+                                {"field": "/length", "limit": self.steps}, code="over_limit")
 
     def _length(self, request):
         return int(request.length or self.steps)

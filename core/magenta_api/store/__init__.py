@@ -1,15 +1,16 @@
 """Checkpoint store: fetch, verify and read every Magenta checkpoint format with NumPy alone."""
 
-from .errors import CheckpointError, CheckpointUnavailable
-from .store import FORMATS, CheckpointStore, native_metadata, read_source
+from .errors import CheckpointError, CheckpointInvalid, CheckpointUnavailable
+from .formats import FORMATS, CheckpointFormat
+from .store import CheckpointRef, CheckpointStore
 
 
 def save_native(path, variables, meta=None, fmt="native", source_sha256=""):
     """Write a native (safetensors) checkpoint the store opens with ``meta`` intact (embedded models)."""
-    from .readers.native import write_native
+    from .readers.native import encode_meta, write_native
 
-    write_native(path, variables, native_metadata(fmt, source_sha256, meta or {}))
+    write_native(path, variables, encode_meta(meta or {}, fmt, source_sha256))
 
 
-__all__ = ["CheckpointStore", "CheckpointError", "CheckpointUnavailable", "FORMATS", "read_source",
-           "save_native"]
+__all__ = ["CheckpointStore", "CheckpointRef", "CheckpointFormat", "CheckpointError", "CheckpointInvalid",
+           "CheckpointUnavailable", "FORMATS", "save_native"]

@@ -17,7 +17,7 @@ import requests
 import urllib3
 
 from . import sources
-from .errors import CheckpointError, CheckpointUnavailable
+from .errors import CheckpointInvalid, CheckpointUnavailable, SourceMissing
 from .verify import CHUNK, check
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def _resume_hash(part):
 def _copy_local(url, part, h, progress):
     src = sources.local_path(url)
     if not src.is_file():
-        raise CheckpointUnavailable(f"checkpoint file {src} does not exist")
+        raise SourceMissing(f"checkpoint file {src} does not exist")
     total = src.stat().st_size
     offset = part.stat().st_size if part.exists() else 0
     if offset > total:
@@ -102,6 +102,8 @@ def _http_attempt(session, url, part, h, progress, timeout):
             raise _Retry("range not satisfiable")
         if code >= 500 or code == 429:
             raise _Retry(f"HTTP {code} from {url}")
+        if code == 404:
+            raise SourceMissing(f"HTTP 404 {resp.reason or ''} from {url}".rstrip())
         if code >= 400:
             raise CheckpointUnavailable(f"HTTP {code} {resp.reason or ''} from {url}".rstrip())
         total = None
@@ -136,7 +138,7 @@ def _http_attempt(session, url, part, h, progress, timeout):
 
 def download(url, dest, *, expected_sha256=None, expected_size=None, progress=None, retries=5,
              backoff=0.5, timeout=(10, 60), session=None):
-    """Fetch ``url`` to ``dest``; return (sha256 hex, size). Raises CheckpointUnavailable / CheckpointError."""
+    """Fetch ``url`` to ``dest``; return (sha256 hex, size). Raises CheckpointUnavailable / CheckpointInvalid."""
     url = sources.normalize(url)
     dest = pathlib.Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,7 @@ def download(url, dest, *, expected_sha256=None, expected_size=None, progress=No
     sha256 = h.hexdigest()
     try:
         check(url, sha256, size, expected_sha256, expected_size)
-    except CheckpointError:
+    except CheckpointInvalid:
         part.unlink(missing_ok=True)
         raise
     os.replace(part, dest)

@@ -1,27 +1,46 @@
-"""Store errors; both are 503s for the API (the model cannot be served right now)."""
+"""What the checkpoint store raises: the checkpoint is either not obtainable now, or obtainable but wrong.
 
-from ..errors import Unavailable
+Both carry the model id and a ``fix`` command when the store knows them, so that every caller (the web
+layer, the CLI) can tell the user what to do without re-wrapping the error.
+"""
 
+from typing import Optional
 
-class CheckpointUnavailable(Unavailable):
-    """The checkpoint is not here and cannot be fetched now (offline, 404, network down)."""
-
-    code = "checkpoint_unavailable"
-
-    def __init__(self, reason, hint=None, model_id=None):
-        details = {k: v for k, v in (("model", model_id), ("hint", hint)) if v}
-        message = reason + (f" (hint: {hint})" if hint else "")
-        super().__init__(message, details)
-        self.reason = reason
-        self.hint = hint
-        self.model_id = model_id
+from ..errors import MagentaApiError
 
 
-class CheckpointError(Unavailable):
-    """The checkpoint is here but wrong: corrupt, hash/size mismatch, unsafe archive, unreadable format."""
+class CheckpointError(MagentaApiError):
+    """Base of the store's errors."""
 
     code = "checkpoint_error"
 
-    def __init__(self, message, model_id=None):
-        super().__init__(message, {"model": model_id} if model_id else None)
+    def __init__(self, message: str, model_id: Optional[str] = None, fix: Optional[str] = None):
+        details = {k: v for k, v in (("model", model_id), ("fix", fix)) if v}
+        super().__init__(message, details)
         self.model_id = model_id
+        self.fix = fix
+
+    def for_model(self, model_id: str, fix: Optional[str] = None) -> "CheckpointError":
+        """The same error, naming the model it concerns (readers do not know model ids)."""
+        self.model_id = self.model_id or model_id
+        self.fix = self.fix or fix
+        self.details.update({k: v for k, v in (("model", self.model_id), ("fix", self.fix)) if v})
+        return self
+
+
+class CheckpointUnavailable(CheckpointError):
+    """The checkpoint is not here and cannot be fetched now (offline, HTTP 404, network down)."""
+
+    code = "checkpoint_unavailable"
+
+
+class CheckpointInvalid(CheckpointError):
+    """The checkpoint is here but wrong: corrupt, hash or size mismatch, unsafe archive, unreadable
+    format, or declared with an unusable URL or format."""
+
+    code = "checkpoint_invalid"
+
+
+class SourceMissing(CheckpointUnavailable):
+    """The source answered that the file does not exist (HTTP 404, no such local file): an optional
+    part of a checkpoint (a Magenta.js ``config.json``, a V2 ``.index``) may be absent."""

@@ -6,7 +6,7 @@ import pathlib
 import shutil
 import tarfile
 
-from .errors import CheckpointError
+from .errors import CheckpointInvalid
 
 log = logging.getLogger(__name__)
 
@@ -16,10 +16,10 @@ def _check_members(tar, dest):
     for member in tar.getmembers():
         target = os.path.realpath(os.path.join(root, member.name))
         if os.path.isabs(member.name) or not (target == root or target.startswith(root + os.sep)):
-            raise CheckpointError(f"unsafe archive: member {member.name!r} would be written outside "
+            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} would be written outside "
                                   "the model folder")
         if member.issym() or member.islnk() or member.isdev():
-            raise CheckpointError(f"unsafe archive: member {member.name!r} is a link or device file")
+            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} is a link or device file")
 
 
 def safe_extract(archive, dest):
@@ -35,9 +35,9 @@ def safe_extract(archive, dest):
                 # The data filter refuses absolute paths, '..', links out of tree, devices (PEP 706).
                 tar.extractall(tmp, filter="data")
         except tarfile.FilterError as exc:
-            raise CheckpointError(f"unsafe archive {archive}: {exc}") from exc
+            raise CheckpointInvalid(f"unsafe archive {archive}: {exc}") from exc
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise CheckpointError(f"cannot extract {archive}: {exc}") from exc
+            raise CheckpointInvalid(f"cannot extract {archive}: {exc}") from exc
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -11,7 +11,7 @@
 import pathlib
 import re
 
-from .errors import CheckpointError
+from .errors import CheckpointInvalid
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -19,7 +19,7 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class Layout:
     def __init__(self, model_dir, model_id):
         if not _SAFE_ID.match(model_id) or ".." in model_id:
-            raise CheckpointError(f"model id {model_id!r} cannot be used as a folder name")
+            raise CheckpointInvalid(f"model id {model_id!r} cannot be used as a folder name")
         self.root = pathlib.Path(model_dir) / model_id
         self.lock = self.root / ".lock"
         self.staging = self.root / ".staging"

@@ -4,7 +4,7 @@ import pathlib
 import urllib.parse
 import urllib.request
 
-from .errors import CheckpointError
+from .errors import CheckpointInvalid
 
 GCS_PUBLIC = "https://storage.googleapis.com/"
 SCHEMES = ("http", "https", "file", "gs")
@@ -14,7 +14,7 @@ def normalize(url):
     """Return the URL to actually request; ``gs://bucket/path`` becomes its public storage.googleapis.com URL."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise CheckpointError(f"unsupported checkpoint URL scheme {parts.scheme!r} in {url!r} "
+        raise CheckpointInvalid(f"unsupported checkpoint URL scheme {parts.scheme!r} in {url!r} "
                               f"(use one of {', '.join(s + '://' for s in SCHEMES)})")
     if parts.scheme == "gs":
         return GCS_PUBLIC + parts.netloc + parts.path
@@ -40,5 +40,5 @@ def basename(url):
     """The last path component, used as the local file name."""
     name = urllib.parse.unquote(urllib.parse.urlsplit(normalize(url)).path.rstrip("/").rsplit("/", 1)[-1])
     if not name or name in (".", ".."):
-        raise CheckpointError(f"cannot derive a file name from {url!r}")
+        raise CheckpointInvalid(f"cannot derive a file name from {url!r}")
     return name

@@ -13,7 +13,7 @@ import time
 
 import filelock
 
-from .errors import CheckpointError
+from .errors import CheckpointInvalid
 
 log = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
@@ -29,11 +29,11 @@ def sha256_file(path, h=None):
 
 
 def check(name, sha256, size, expected_sha256, expected_size):
-    """Raise CheckpointError unless the measured sha256/size match what is expected (None = unknown)."""
+    """Raise CheckpointInvalid unless the measured sha256/size match what is expected (None = unknown)."""
     if expected_size is not None and size != expected_size:
-        raise CheckpointError(f"{name}: size {size} bytes, expected {expected_size} (incomplete or wrong file)")
+        raise CheckpointInvalid(f"{name}: size {size} bytes, expected {expected_size} (incomplete or wrong file)")
     if expected_sha256 and sha256.lower() != expected_sha256.lower():
-        raise CheckpointError(f"{name}: sha256 {sha256} does not match the expected {expected_sha256}")
+        raise CheckpointInvalid(f"{name}: sha256 {sha256} does not match the expected {expected_sha256}")
 
 
 class TofuLock:
@@ -49,7 +49,7 @@ class TofuLock:
         except FileNotFoundError:
             return {}
         except ValueError as exc:
-            raise CheckpointError(f"{self.path} is not valid JSON ({exc}); fix or delete it") from exc
+            raise CheckpointInvalid(f"{self.path} is not valid JSON ({exc}); fix or delete it") from exc
 
     def get(self, model_id, url):
         """The pinned entry for ``model_id`` if it was pinned for this same URL, else None."""

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from magenta_api.hookspecs import hookimpl
+from magenta_api import hookimpl
 
 from .family import MarkovMelody
 

@@ -7,8 +7,7 @@ base64 MIDI) adds its own degree-to-degree transitions, so continuations sound l
 import numpy as np
 from note_seq.protobuf import music_pb2
 
-from magenta_api.errors import Unprocessable
-from magenta_api.family import Family, GenerateResult
+from magenta_api import Family, GenerateResult, Unprocessable
 from magenta_api.music import parse_sequence
 
 DEGREES = 15  # two octaves of scale degrees, centred on the tonic

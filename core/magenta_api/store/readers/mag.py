@@ -4,22 +4,24 @@ import logging
 
 from note_seq.protobuf import generator_pb2
 
-from ..errors import CheckpointError
+from ..errors import CheckpointInvalid
+from .tf import split_global_step
 from .tf_v1 import TFV1Reader
 
 log = logging.getLogger(__name__)
 
 
-def read_bundle(path):
-    """Return (variables, meta) of a ``.mag`` file; meta has generator_id, description, bundle_details."""
+def read_mag(path):
+    """(variables, meta) of a ``.mag`` file; meta has generator_id, description, bundle_details (and
+    global_step, which is not a weight)."""
     bundle = generator_pb2.GeneratorBundle()
     try:
         with open(path, "rb") as f:
             bundle.ParseFromString(f.read())
     except Exception as exc:  # protobuf raises DecodeError; a truncated file may raise others
-        raise CheckpointError(f"{path}: not a Magenta .mag bundle ({exc})") from exc
+        raise CheckpointInvalid(f"{path}: not a Magenta .mag bundle ({exc})") from exc
     if len(bundle.checkpoint_file) != 1:
-        raise CheckpointError(f"{path}: bundle holds {len(bundle.checkpoint_file)} checkpoint files, "
+        raise CheckpointInvalid(f"{path}: bundle holds {len(bundle.checkpoint_file)} checkpoint files, "
                               "Magenta writes exactly one")
     variables = TFV1Reader(bundle.checkpoint_file[0], name=f"{path} (checkpoint)").read_all()
     meta = {
@@ -29,4 +31,4 @@ def read_bundle(path):
         "has_metagraph": bool(bundle.metagraph_file),
     }
     log.debug("read .mag bundle %s: generator %s, %d tensors", path, meta["generator_id"], len(variables))
-    return variables, meta
+    return split_global_step(variables, meta)

@@ -10,7 +10,7 @@ import pathlib
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointInvalid
 
 _DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "bool": np.dtype(np.bool_),
            "uint8": np.dtype(np.uint8), "uint16": np.dtype("<u2"), "float16": np.dtype("<f2")}
@@ -20,9 +20,9 @@ def load_manifest(path):
     try:
         manifest = json.loads(pathlib.Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: unreadable weights manifest ({exc})") from exc
+        raise CheckpointInvalid(f"{path}: unreadable weights manifest ({exc})") from exc
     if not isinstance(manifest, list) or not all(isinstance(g, dict) and "paths" in g for g in manifest):
-        raise CheckpointError(f"{path}: not a tfjs weights manifest (expected a list of groups)")
+        raise CheckpointInvalid(f"{path}: not a tfjs weights manifest (expected a list of groups)")
     return manifest
 
 
@@ -61,18 +61,18 @@ def read_magentajs(folder):
             try:
                 parts.append(np.fromfile(folder / name, np.uint8))
             except OSError as exc:
-                raise CheckpointError(f"Magenta.js shard {folder / name} unreadable: {exc}") from exc
+                raise CheckpointInvalid(f"Magenta.js shard {folder / name} unreadable: {exc}") from exc
         stream = np.concatenate(parts) if len(parts) != 1 else parts[0]
         need = group_nbytes(group)
         if stream.size != need:
-            raise CheckpointError(f"Magenta.js shards in {folder}: {stream.size} bytes, the manifest "
+            raise CheckpointInvalid(f"Magenta.js shards in {folder}: {stream.size} bytes, the manifest "
                                   f"describes {need}")
         offset = 0
         for entry in group["weights"]:
             quant = entry.get("quantization")
             dtype_name = quant["dtype"] if quant else entry["dtype"]
             if dtype_name not in _DTYPES:
-                raise CheckpointError(f"Magenta.js weight {entry['name']!r}: unsupported dtype {dtype_name}")
+                raise CheckpointInvalid(f"Magenta.js weight {entry['name']!r}: unsupported dtype {dtype_name}")
             n = entry_nbytes(entry)
             raw = stream[offset:offset + n].view(_DTYPES[dtype_name]).reshape(entry["shape"])
             offset += n
@@ -83,5 +83,5 @@ def read_magentajs(folder):
         try:
             meta["config"] = json.loads(config.read_text())
         except ValueError as exc:
-            raise CheckpointError(f"{config}: invalid JSON ({exc})") from exc
+            raise CheckpointInvalid(f"{config}: invalid JSON ({exc})") from exc
     return variables, meta

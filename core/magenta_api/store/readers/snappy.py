@@ -1,6 +1,6 @@
 """Raw snappy decompression (LevelDB tables may store blocks snappy-compressed; TF's usually don't)."""
 
-from ..errors import CheckpointError
+from ..errors import CheckpointInvalid
 from ..protowire import ProtoDecodeError, read_varint
 
 
@@ -9,7 +9,7 @@ def decompress(data):
     try:
         length, pos = read_varint(data, 0)
     except ProtoDecodeError as exc:
-        raise CheckpointError(f"corrupt snappy block: {exc}") from exc
+        raise CheckpointInvalid(f"corrupt snappy block: {exc}") from exc
     out = bytearray()
     n = len(data)
     while pos < n:
@@ -39,10 +39,10 @@ def decompress(data):
             offset = int.from_bytes(data[pos:pos + 4], "little")
             pos += 4
         if offset == 0 or offset > len(out):
-            raise CheckpointError("corrupt snappy block: bad copy offset")
+            raise CheckpointInvalid("corrupt snappy block: bad copy offset")
         start = len(out) - offset
         for i in range(size):  # byte by byte: copies may overlap their own output
             out.append(out[start + i])
     if len(out) != length:
-        raise CheckpointError(f"corrupt snappy block: {len(out)} bytes, header says {length}")
+        raise CheckpointInvalid(f"corrupt snappy block: {len(out)} bytes, header says {length}")
     return bytes(out)

@@ -4,7 +4,7 @@ import struct
 
 import crc32c
 
-from ..errors import CheckpointError
+from ..errors import CheckpointInvalid
 from ..protowire import read_varint
 
 MAGIC = 0xDB4775248B80FB57
@@ -31,20 +31,20 @@ def _handle(buf, pos):
 def _block(buf, offset, size, name, verify=True):
     """Return the contents of one block after checking its type byte and crc trailer."""
     if offset + size + 5 > len(buf):
-        raise CheckpointError(f"{name}: table block runs past the end of the file (truncated?)")
+        raise CheckpointInvalid(f"{name}: table block runs past the end of the file (truncated?)")
     data = buf[offset:offset + size]
     ctype = buf[offset + size]
     if verify:
         (stored,) = struct.unpack_from("<I", buf, offset + size + 1)
         actual = crc32c.crc32c(bytes(buf[offset:offset + size + 1]))
         if unmask_crc(stored) != actual:
-            raise CheckpointError(f"{name}: table block checksum mismatch (corrupt file)")
+            raise CheckpointInvalid(f"{name}: table block checksum mismatch (corrupt file)")
     if ctype == 1:
         from .snappy import decompress
 
         return memoryview(decompress(bytes(data)))
     if ctype != 0:
-        raise CheckpointError(f"{name}: unknown table block compression {ctype}")
+        raise CheckpointInvalid(f"{name}: unknown table block compression {ctype}")
     return data
 
 
@@ -67,11 +67,11 @@ def iter_table(buf, name="table", verify=True):
     """Yield every (key bytes, value memoryview) of an SSTable held in ``buf`` (bytes or mmap), in key order."""
     buf = memoryview(buf)
     if len(buf) < FOOTER_SIZE:
-        raise CheckpointError(f"{name}: too short to be a TensorFlow table ({len(buf)} bytes)")
+        raise CheckpointInvalid(f"{name}: too short to be a TensorFlow table ({len(buf)} bytes)")
     footer = buf[len(buf) - FOOTER_SIZE:]
     (magic,) = struct.unpack_from("<Q", footer, FOOTER_SIZE - 8)
     if magic != MAGIC:
-        raise CheckpointError(f"{name}: not a TensorFlow table (bad magic number)")
+        raise CheckpointInvalid(f"{name}: not a TensorFlow table (bad magic number)")
     _, _, pos = _handle(footer, 0)  # metaindex handle: unused
     index_offset, index_size, _ = _handle(footer, pos)
     index = _block(buf, index_offset, index_size, name, verify)

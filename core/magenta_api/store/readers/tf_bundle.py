@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import crc32c
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointInvalid
 from ..protowire import fields, to_signed64
 from . import tfproto
 from .sstable import iter_table, unmask_crc
@@ -63,7 +63,7 @@ class TFBundleReader:
         try:
             raw = index.read_bytes()
         except OSError as exc:
-            raise CheckpointError(f"cannot read checkpoint index {index}: {exc}") from exc
+            raise CheckpointInvalid(f"cannot read checkpoint index {index}: {exc}") from exc
         self.entries, self._slice_entries = {}, {}
         self.num_shards, self.big_endian = 1, False
         for key, value in iter_table(raw, name=str(index)):
@@ -109,19 +109,19 @@ class TFBundleReader:
                     f.seek(entry.offset)
                     got = f.readinto(memoryview(data))
             except OSError as exc:
-                raise CheckpointError(f"cannot read checkpoint data {path}: {exc}") from exc
+                raise CheckpointInvalid(f"cannot read checkpoint data {path}: {exc}") from exc
             if got != entry.size:
-                raise CheckpointError(f"{path}: truncated, tensor {entry.name!r} needs "
+                raise CheckpointInvalid(f"{path}: truncated, tensor {entry.name!r} needs "
                                       f"{entry.size} bytes at {entry.offset}, got {got}")
         if verify and entry.crc is not None and crc32c.crc32c(data) != entry.crc:
-            raise CheckpointError(f"tensor {entry.name!r} in {path}: crc32c mismatch (corrupt checkpoint)")
+            raise CheckpointInvalid(f"tensor {entry.name!r} in {path}: crc32c mismatch (corrupt checkpoint)")
         return data
 
     def _read_stored(self, entry, shape, verify, mmap):
         dtype = self._dtype(entry)
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if entry.size != expected:
-            raise CheckpointError(f"tensor {entry.name!r}: {entry.size} bytes stored, "
+            raise CheckpointInvalid(f"tensor {entry.name!r}: {entry.size} bytes stored, "
                                   f"{expected} expected for {shape} {dtype}")
         return self._read_span(entry, verify, mmap).view(dtype).reshape(shape)
 
@@ -136,7 +136,7 @@ class TFBundleReader:
         for extents in entry.slices:
             key = tfproto.slice_key(name, extents)
             if key not in self._slice_entries:
-                raise CheckpointError(f"tensor {name!r}: slice {extents} missing from the index")
+                raise CheckpointInvalid(f"tensor {name!r}: slice {extents} missing from the index")
             part = _parse_entry(name, self._slice_entries[key])
             index = tfproto.slice_index(extents, entry.shape)
             shape = tuple(s.stop - s.start for s in index)

@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 
-from ..errors import CheckpointError
+from ..errors import CheckpointInvalid
 from ..protowire import VARINT, fields, read_varint, to_signed64
 from . import tfproto
 from .sstable import iter_table
@@ -71,7 +71,7 @@ class TFV1Reader:
                 elif number == 2:
                     self._data.append(v)
         if not self.meta and not self._data:
-            raise CheckpointError(f"{name}: empty V1 checkpoint")
+            raise CheckpointInvalid(f"{name}: empty V1 checkpoint")
 
     def _parse_meta(self, buf):
         for number, _, value in fields(buf):
@@ -118,14 +118,14 @@ class TFV1Reader:
             if flat.size == 1 and region.size > 1:  # TensorProto broadcasts a single repeated value
                 flat = np.full(region.size, flat[0], flat.dtype)
             if flat.size != region.size:
-                raise CheckpointError(f"{self.name}: tensor {name!r} slice has {flat.size} values, "
+                raise CheckpointInvalid(f"{self.name}: tensor {name!r} slice has {flat.size} values, "
                                       f"expected {region.size}")
             out[name][index] = flat.reshape(region.shape)
         missing = wanted - set(out)
         for name in missing:  # an empty tensor may have no data entry
             dtype_code, shape = self.meta[name]
             if int(np.prod(shape)) != 0:
-                raise CheckpointError(f"{self.name}: no data for tensor {name!r}")
+                raise CheckpointInvalid(f"{self.name}: no data for tensor {name!r}")
             out[name] = np.zeros(shape, tfproto.numpy_dtype(dtype_code, name))
         return out
 

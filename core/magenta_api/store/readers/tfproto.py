@@ -26,11 +26,11 @@ def is_optimizer_slot(name):
 
 
 def numpy_dtype(code, name):
-    from ..errors import CheckpointError
+    from ..errors import CheckpointInvalid
 
     dtype = DTYPES.get(code)
     if dtype is None:
-        raise CheckpointError(f"tensor {name!r}: unsupported dtype {DTYPE_NAMES.get(code, code)}")
+        raise CheckpointInvalid(f"tensor {name!r}: unsupported dtype {DTYPE_NAMES.get(code, code)}")
     return dtype
 
 

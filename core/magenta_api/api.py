@@ -1,0 +1,93 @@
+"""The HTTP routes (the ``api`` blueprint). Each route parses what HTTP carries, calls one
+:class:`~magenta_api.service.Service` method and returns its answer as JSON or a file; errors are raised
+as domain exceptions and rendered by the handlers in :mod:`.app`. Each route also declares its OpenAPI
+summary and responses, which :mod:`.openapi` publishes."""
+
+import json
+
+from flask import Blueprint, Response, current_app, request
+
+from .errors import InvalidRequest
+from .render import MIDI_TYPE
+from .service import Service
+
+bp = Blueprint("api", __name__)
+
+ERRORS = {"400": "malformed JSON or schema violation", "404": "unknown model", "413": "request body too large",
+          "422": "valid request the model cannot do", "500": "internal error (quote the request id)",
+          "503": "checkpoint or family not available"}
+
+
+def documented(summary: str, responses: dict):
+    """Attach the route's OpenAPI summary and responses ({status: description}) to its view."""
+    def mark(view):
+        view.openapi = {"summary": summary, "responses": responses}
+        return view
+    return mark
+
+
+def service() -> Service:
+    return current_app.extensions["magenta_api"]
+
+
+def json_response(data, status: int = 200, headers=None) -> Response:
+    return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+
+
+@bp.get("/healthz")
+@documented("Liveness", {"200": "the process is up"})
+def healthz():
+    from . import __version__
+
+    return json_response({"status": "ok", "version": __version__})
+
+
+@bp.get("/readyz")
+@documented("Readiness: at least one model can serve now", {"200": "ready", "503": "no model ready"})
+def readyz():
+    body = service().readiness()
+    return json_response(body, 200 if body["models_ready"] else 503)
+
+
+@bp.get("/v1/models")
+@documented("List declared models with checkpoint state", {"200": "models"})
+def list_models():
+    return json_response({"models": service().models(), "default_model": service().default_model})
+
+
+@bp.get("/v1/models/<model_id>")
+@documented("One model: capabilities, defaults, parameter schema, checkpoint state",
+            {"200": "model", "404": "unknown model"})
+def get_model(model_id):
+    return json_response(service().model(model_id))
+
+
+@bp.get("/v1/plugins")
+@documented("Installed plugins, their hooks and load errors", {"200": "plugins"})
+def list_plugins():
+    return json_response({"plugins": service().plugins()})
+
+
+@bp.get("/v1/openapi.json")
+@documented("This document", {"200": "OpenAPI 3 document"})
+def openapi():
+    from .openapi import openapi_document
+
+    return json_response(openapi_document(current_app))
+
+
+@bp.post("/v1/generate")
+@documented("Generate music with a model", {
+    "200": "NoteSequences as JSON, or a MIDI file (zip of MIDI files when num_outputs > 1)", **ERRORS})
+def generate():
+    raw = request.get_data(cache=False)
+    try:
+        payload = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}", {"field": ""}, code="malformed_json") from exc
+    default_format = "midi" if request.accept_mimetypes.best == MIDI_TYPE else "json"
+    rendered = service().generate(payload, default_format)
+    headers = {"X-Cache": rendered.cache, "X-Seed": json.dumps(rendered.seed)}
+    if rendered.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{rendered.filename}"'
+    return Response(rendered.body, status=200, mimetype=rendered.content_type, headers=headers)

@@ -1,0 +1,62 @@
+"""A generation result rendered in the format the client asked for: JSON, or MIDI (a zip of MIDI files
+when there are several sequences). One renderer per format in :data:`RENDERERS`."""
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from .errors import Unprocessable
+from .family import GenerateRequest, GenerateResult
+from .music import sequence_to_json, sequence_to_midi
+from .request_builder import SHARED_FIELDS
+
+MIDI_TYPE = "audio/midi"
+ZIP_TYPE = "application/zip"
+JSON_TYPE = "application/json"
+
+
+@dataclass
+class Rendered:
+    body: bytes
+    content_type: str
+    filename: Optional[str]
+    seed: object
+    cache: str = "MISS"  # HIT when served from the result cache
+
+
+def render_json(model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
+    sequences = [sequence_to_json(s) for s in result.sequences]
+    body = {
+        "model": model_id,
+        "mode": request.mode,
+        "seed": request.seed,
+        "parameters": {k: getattr(request, k) for k in SHARED_FIELDS},
+        "sequences": sequences,
+        "notes": sequences[0].get("notes", []) if sequences else [],
+        **result.extra,
+    }
+    return Rendered(json.dumps(body).encode(), JSON_TYPE, None, request.seed)
+
+
+def render_midi(model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
+    if not result.sequences:
+        raise Unprocessable(f"mode {request.mode!r} returns no music to render as MIDI", {"field": "/format"})
+    base = f"{model_id}-{request.mode}"
+    if len(result.sequences) == 1:
+        return Rendered(sequence_to_midi(result.sequences[0]), MIDI_TYPE, f"{base}.mid", request.seed)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i, seq in enumerate(result.sequences, 1):
+            info = zipfile.ZipInfo(f"{base}-{i}.mid", date_time=(2020, 1, 1, 0, 0, 0))  # same bytes each time
+            zf.writestr(info, sequence_to_midi(seq))
+    return Rendered(buf.getvalue(), ZIP_TYPE, f"{base}.zip", request.seed)
+
+
+RENDERERS: dict = {"json": render_json, "midi": render_midi}
+Renderer = Callable[[str, GenerateRequest, GenerateResult], Rendered]
+
+
+def render(fmt: str, model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
+    return RENDERERS[fmt](model_id, request, result)
