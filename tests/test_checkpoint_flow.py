@@ -120,3 +120,35 @@ def test_models_show_downloading_with_bytes_done_while_the_server_fetches(tmp_pa
     assert downloading and max(downloading) > 0
     assert result["r"].status_code == 200
     assert client.get("/v1/models/scaled-a").get_json()["state"] == "ready"
+
+
+class CountingStore:
+    """A real CheckpointStore with a counter in front: which store calls each request makes."""
+
+    def __init__(self, store):
+        self.store, self.calls = store, []
+
+    def __getattr__(self, name):
+        method = getattr(self.store, name)
+
+        def counted(*args, **kwargs):
+            self.calls.append(name)
+            return method(*args, **kwargs)
+        return counted
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_a_request_calls_the_store_at_most_once(tmp_path, http_server, native_bytes, declared):  # noqa: F811
+    from magenta_api.store import CheckpointStore
+
+    url = http_server.add("/w.safetensors", native_bytes)
+    sha = hashlib.sha256(native_bytes).hexdigest() if declared else ""
+    store = CountingStore(CheckpointStore(tmp_path / "models"))
+    client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, sha), store=store).test_client()
+    for seed in (1, 2, 2, None):  # first use (fetch), loaded, a cache hit, unseeded
+        store.calls.clear()
+        payload = {"model": "scaled-a", **({"seed": seed} if seed is not None else {})}
+        assert client.post("/v1/generate", json=payload).status_code == 200
+        assert len(store.calls) <= 1, (seed, store.calls)
+        assert store.calls == ([] if seed != 1 else ["open"])
+    assert http_server.count("/w.safetensors") == 1

@@ -50,10 +50,21 @@ class Scaled(Family):
         return GenerateResult([_sequence([60 + offset] * request.length, request.qpm)])
 
 
+class Unbuildable(Family):
+    """Refuses its checkpoint at construction, as a family does when weights and hparams disagree."""
+
+    name = "unbuildable"
+    needs_checkpoint = False
+
+    def __init__(self, spec, checkpoint):
+        raise ValueError(f"{spec.id}: hparams say 3 layers but the weights have 2")
+
+
 @hookimpl
 def register_families(register):
     register(Toy)
     register(Scaled)
+    register(Unbuildable)
 
 
 TOY_MODELS = {

@@ -29,9 +29,11 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 
 
 def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] = None,
-                 entry_points: Optional[Iterable] = (), default_model: Optional[str] = None, **settings) -> Service:
+                 entry_points: Optional[Iterable] = (), default_model: Optional[str] = None, store=None,
+                 **settings) -> Service:
     """A Service with the given plugin modules registered directly, plus the named installed entry points
-    (``None``: all of them; empty: none), and ``models`` written to a models.yaml in ``tmp_path``."""
+    (``None``: all of them; empty: none), and ``models`` written to a models.yaml in ``tmp_path``.
+    ``store`` replaces the checkpoint store under ``tmp_path/models``; other keywords are Settings."""
     tmp_path = Path(tmp_path)
     tmp_path.mkdir(parents=True, exist_ok=True)
     extra = list(settings.pop("extra_models_files", []))
@@ -50,7 +52,7 @@ def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] 
         host.load_entry_points()
     elif entry_points:
         host.load_entry_points(list(entry_points))
-    return Service.from_settings(config, host=host)
+    return Service.from_settings(config, host=host, store=store)
 
 
 def make_app(tmp_path: Path, **kwargs):
