@@ -95,7 +95,7 @@ def decoder_products(engine):
     layers' [x; h; bias] kernels and the output projection (with its bias row)."""
     import numpy as np
 
-    mats = [lay["w_h"] if k == 0 else lay["kernel"] for k, lay in enumerate(engine._layers)]
+    mats = [lay.w_h if k == 0 else lay.kernel for k, lay in enumerate(engine.layers)]
     return mats + [np.concatenate([engine.out_k, engine.out_b[None]])]
 
 

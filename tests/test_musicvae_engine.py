@@ -1,12 +1,15 @@
-"""Parity of the NumPy MusicVAE engine with magenta 2.1.4 on TF-saved random weights."""
+"""Parity of the NumPy MusicVAE engine with magenta 2.1.4 on TF-saved random weights, on every path: the
+reference and each fast path, chosen through the engine's public ``path=`` argument."""
 
 import numpy as np
 import pytest
 
-from magenta_api_musicvae.engine import MusicVAEEngine, WeightsError
+from magenta_api import nn
+from magenta_api_musicvae.engine import DECODER_PATHS, ENCODER_PATHS, FM_MIN, MusicVAEEngine, WeightsError
 from musicvae_support import MODELS, load
 
 TOL = 1e-4
+BATCHED = [p for p in DECODER_PATHS if p != "row"]  # the paths that decode any batch and return logits
 
 
 @pytest.fixture(scope="module", params=MODELS)
@@ -27,6 +30,7 @@ def test_shapes_come_from_weights(model):
 
 def test_encoder_mu_sigma_match_magenta(model):
     engine, ref, _ = model
+    assert engine.encoder_path_for(bool(np.all(ref["lengths"] >= ref["inputs"].shape[1]))) == "reference"
     mu, sigma = engine.encode(ref["inputs"], ref["lengths"])
     assert mu.dtype == np.float32 and mu.shape == ref["mu"].shape
     np.testing.assert_allclose(mu, ref["mu"], atol=TOL, rtol=0)
@@ -44,25 +48,30 @@ def test_shorter_rows_are_masked_like_dynamic_rnn(model):
     assert np.abs(mu_full - mu_len).max() > 1e-3  # the length really changes the result
 
 
-def test_teacher_forced_logits_match_magenta(model):
+@pytest.mark.parametrize("path", BATCHED)
+def test_teacher_forced_logits_match_magenta(model, path):
     engine, ref, _ = model
-    logits = engine.decode_logits(ref["z"], ref["targets"])
+    logits = engine.decode_logits(ref["z"], ref["targets"], path=path)
     np.testing.assert_allclose(logits, ref["logits"], atol=TOL, rtol=0)
     # indices work as well as one-hots
-    np.testing.assert_array_equal(engine.decode_logits(ref["z"], ref["targets"].argmax(-1)), logits)
+    np.testing.assert_array_equal(engine.decode_logits(ref["z"], ref["targets"].argmax(-1), path=path), logits)
 
 
-def test_argmax_decoding_is_identical(model):
+@pytest.mark.parametrize("path", BATCHED)
+def test_argmax_decoding_is_identical(model, path):
     engine, ref, _ = model
-    classes, logits = engine.sample(ref["z"], ref["greedy"].shape[1], temperature=0, return_logits=True)
+    classes, logits = engine.sample(ref["z"], ref["greedy"].shape[1], temperature=0, return_logits=True, path=path)
     np.testing.assert_array_equal(classes, ref["greedy"])
     np.testing.assert_allclose(logits, ref["greedy_logits"], atol=TOL, rtol=0)
 
 
-def test_batch_rows_are_independent(model):
+def test_one_z_decodes_in_place_like_magenta(model):
+    """One z samples on in-place rows (the "row" path); each batch row alone gives magenta's greedy row."""
     engine, ref, _ = model
-    one = engine.sample(ref["z"][2:3], 32, temperature=0)
-    np.testing.assert_array_equal(one[0], ref["greedy"][2])
+    assert engine.path_for(1) == "row" and engine.path_for(1, logits=True) == "rows"
+    for b in range(ref["z"].shape[0]):
+        one = engine.sample(ref["z"][b:b + 1], ref["greedy"].shape[1], temperature=0)
+        np.testing.assert_array_equal(one[0], ref["greedy"][b])
 
 
 def test_sampling_is_reproducible_with_the_same_seed():
@@ -91,6 +100,12 @@ def test_bad_shapes_and_missing_weights_are_refused():
         engine.encode(np.zeros((1, 32, engine.input_depth + 1)))
     with pytest.raises(ValueError):
         engine.sample(np.zeros((1, engine.z_size), np.float32), 4, 1.0)  # temperature without rng
+    with pytest.raises(ValueError, match="'row' samples one z"):
+        engine.sample(np.zeros((2, engine.z_size), np.float32), 4, 0, path="row")
+    with pytest.raises(ValueError, match="expected one of"):
+        engine.decode_logits(np.zeros((2, engine.z_size), np.float32), np.zeros((2, 4), np.int64), path="fast")
+    with pytest.raises(ValueError, match="'full' only when"):
+        engine.encode(np.zeros((1, 32, engine.input_depth)), [16], path="full")
     del variables["decoder/output_projection/bias"]
     with pytest.raises(WeightsError, match="output_projection/bias"):
         MusicVAEEngine(variables)
@@ -98,18 +113,20 @@ def test_bad_shapes_and_missing_weights_are_refused():
         MusicVAEEngine({"foo": np.zeros(3)})
 
 
-def test_single_row_fast_path_equals_the_batched_path():
+def test_every_path_draws_the_same_samples():
+    """Seeded sampling gives the same classes whichever path decodes: one z, and a batch over FM_MIN."""
     engine, ref = MusicVAEEngine(load("mel_small")[0]), load("mel_small")[1]
-    z = ref["z"][1:2]
-    for temperature in (0, 0.5, 1.0):
-        fast = engine.sample(z, 32, temperature, np.random.default_rng(3))
-        batched, _ = engine.sample(z, 32, temperature, np.random.default_rng(3), return_logits=True)
-        np.testing.assert_array_equal(fast, batched)
+    for z, paths in ((ref["z"][1:2], DECODER_PATHS), (np.tile(ref["z"], (2, 1)), BATCHED)):
+        for temperature in (0, 0.5, 1.0):
+            base = engine.sample(z, 32, temperature, np.random.default_rng(3), path="reference")
+            for path in paths:
+                np.testing.assert_array_equal(engine.sample(z, 32, temperature, np.random.default_rng(3), path=path),
+                                              base, err_msg=f"{path} at T={temperature}")
+            _, logits = engine.sample(z, 32, temperature, np.random.default_rng(3), return_logits=True)
+            assert logits.shape == (z.shape[0], 32, engine.output_depth)
 
 
 def test_nn_matmul_matches_plain_matmul_for_every_batch_size():
-    from magenta_api import nn
-
     rng = np.random.default_rng(0)
     for shape in ((64, 96), (1100, 1000)):  # small, and over the row-blocking threshold
         w = rng.standard_normal(shape).astype(np.float32)
@@ -119,8 +136,6 @@ def test_nn_matmul_matches_plain_matmul_for_every_batch_size():
 
 
 def test_lstm_cell_matches_the_textbook_formula():
-    from magenta_api import nn
-
     rng = np.random.default_rng(1)
     kernel, bias = rng.standard_normal((7 + 5, 20)).astype(np.float32), rng.standard_normal(20).astype(np.float32)
     cell = nn.LSTMCell(kernel, bias, forget_bias=1.0)
@@ -146,39 +161,36 @@ def test_gumbel_max_draws_follow_the_softmax():
         np.testing.assert_allclose(freq, p / p.sum(), atol=0.005)
 
 
-def test_full_length_encoder_path_equals_the_masked_path(model):
+@pytest.mark.parametrize("path", ENCODER_PATHS)
+def test_full_length_rows_encode_like_magenta_on_every_path(model, path):
+    """Full-length rows (what the service sends) take the "full" path unless told otherwise."""
     engine, ref, _ = model
     full = ref["lengths"] == ref["inputs"].shape[1]
+    assert engine.encoder_path_for(True) == "full"
     x = ref["inputs"][full]
-    fast = engine._encode_full(x.astype(np.float32))
-    masked = engine._encode_masked(x.astype(np.float32), ref["lengths"][full])
-    np.testing.assert_allclose(fast, masked, atol=1e-5)
-    mu, sigma = engine.encode(x)
+    mu, sigma = engine.encode(x, path=path)
     np.testing.assert_allclose(mu, ref["mu"][full], atol=TOL, rtol=0)
     np.testing.assert_allclose(sigma, ref["sigma"][full], atol=TOL, rtol=0)
+    masked, _ = engine.encode(x, ref["lengths"][full], path="reference")
+    np.testing.assert_allclose(mu, masked, atol=1e-5)
 
 
-@pytest.mark.parametrize("block_elements", [1 << 20, 1 << 10])  # one block of W^T rows, and many
+@pytest.mark.parametrize("block_elements", [nn.BLOCK_ELEMENTS, 1 << 10])  # one block of W^T rows, and many
 @pytest.mark.parametrize("name", MODELS)
-def test_feature_major_batch_path_matches_magenta(name, monkeypatch, block_elements):
-    """Batches over ``_FM_MIN`` rows decode with transposed, row-blocked weights: the magenta
+def test_feature_major_batch_path_matches_magenta(name, block_elements):
+    """Batches over ``FM_MIN`` rows decode with transposed, row-blocked weights: the magenta
     references (6 rows) tiled to 12 rows must come out the same."""
-    from magenta_api_musicvae import engine as engine_mod
-
-    monkeypatch.setattr(engine_mod, "_BLOCK_ELEMENTS", block_elements)
     variables, ref, _ = load(name)
-    engine = MusicVAEEngine(variables)
+    engine = MusicVAEEngine(variables, block_elements=block_elements)
     reps = 2
-    assert ref["z"].shape[0] * reps > engine_mod._FM_MIN >= ref["z"].shape[0]
+    assert ref["z"].shape[0] * reps > FM_MIN >= ref["z"].shape[0]
+    assert engine.path_for(ref["z"].shape[0] * reps, logits=True) == "feature_major"
     z = np.tile(ref["z"], (reps, 1))
     logits = engine.decode_logits(z, np.tile(ref["targets"], (reps, 1, 1)))
     np.testing.assert_allclose(logits, np.tile(ref["logits"], (reps, 1, 1)), atol=TOL, rtol=0)
-    assert engine._fm is not None  # the transposed path really ran
     classes, greedy_logits = engine.sample(z, ref["greedy"].shape[1], temperature=0, return_logits=True)
     np.testing.assert_array_equal(classes, np.tile(ref["greedy"], (reps, 1)))
     np.testing.assert_allclose(greedy_logits, np.tile(ref["greedy_logits"], (reps, 1, 1)), atol=TOL, rtol=0)
-    # sampling draws the same noise as the row-major path: each half equals a 6-row batch's sample
-    monkeypatch.setattr(engine_mod, "_FM_MIN", 10 ** 6)
-    rowmajor = engine.sample(z, 32, 0.7, np.random.default_rng(5))
-    monkeypatch.setattr(engine_mod, "_FM_MIN", 8)
+    # sampling draws the same noise as the row-major path
+    rowmajor = engine.sample(z, 32, 0.7, np.random.default_rng(5), path="rows")
     np.testing.assert_array_equal(engine.sample(z, 32, 0.7, np.random.default_rng(5)), rowmajor)

@@ -3,17 +3,42 @@
 Everything is batched on axis 0. LSTM cells follow ``tf.compat.v1.nn.rnn_cell.LSTMCell`` /
 ``BasicLSTMCell``: one kernel of shape ``[input_size + units, 4 * units]`` applied to
 ``concat([x, h])``, gates in the order i, j, f, o, and ``forget_bias`` added to f.
+
+The engines' rules that are not about one model live here once: how a batch meets a weight
+(:func:`matmul`), how a checkpoint's tensors are looked up (:func:`variable`, :func:`kernel_and_bias`,
+:class:`WeightsError`) and the LSTM layouts, from the plain :class:`LSTMCell` (the reference paths)
+to the fused :class:`FusedLSTM` and the in-place :class:`RowLSTM` that the fast paths step on.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 
-def sigmoid(x):
-    """Logistic function, computed stably for large |x|."""
-    return 0.5 * (np.tanh(0.5 * x) + 1.0)
+class WeightsError(ValueError):
+    """The variables do not form the model an engine expects (a tensor is missing or inconsistent)."""
+
+
+KERNEL_NAMES = ("kernel", "weights")  # TF 1.x+ Dense / fully_connected (TF 1.0 and slim say "weights")
+BIAS_NAMES = ("bias", "biases")
+
+
+def variable(variables: Mapping, *names) -> np.ndarray:
+    """The first of ``names`` that ``variables`` holds, as a C-contiguous float32 array (a view when the
+    checkpoint's array already is one): checkpoints of different TF versions spell some tensors
+    differently. :class:`WeightsError` naming the first name when none is there."""
+    for name in names:
+        if name in variables:
+            return np.ascontiguousarray(variables[name], dtype=np.float32)
+    raise WeightsError(f"checkpoint lacks variable {names[0]!r}")
+
+
+def kernel_and_bias(variables: Mapping, *scopes) -> tuple:
+    """(kernel, bias) of a dense layer under the first of ``scopes`` (each ending in ``/``) that has
+    them, under either spelling of :data:`KERNEL_NAMES` / :data:`BIAS_NAMES`."""
+    return (variable(variables, *[s + k for s in scopes for k in KERNEL_NAMES]),
+            variable(variables, *[s + b for s in scopes for b in BIAS_NAMES]))
 
 
 def softplus(x):
@@ -21,37 +46,31 @@ def softplus(x):
     return np.logaddexp(0.0, x)
 
 
+SMALL_WEIGHT = 1 << 17  # 512 KB of float32: stays in cache, so BLAS re-packing it costs little
+BLOCK_ELEMENTS = 1 << 20  # 4 MB of float32: fits the last-level cache with room to spare
+
+
 def matmul(x, w):
     """``x @ w`` for a batch of rows ``x`` [B, n] and a weight ``w`` [n, m].
 
-    OpenBLAS's sgemm re-packs the whole weight on every call, which makes 2..8-row products several
-    times slower than one-row ones (where it uses gemv). Those go through NumPy's stacked matmul,
-    which calls gemv per row from C; a weight bigger than a few MB is walked in blocks of rows so
-    that each block is read from memory once and served from cache to the other rows.
+    OpenBLAS's sgemm re-packs the whole weight on every call, which makes 2..8-row products with a
+    weight bigger than :data:`SMALL_WEIGHT` several times slower than one-row ones (where it uses
+    gemv). Those go through NumPy's stacked matmul, which calls gemv per row from C; a weight bigger
+    than :data:`BLOCK_ELEMENTS` is walked in blocks of rows so that each block is read from memory
+    once and served from cache to the other rows. One row, more than 8, or a small weight: plain BLAS.
     Same numbers either way, up to float rounding order.
     """
     rows = x.shape[0] if x.ndim == 2 else 0
-    if not 1 < rows <= 8:
+    if not 1 < rows <= 8 or w.size <= SMALL_WEIGHT:
         return x @ w
     xs = x[:, None, :]
-    if w.size <= _BLOCK_ELEMENTS:
+    if w.size <= BLOCK_ELEMENTS:
         return (xs @ w)[:, 0]
-    step = max(16, _BLOCK_ELEMENTS // w.shape[1])
+    step = max(16, BLOCK_ELEMENTS // w.shape[1])
     out = (xs[:, :, :step] @ w[:step])[:, 0]
     for s in range(step, w.shape[0], step):
         out += (xs[:, :, s:s + step] @ w[s:s + step])[:, 0]
     return out
-
-
-_BLOCK_ELEMENTS = 1 << 20  # 4 MB of float32: fits the last-level cache with room to spare
-
-
-def dense(x, kernel, bias=None, activation=None):
-    """``x @ kernel + bias`` (TF's Dense layout: kernel is [in, out])."""
-    y = matmul(x, kernel) if x.ndim == 2 else x @ kernel
-    if bias is not None:
-        y = y + bias
-    return activation(y) if activation is not None else y
 
 
 def gate_scale_shift(units: int, forget_bias: float) -> tuple:
@@ -115,6 +134,33 @@ def fused_lstm_update(g, c_prev, n: int) -> tuple:
     h = np.tanh(c)
     h *= g[..., 2 * n:3 * n]
     return c, h
+
+
+class FusedLSTM:
+    """One LSTM layer on a :func:`fused_lstm_kernel` ``[w_x; w_h; bias]``, for the engines' fast paths:
+    ``w_x``, ``w_h``, ``w_xh`` (= [w_x; w_h]) and ``bias`` are views of that one array, which a
+    :class:`RowLSTM` can also step on (``kernel``, or ``w_h`` alone when the caller projects the input)."""
+
+    def __init__(self, cell: "LSTMCell"):
+        n, m = cell.units, cell.input_size
+        self.units, self.input_size = n, m
+        self.kernel = fused_lstm_kernel(cell.w_x, cell.w_h, cell.bias, cell.forget_bias)
+        self.w_x, self.w_h, self.w_xh, self.bias = (self.kernel[:m], self.kernel[m:m + n],
+                                                    self.kernel[:m + n], self.kernel[-1])
+
+    def step(self, part, c, h) -> tuple:
+        """(c, h) after one batched step, given the input part ``part`` [B, 4n] of the pre-activations
+        (bias included)."""
+        g = matmul(h, self.w_h)  # [B, 4n]
+        g += part
+        return fused_lstm_update(g, c, self.units)
+
+    def step_xh(self, x, c, h) -> tuple:
+        """(c, h) after one batched step on input ``x`` [B, m]: [x | h] in one product (one BLAS call
+        instead of two and an add)."""
+        g = matmul(np.concatenate([x, h], axis=1), self.w_xh)  # [B, 4n]
+        g += self.bias
+        return fused_lstm_update(g, c, self.units)
 
 
 class RowLSTM:
@@ -182,9 +228,11 @@ class LSTMCell:
     """One LSTM layer; ``kernel`` is [input_size + units, 4 * units], ``bias`` [4 * units].
 
     Weights are kept as float32, C-contiguous arrays (views of the checkpoint's memory maps when
-    they already are) split into the input rows ``w_x`` and the recurrent rows ``w_h``. This is also the arithmetic of ``LSTMBlockCell`` (MusicVAE's cell,
-    via magenta's ``lstm_utils.rnn_cell``): same layout, gate order and forget bias, no peepholes,
-    no cell clipping.
+    they already are) split into the input rows ``w_x`` and the recurrent rows ``w_h``. This is also
+    the arithmetic of ``LSTMBlockCell`` (MusicVAE's cell, via magenta's ``lstm_utils.rnn_cell``): same
+    layout, gate order and forget bias, no peepholes, no cell clipping. The engines' reference paths
+    step on it; ``gate_scale`` and ``gate_shift`` (:func:`gate_scale_shift`) are what a fast path needs
+    to apply the same scaling to pre-activations it computes itself.
     """
 
     def __init__(self, kernel, bias, forget_bias: float = 1.0):
@@ -197,7 +245,7 @@ class LSTMCell:
         self.forget_bias = np.float32(forget_bias)
         # sigmoid(x) = (tanh(x / 2) + 1) / 2: scaling i, f, o by 1/2 (and adding half the forget
         # bias to f) lets a single tanh serve all four gates.
-        self._scale, self._shift = gate_scale_shift(self.units, self.forget_bias)
+        self.gate_scale, self.gate_shift = gate_scale_shift(self.units, self.forget_bias)
 
     def zero_state(self, batch: int, dtype=np.float32) -> LSTMState:
         z = np.zeros((batch, self.units), dtype)
@@ -216,8 +264,8 @@ class LSTMCell:
 
     def _gates_to_state(self, gates, c_prev) -> LSTMState:
         """The element-wise half of a step, on a freshly allocated ``gates`` array (used in place)."""
-        gates *= self._scale
-        gates += self._shift
+        gates *= self.gate_scale
+        gates += self.gate_shift
         return LSTMState(*scaled_lstm_update(gates, c_prev, self.units))
 
 
@@ -289,28 +337,7 @@ def bidirectional(fw: MultiLSTM, bw: MultiLSTM, inputs, lengths=None):
 
 
 def log_softmax(logits, axis=-1):
+    """log(softmax(logits)) along ``axis``, with the maximum subtracted first."""
     m = logits.max(axis=axis, keepdims=True)
     shifted = logits - m
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-
-
-def softmax(logits, axis=-1):
-    return np.exp(log_softmax(logits, axis))
-
-
-def sample_categorical(logits, temperature: float, rng: np.random.Generator):
-    """One class index per row of ``logits`` [B, C], sampled from softmax(logits / temperature).
-    ``temperature`` of 0 means argmax (greedy)."""
-    if not temperature:
-        return logits.argmax(axis=-1)
-    p = softmax(np.asarray(logits, np.float64) / temperature)
-    u = rng.random((p.shape[0], 1))
-    idx = (np.cumsum(p, axis=-1) < u).sum(axis=-1)
-    return np.minimum(idx, p.shape[-1] - 1)
-
-
-def sample_bernoulli(logits, temperature: float, rng: np.random.Generator):
-    """Independent 0/1 draws from sigmoid(logits / temperature); 0 temperature thresholds at 0.5."""
-    if not temperature:
-        return (logits > 0).astype(np.float32)
-    return (rng.random(logits.shape) < sigmoid(np.asarray(logits, np.float64) / temperature)).astype(np.float32)
