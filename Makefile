@@ -7,28 +7,46 @@ PORT ?= 5000
 export HOST PORT
 
 BIN := $(VENV)/bin
+SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
-.PHONY: serve serve-dev test reference bench install clean docker
+.PHONY: serve serve-dev test lint format typecheck reference bench install clean docker
 
-$(STAMP): pyproject.toml examples/magenta-api-markov/pyproject.toml
+# Serving needs the package and its plugins only (no test, lint or training tools).
+$(SERVE_STAMP): pyproject.toml examples/magenta-api-markov/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,train]'
+	$(BIN)/python -m pip install -q -e .
 	# the example third-party plugin, installed as a user would install any plugin
 	$(BIN)/python -m pip install -q --no-deps -e examples/magenta-api-markov
+	touch $(SERVE_STAMP)
+
+# Developing: the tests (with the training extra they exercise), lint and type checking.
+$(STAMP): $(SERVE_STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,train,lint]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-serve: $(STAMP)  ## run the service (gunicorn) on $(HOST):$(PORT)
+serve: $(SERVE_STAMP)  ## run the service (gunicorn) on $(HOST):$(PORT)
 	$(BIN)/magenta-api serve --host $(HOST) --port $(PORT)
 
-serve-dev: $(STAMP)  ## Flask's development server, one process
+serve-dev: $(SERVE_STAMP)  ## Flask's development server, one process
 	$(BIN)/magenta-api serve --dev --host $(HOST) --port $(PORT)
 
-test: $(STAMP)  ## the whole test suite
-	$(BIN)/python -m pytest -q
+test: $(STAMP)  ## the whole test suite, with coverage (the floor is in pyproject.toml)
+	$(BIN)/python -m pytest -q --cov --cov-report=term
+
+lint: $(STAMP)  ## ruff: lint and formatting, as CI checks them
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)  ## ruff: format and apply the safe lint fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)  ## mypy over core/ and plugins/
+	$(BIN)/mypy
 
 # The reference environment (TensorFlow + magenta 2.1.4) that regenerates the parity fixtures.
 $(REF_VENV)/.installed:
@@ -54,4 +72,4 @@ docker:
 	docker build -t magenta-api .
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info cache
+	rm -rf $(VENV) build dist *.egg-info cache .coverage htmlcov

@@ -20,8 +20,10 @@ HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "out"
 PREFIX = OUT / "cat-mel_2bar_big_random" / "model.ckpt"
-VARS = [REPO / "tests/fixtures/checkpoints/compat/vars_cat-mel_2bar_big.txt",
-        pathlib.Path("/work/shared/compat/magenta-variables/vars_cat-mel_2bar_big.txt")]
+VARS = [
+    REPO / "tests/fixtures/checkpoints/compat/vars_cat-mel_2bar_big.txt",
+    pathlib.Path("/work/shared/compat/magenta-variables/vars_cat-mel_2bar_big.txt"),
+]
 REPEAT = 3  # best of
 REF_PY = REPO / ".venv-ref" / "bin" / "python"
 
@@ -48,7 +50,7 @@ def make():
         if name == "global_step":
             tensors.append(tf.constant(1234, tf.int64))
         else:
-            tensors.append(tf.constant((rng.standard_normal(shape, dtype=np.float32) * 0.05)))
+            tensors.append(tf.constant(rng.standard_normal(shape, dtype=np.float32) * 0.05))
         names.append(name)
     PREFIX.parent.mkdir(parents=True, exist_ok=True)
     tf.raw_ops.SaveV2(prefix=str(PREFIX), tensor_names=names, shape_and_slices=[""] * len(names), tensors=tensors)
@@ -83,7 +85,6 @@ def warm(path_dir):
 
 def run():
     sys.path.insert(0, str(REPO / "core"))
-    import numpy as np
 
     from magenta_api.store import CheckpointStore
     from magenta_api.store.readers.native import read_native, write_native
@@ -150,9 +151,11 @@ def run():
         ("store.open first time (copy+sha256+read+native)", first_open_s),
         ("store.open when ready (memory map)", reopen_s),
     ]
-    print(f"\ncheckpoint: {data_bytes / 1e6:.1f} MB, {tf_res['n']} tensors (warm page cache, reads best of "
-          f"{REPEAT}); "
-          f"TF import alone: {tf_res['import_s']:.2f} s\n")
+    print(
+        f"\ncheckpoint: {data_bytes / 1e6:.1f} MB, {tf_res['n']} tensors (warm page cache, reads best of "
+        f"{REPEAT}); "
+        f"TF import alone: {tf_res['import_s']:.2f} s\n"
+    )
     print(f"{'what':52s} {'seconds':>10s} {'TF / this':>10s}")
     for what, secs in rows:
         print(f"{what:52s} {secs:10.4f} {tf_res['read_s'] / secs:10.1f}x")

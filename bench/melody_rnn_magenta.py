@@ -19,8 +19,8 @@ import time
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
+import numpy as np
+import tensorflow.compat.v1 as tf
 
 tf.disable_v2_behavior()
 tf.logging.set_verbosity(tf.logging.ERROR)
@@ -49,9 +49,11 @@ def _config(name, batch_size):
 def _generator(name, config, drums, **kw):
     if drums:
         return drums_rnn_sequence_generator.DrumsRnnSequenceGenerator(
-            drums_rnn_model.DrumsRnnModel(config), config.details, steps_per_quarter=4, **kw)
+            drums_rnn_model.DrumsRnnModel(config), config.details, steps_per_quarter=4, **kw
+        )
     return melody_rnn_sequence_generator.MelodyRnnSequenceGenerator(
-        melody_rnn_model.MelodyRnnModel(config), config.details, steps_per_quarter=4, **kw)
+        melody_rnn_model.MelodyRnnModel(config), config.details, steps_per_quarter=4, **kw
+    )
 
 
 def make_bundles(out_dir, name):
@@ -90,8 +92,7 @@ def main(out_dir, name, repeats=5, serve=False):
     os.makedirs(out_dir, exist_ok=True)
     paths = make_bundles(out_dir, name)
     _, drums = _config(name, 1)
-    primer = (note_seq.DrumTrack([frozenset(p) for p in PRIMER_DRUMS]) if drums
-              else note_seq.Melody(PRIMER_MELODY))
+    primer = note_seq.DrumTrack([frozenset(p) for p in PRIMER_DRUMS]) if drums else note_seq.Melody(PRIMER_MELODY)
     seq = primer.to_sequence(qpm=120)
     step = 60.0 / 120 / 4
     primer_steps = len(PRIMER_MELODY) + 1  # the primer sequence lasts one step past its last note
@@ -100,15 +101,21 @@ def main(out_dir, name, repeats=5, serve=False):
     def options(beam=None):
         opts = generator_pb2.GeneratorOptions()
         # magenta starts at floor(start * steps_per_second) + 1: half a step early = right at the end.
-        opts.generate_sections.add(start_time=(primer_steps - 0.5) * step,
-                                   end_time=(primer_steps + GENERATE_STEPS) * step)
+        opts.generate_sections.add(
+            start_time=(primer_steps - 0.5) * step, end_time=(primer_steps + GENERATE_STEPS) * step
+        )
         opts.args["temperature"].float_value = 1.0
         if beam:
             opts.args["beam_size"].int_value, opts.args["branch_factor"].int_value = beam
         return opts
 
-    result = {"config": name, "bundle": paths[1], "generate_steps": GENERATE_STEPS,
-              "primer_sequence": json_format.MessageToDict(seq), "length": primer_steps + GENERATE_STEPS}
+    result = {
+        "config": name,
+        "bundle": paths[1],
+        "generate_steps": GENERATE_STEPS,
+        "primer_sequence": json_format.MessageToDict(seq),
+        "length": primer_steps + GENERATE_STEPS,
+    }
     config, _ = _config(name, 1)
     gen = _generator(name, config, drums, bundle=sequence_generator_bundle.read_bundle_file(paths[1]))
     config8, _ = _config(name, 8)

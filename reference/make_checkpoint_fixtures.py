@@ -22,8 +22,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -74,8 +74,9 @@ def graph_vars():
         "extra/empty": np.zeros((0, 4), np.float32),
         "extra/big": RNG.standard_normal((64, 70)).astype(np.float32),
     }
-    variables = [v.get_variable(name, initializer=tf.constant(value), use_resource=False)
-                 for name, value in specs.items()]
+    variables = [
+        v.get_variable(name, initializer=tf.constant(value), use_resource=False) for name, value in specs.items()
+    ]
     return variables
 
 
@@ -131,8 +132,11 @@ def make_mag():
                     sess.run(var.assign(RNG.standard_normal(var.shape.as_list()).astype(np.float32)))
             v.train.Saver().save(sess, os.path.join(tmpdir, "random.ckpt"), write_meta_graph=False)
     generator = melody_rnn_sequence_generator.MelodyRnnSequenceGenerator(
-        model=model, details=config.details, steps_per_quarter=config.steps_per_quarter,
-        checkpoint=os.path.join(tmpdir, "random.ckpt"))
+        model=model,
+        details=config.details,
+        steps_per_quarter=config.steps_per_quarter,
+        checkpoint=os.path.join(tmpdir, "random.ckpt"),
+    )
     mag = OUT / "basic_rnn_tiny.mag"
     generator.create_bundle_file(str(mag), "Tiny basic_rnn with random weights (test fixture)")
     shutil.rmtree(tmpdir)

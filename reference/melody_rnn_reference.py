@@ -28,8 +28,8 @@ import tempfile
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
+import numpy as np
+import tensorflow.compat.v1 as tf
 
 tf.disable_v2_behavior()
 
@@ -58,16 +58,22 @@ CONFIGS = {
 STACKED = {"attention_rnn_stacked"}
 
 
-def stacked_make_rnn_cell(rnn_layer_sizes, dropout_keep_prob=1.0, attn_length=0,
-                          base_cell=tf.nn.rnn_cell.BasicLSTMCell, residual_connections=False):
+def stacked_make_rnn_cell(
+    rnn_layer_sizes,
+    dropout_keep_prob=1.0,
+    attn_length=0,
+    base_cell=tf.nn.rnn_cell.BasicLSTMCell,
+    residual_connections=False,
+):
     """Older magenta's make_rnn_cell: attention wraps the stack, not the first layer."""
     from magenta.contrib import rnn as contrib_rnn
-    cells = [tf.nn.rnn_cell.DropoutWrapper(base_cell(n), output_keep_prob=dropout_keep_prob)
-             for n in rnn_layer_sizes]
+
+    cells = [tf.nn.rnn_cell.DropoutWrapper(base_cell(n), output_keep_prob=dropout_keep_prob) for n in rnn_layer_sizes]
     cell = tf.nn.rnn_cell.MultiRNNCell(cells)
     if attn_length:
         cell = contrib_rnn.AttentionCellWrapper(cell, attn_length, state_is_tuple=True)
     return cell
+
 
 MELODY_PRIMERS = {
     "twinkle": [60, -2, 60, -2, 67, -2, 67, -2, 69, -2, 69, -2, 67, -2, -2, -2],
@@ -100,11 +106,19 @@ def make_generator(name, config, checkpoint=None, bundle=None):
     drums = CONFIGS[name][2]
     if drums:
         return drums_rnn_sequence_generator.DrumsRnnSequenceGenerator(
-            drums_rnn_model.DrumsRnnModel(config), config.details,
-            steps_per_quarter=config.steps_per_quarter, checkpoint=checkpoint, bundle=bundle)
+            drums_rnn_model.DrumsRnnModel(config),
+            config.details,
+            steps_per_quarter=config.steps_per_quarter,
+            checkpoint=checkpoint,
+            bundle=bundle,
+        )
     return melody_rnn_sequence_generator.MelodyRnnSequenceGenerator(
-        melody_rnn_model.MelodyRnnModel(config), config.details,
-        steps_per_quarter=config.steps_per_quarter, checkpoint=checkpoint, bundle=bundle)
+        melody_rnn_model.MelodyRnnModel(config),
+        config.details,
+        steps_per_quarter=config.steps_per_quarter,
+        checkpoint=checkpoint,
+        bundle=bundle,
+    )
 
 
 def random_checkpoint(config, path, seed):
@@ -114,8 +128,7 @@ def random_checkpoint(config, path, seed):
         tf.set_random_seed(seed)
         events_rnn_graph.get_build_graph_fn("generate", config)()
         rng = np.random.RandomState(seed)
-        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1,
-                                              inter_op_parallelism_threads=1)) as sess:
+        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)) as sess:
             sess.run(tf.global_variables_initializer())
             # Biases start at zero; give them values so the tests see them used.
             for var in tf.global_variables():
@@ -163,11 +176,13 @@ def teacher_forced_logits(model, config, events):
 def generate_events(name, model, config, primer, temperature, beam=(1, 1, 1)):
     beam_size, branch_factor, steps_per_iteration = beam
     if CONFIGS[name][2]:
-        out = model.generate_drum_track(NUM_STEPS, to_events(name, primer), temperature,
-                                        beam_size, branch_factor, steps_per_iteration)
+        out = model.generate_drum_track(
+            NUM_STEPS, to_events(name, primer), temperature, beam_size, branch_factor, steps_per_iteration
+        )
     else:
-        out = model.generate_melody(NUM_STEPS, to_events(name, primer), temperature,
-                                    beam_size, branch_factor, steps_per_iteration)
+        out = model.generate_melody(
+            NUM_STEPS, to_events(name, primer), temperature, beam_size, branch_factor, steps_per_iteration
+        )
     return events_json(name, out)
 
 
@@ -176,6 +191,7 @@ def beam_loglik(model, config, name, primer, temperature, beam, seed):
     _generate_events on the prepared primer, the same call generate_melody makes)."""
     events, transpose = prepared(name, config, primer)
     import magenta.models.shared.events_rnn_model as erm
+
     captured = {}
     orig = erm.beam_search
 
@@ -203,12 +219,18 @@ def extract_midi(name, config, path):
         q = note_seq.quantize_note_sequence(seq, config.steps_per_quarter)
         if CONFIGS[name][2]:
             tracks, _ = drum_pipelines.extract_drum_tracks(
-                q, search_start_step=0, min_bars=0, gap_bars=float("inf"), ignore_is_drum=True)
+                q, search_start_step=0, min_bars=0, gap_bars=float("inf"), ignore_is_drum=True
+            )
             tracks = list(tracks)
         else:
             tracks, _ = melody_pipelines.extract_melodies(
-                q, search_start_step=0, min_bars=0, min_unique_pitches=1,
-                gap_bars=float("inf"), ignore_polyphonic_notes=True)
+                q,
+                search_start_step=0,
+                min_bars=0,
+                min_unique_pitches=1,
+                gap_bars=float("inf"),
+                ignore_polyphonic_notes=True,
+            )
     except Exception as exc:  # record what magenta refuses
         result["error"] = f"{type(exc).__name__}: {exc}"
         return result, None
@@ -222,8 +244,7 @@ def extract_midi(name, config, path):
     arrays = {}
     model_events = copy.deepcopy(events)
     if not CONFIGS[name][2]:
-        result["transpose"] = int(model_events.squash(config.min_note, config.max_note,
-                                                      config.transpose_to_key))
+        result["transpose"] = int(model_events.squash(config.min_note, config.max_note, config.transpose_to_key))
         result["squashed"] = events_json(name, model_events)
     inputs, labels = config.encoder_decoder.encode(model_events)
     arrays["inputs"] = np.asarray(inputs, np.float32)
@@ -264,9 +285,14 @@ def _run_config(name):
     gen = make_generator(name, config, bundle=bundle)
     gen.initialize()
     model = gen._model
-    ref = {"config": name, "generator_id": bundle.generator_details.id,
-           "layers": config.hparams.rnn_layer_sizes, "attn_length": config.hparams.attn_length,
-           "num_steps": NUM_STEPS, "primers": {}}
+    ref = {
+        "config": name,
+        "generator_id": bundle.generator_details.id,
+        "layers": config.hparams.rnn_layer_sizes,
+        "attn_length": config.hparams.attn_length,
+        "num_steps": NUM_STEPS,
+        "primers": {},
+    }
     arrays = {}
     primers = DRUM_PRIMERS if CONFIGS[name][2] else MELODY_PRIMERS
     for pname, primer in primers.items():
@@ -280,18 +306,27 @@ def _run_config(name):
         entry["samples"] = []
         for seed, temp in SEED_SAMPLES:
             np.random.seed(seed)
-            entry["samples"].append({"seed": seed, "temperature": temp,
-                                     "events": generate_events(name, model, config, primer, temp)})
+            entry["samples"].append(
+                {"seed": seed, "temperature": temp, "events": generate_events(name, model, config, primer, temp)}
+            )
         entry["beams"] = []
         for seed, bsz, bf, spi, temp in BEAMS:
             ev, score = beam_loglik(model, config, name, primer, temp, (bsz, bf, spi), seed)
-            entry["beams"].append({"seed": seed, "beam_size": bsz, "branch_factor": bf,
-                                   "steps_per_iteration": spi, "temperature": temp,
-                                   "events": ev, "score": score})
+            entry["beams"].append(
+                {
+                    "seed": seed,
+                    "beam_size": bsz,
+                    "branch_factor": bf,
+                    "steps_per_iteration": spi,
+                    "temperature": temp,
+                    "events": ev,
+                    "score": score,
+                }
+            )
         ref["primers"][pname] = entry
 
     # The sequence generator end to end on a NoteSequence primer (greedy).
-    primer = list(primers.values())[0]
+    primer = next(iter(primers.values()))
     # The primer sequence lasts two steps past its events; magenta's generator starts at
     # quantize_to_step(start_time, cutoff=0) = floor(start_time * steps_per_second) + 1, so asking for
     # half a step before the end starts exactly where the primer sequence ends (what the plugin does).

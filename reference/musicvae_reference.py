@@ -26,12 +26,11 @@ import sys
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
-
-from magenta.contrib import seq2seq as contrib_seq2seq  # noqa: E402
-from magenta.models.music_vae import configs  # noqa: E402
-import note_seq  # noqa: E402
+import note_seq
+import numpy as np
+import tensorflow.compat.v1 as tf
+from magenta.contrib import seq2seq as contrib_seq2seq
+from magenta.models.music_vae import configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "musicvae")
@@ -129,7 +128,8 @@ def build_and_record(name, cfg_name, overrides, save_ckpt, out_dir, seed=1234, n
         z = rng.normal(0, 1, (n, hp.z_size)).astype(np.float32)
         feed = {x_ph: x, y_ph: y, len_ph: lens, z_ph: z}
         mu_v, sigma_v, logits, g, g_logits = sess.run(
-            [mu, sigma, tf_res.rnn_output, greedy, greedy_res.rnn_output], feed)
+            [mu, sigma, tf_res.rnn_output, greedy, greedy_res.rnn_output], feed
+        )
         variables = {v.name[:-2]: sess.run(v) for v in tf.global_variables()}
         if save_ckpt:
             saver = tf.train.Saver()
@@ -137,15 +137,24 @@ def build_and_record(name, cfg_name, overrides, save_ckpt, out_dir, seed=1234, n
         sess.close()
     greedy_seqs = conv.from_tensors(g)
     record = {
-        "inputs": x, "targets": y, "lengths": lens, "z": z,
-        "mu": mu_v, "sigma": sigma_v, "logits": logits,
-        "greedy": g.argmax(-1).astype(np.int32), "greedy_logits": g_logits,
+        "inputs": x,
+        "targets": y,
+        "lengths": lens,
+        "z": z,
+        "mu": mu_v,
+        "sigma": sigma_v,
+        "logits": logits,
+        "greedy": g.argmax(-1).astype(np.int32),
+        "greedy_logits": g_logits,
     }
-    np.savez(os.path.join(out_dir, f"{name}.npz"),
-             **{f"var/{k}": v for k, v in variables.items()},
-             **{f"ref/{k}": v for k, v in record.items()})
+    np.savez(
+        os.path.join(out_dir, f"{name}.npz"),
+        **{f"var/{k}": v for k, v in variables.items()},
+        **{f"ref/{k}": v for k, v in record.items()},
+    )
     meta = {
-        "config": cfg_name, "hparams": {k: getattr(hp, k) for k in ("z_size", "enc_rnn_size", "dec_rnn_size", "max_seq_len")},
+        "config": cfg_name,
+        "hparams": {k: getattr(hp, k) for k in ("z_size", "enc_rnn_size", "dec_rnn_size", "max_seq_len")},
         "greedy_sequences": [note_seq_to_list(s) for s in greedy_seqs],
     }
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
@@ -155,8 +164,9 @@ def build_and_record(name, cfg_name, overrides, save_ckpt, out_dir, seed=1234, n
 
 def note_seq_to_list(seq):
     return {
-        "notes": [[n.pitch, n.velocity, round(n.start_time, 6), round(n.end_time, 6), bool(n.is_drum)]
-                  for n in seq.notes],
+        "notes": [
+            [n.pitch, n.velocity, round(n.start_time, 6), round(n.end_time, 6), bool(n.is_drum)] for n in seq.notes
+        ],
         "total_time": seq.total_time,
         "qpm": seq.tempos[0].qpm if seq.tempos else None,
     }
@@ -175,8 +185,9 @@ def synthetic_sequences(seed=99):
         return s
 
     def add(s, pitch, start, end, **kw):
-        s.notes.add(pitch=int(pitch), velocity=int(kw.pop("velocity", 90)), start_time=float(start),
-                    end_time=float(end), **kw)
+        s.notes.add(
+            pitch=int(pitch), velocity=int(kw.pop("velocity", 90)), start_time=float(start), end_time=float(end), **kw
+        )
         s.total_time = max(s.total_time, float(end))
 
     step = 0.125  # a 16th at 120 qpm
@@ -223,7 +234,7 @@ def synthetic_sequences(seed=99):
                 add(s, p, t * step, (t + 1) * step, is_drum=True, instrument=9)
         out[f"drums_{bars}bar"] = s
     s = seq()
-    for t in range(0, 32):
+    for t in range(32):
         add(s, 36 + (t % 3) * 2, t * step, (t + 1) * step, is_drum=False)
     out["drums_not_is_drum"] = s
     return out
@@ -237,8 +248,10 @@ def record_converters(out_dir):
     arrays, meta = {}, {}
     synth = synthetic_sequences()
     meta["synthetic"] = {k: json_format.MessageToDict(v) for k, v in synth.items()}
-    sources = [(os.path.basename(p), lambda p=p: note_seq.midi_file_to_note_sequence(p))
-               for p in sorted(glob.glob(os.path.join(MIDI_DIR, "*.mid")))]
+    sources = [
+        (os.path.basename(p), lambda p=p: note_seq.midi_file_to_note_sequence(p))
+        for p in sorted(glob.glob(os.path.join(MIDI_DIR, "*.mid")))
+    ]
     sources += [(f"synthetic:{k}", lambda v=v: copy.deepcopy(v)) for k, v in synth.items()]
     convs = {
         "melody": copy.deepcopy(configs.CONFIG_MAP["cat-mel_2bar_small"].data_converter),
@@ -265,8 +278,9 @@ def record_converters(out_dir):
     np.savez_compressed(os.path.join(out_dir, "converters.npz"), **arrays)
     with open(os.path.join(out_dir, "converters.json"), "w") as f:
         json.dump(meta, f, indent=1, sort_keys=True)
-    print("converters:", {k: v.get("count", v.get("error")) for k, v in meta.items() if k != "synthetic"},
-          file=sys.stderr)
+    print(
+        "converters:", {k: v.get("count", v.get("error")) for k, v in meta.items() if k != "synthetic"}, file=sys.stderr
+    )
 
 
 def make_bench_checkpoint(config_name, out_dir, seed=7):
@@ -289,8 +303,11 @@ def make_bench_checkpoint(config_name, out_dir, seed=7):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--big", action="store_true",
-                    help="write the bench checkpoints (cat-mel_2bar_big and cat-mel_2bar_small shapes) to bench/out/")
+    ap.add_argument(
+        "--big",
+        action="store_true",
+        help="write the bench checkpoints (cat-mel_2bar_big and cat-mel_2bar_small shapes) to bench/out/",
+    )
     ap.add_argument("--only", nargs="*", help="subset of fixture names (mel_tiny drums_tiny mel_small converters)")
     args = ap.parse_args()
     if args.big:

@@ -21,6 +21,7 @@ def free_port() -> int:
 @pytest.fixture
 def toy_app(tmp_path):
     import toy_plugin
+
     from magenta_api.testing import make_app
 
     return make_app(tmp_path, plugins=[toy_plugin], models=dict(toy_plugin.TOY_MODELS))

@@ -13,11 +13,22 @@ BROKEN = [ROOT / "tests" / "fixtures" / "plugins" / n for n in ("broken-import",
 def pip_install(target: Path, *projects: Path) -> Path:
     """pip-install copies of the projects (so that build folders land in a temporary place, not the repo)."""
     sources = target.parent / f"{target.name}-src"
-    copies = [shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-              for p in projects]
+    copies = [
+        shutil.copytree(p, sources / p.name, ignore=shutil.ignore_patterns("build", "*.egg-info")) for p in projects
+    ]
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), *map(str, copies)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            *map(str, copies),
+        ],
         check=True,
     )
     return target

@@ -91,9 +91,9 @@ class FileServer:
                 sent, pos = 0, start
                 try:
                     while pos < len(data):
-                        piece = data[pos:pos + server.chunk]
+                        piece = data[pos : pos + server.chunk]
                         if cut is not None and sent + len(piece) > cut:
-                            self.wfile.write(piece[:cut - sent])
+                            self.wfile.write(piece[: cut - sent])
                             self.wfile.flush()
                             self.close_connection = True
                             self.connection.shutdown(2)

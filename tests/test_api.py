@@ -52,6 +52,7 @@ def test_same_seed_same_bytes_and_cache_hit(client):
 
 def test_same_seed_same_bytes_without_cache(tmp_path):
     import toy_plugin
+
     from magenta_api.testing import make_app
 
     app = make_app(tmp_path, plugins=[toy_plugin], models=dict(toy_plugin.TOY_MODELS), cache_enabled=False)
@@ -109,6 +110,7 @@ def test_404_unknown_model_lists_known(client):
 
 def test_413_body_over_limit(tmp_path):
     import toy_plugin
+
     from magenta_api.testing import make_app
 
     app = make_app(tmp_path, plugins=[toy_plugin], models=dict(toy_plugin.TOY_MODELS), max_body_bytes=1000)
@@ -143,8 +145,9 @@ def test_midi_output_single_and_zip(client):
     seq = note_seq.midi_to_note_sequence(resp.data)
     assert len(seq.notes) == 8
     assert seq.total_time == pytest.approx(8 * 0.125, abs=1e-3)
-    resp = client.post("/v1/generate", json={"model": "toy-a", "seed": 5, "num_outputs": 3},
-                       headers={"Accept": "audio/midi"})
+    resp = client.post(
+        "/v1/generate", json={"model": "toy-a", "seed": 5, "num_outputs": 3}, headers={"Accept": "audio/midi"}
+    )
     assert resp.mimetype == "application/zip"
     names = zipfile.ZipFile(io.BytesIO(resp.data)).namelist()
     assert len(names) == 3 and all(n.endswith(".mid") for n in names)
@@ -175,9 +178,12 @@ def test_plugins_health_ready(client):
 def test_openapi_matches_routes(toy_app):
     doc = toy_app.test_client().get("/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.")
-    routes = {(m.lower(), r.rule.replace("<", "{").replace(">", "}"))
-              for r in toy_app.url_map.iter_rules() if r.endpoint != "static"
-              for m in r.methods - {"HEAD", "OPTIONS"}}
+    routes = {
+        (m.lower(), r.rule.replace("<", "{").replace(">", "}"))
+        for r in toy_app.url_map.iter_rules()
+        if r.endpoint != "static"
+        for m in r.methods - {"HEAD", "OPTIONS"}
+    }
     documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
     assert documented == routes
     gen = doc["paths"]["/v1/generate"]["post"]

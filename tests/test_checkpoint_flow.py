@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import toy_plugin
+from store_helpers import http_server  # noqa: F401  (fixture)
+
 from magenta_api.store import save_native
 from magenta_api.testing import make_app
-from store_helpers import http_server  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def scaled_models(url, sha=""):
     return {"scaled-a": {"family": "scaled", "checkpoint": {"url": url, "format": "native", "sha256": sha}}}
 
 
-def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, caplog):  # noqa: F811
+def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, caplog):
     url = http_server.add("/w.safetensors", native_bytes)
     sha = hashlib.sha256(native_bytes).hexdigest()
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, sha)).test_client()
@@ -44,7 +44,7 @@ def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, capl
     assert stages[:5] == ["stage=validate", "stage=cache", "stage=fetch", "stage=load", "stage=generate"]
 
 
-def test_wrong_hash_is_503_and_nothing_is_kept(tmp_path, http_server, native_bytes):  # noqa: F811
+def test_wrong_hash_is_503_and_nothing_is_kept(tmp_path, http_server, native_bytes):
     url = http_server.add("/w.safetensors", native_bytes)
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, "0" * 64)).test_client()
     resp = client.post("/v1/generate", json={"model": "scaled-a"})
@@ -55,7 +55,7 @@ def test_wrong_hash_is_503_and_nothing_is_kept(tmp_path, http_server, native_byt
     assert leftovers == []
 
 
-def test_offline_is_503_with_the_fetch_command(tmp_path, http_server, native_bytes):  # noqa: F811
+def test_offline_is_503_with_the_fetch_command(tmp_path, http_server, native_bytes):
     url = http_server.add("/w.safetensors", native_bytes)
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url), offline=True).test_client()
     resp = client.post("/v1/generate", json={"model": "scaled-a"})
@@ -64,7 +64,7 @@ def test_offline_is_503_with_the_fetch_command(tmp_path, http_server, native_byt
     assert http_server.count("/w.safetensors") == 0
 
 
-def test_cli_fetch_prefetches(tmp_path, http_server, native_bytes):  # noqa: F811
+def test_cli_fetch_prefetches(tmp_path, http_server, native_bytes):
     url = http_server.add("/w.safetensors", native_bytes)
     models = tmp_path / "extra.yaml"
     import yaml
@@ -73,29 +73,43 @@ def test_cli_fetch_prefetches(tmp_path, http_server, native_bytes):  # noqa: F81
     tests_dir = str(Path(__file__).parent)
     # toy_plugin is registered through MAGENTA_API_LOAD_PLUGINS-independent code: run a tiny launcher
     code = (
-        "import sys; sys.path.insert(0, %r)\n"
+        f"import sys; sys.path.insert(0, {tests_dir!r})\n"
         "import toy_plugin\n"
         "from magenta_api import cli, plugins\n"
         "orig = plugins.PluginHost.load_entry_points\n"
         "def load(self, only=None):\n"
         "    orig(self, only); self.register(toy_plugin)\n"
         "plugins.PluginHost.load_entry_points = load\n"
-        "sys.exit(cli.main(sys.argv[1:]))\n" % tests_dir
+        "sys.exit(cli.main(sys.argv[1:]))\n"
     )
-    env = {**os.environ, "MODEL_DIR": str(tmp_path / "m"), "MAGENTA_API_MODELS": str(models),
-           "CACHE_DIR": str(tmp_path / "c")}
-    out = subprocess.run([sys.executable, "-c", code, "fetch", "scaled-a", "--quiet"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "MODEL_DIR": str(tmp_path / "m"),
+        "MAGENTA_API_MODELS": str(models),
+        "CACHE_DIR": str(tmp_path / "c"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code, "fetch", "scaled-a", "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "scaled-a: ready" in out.stdout
     assert http_server.count("/w.safetensors") == 1
-    out = subprocess.run([sys.executable, "-c", code, "models"], env={**env, "MAGENTA_API_OFFLINE": "1"},
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, "models"],
+        env={**env, "MAGENTA_API_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("scaled-a"))
     assert "ready" in line
 
 
-def test_models_show_downloading_with_bytes_done_while_the_server_fetches(tmp_path, http_server):  # noqa: F811
+def test_models_show_downloading_with_bytes_done_while_the_server_fetches(tmp_path, http_server):
     import threading
     import time
 
@@ -106,8 +120,9 @@ def test_models_show_downloading_with_bytes_done_while_the_server_fetches(tmp_pa
     app = make_app(tmp_path / "app", plugins=[toy_plugin], models=scaled_models(url))
     client = app.test_client()
     result = {}
-    worker = threading.Thread(target=lambda: result.update(r=app.test_client().post(
-        "/v1/generate", json={"model": "scaled-a", "seed": 2})))
+    worker = threading.Thread(
+        target=lambda: result.update(r=app.test_client().post("/v1/generate", json={"model": "scaled-a", "seed": 2}))
+    )
     worker.start()
     seen = []
     deadline = time.time() + 30
@@ -134,11 +149,12 @@ class CountingStore:
         def counted(*args, **kwargs):
             self.calls.append(name)
             return method(*args, **kwargs)
+
         return counted
 
 
 @pytest.mark.parametrize("declared", [True, False])
-def test_a_request_calls_the_store_at_most_once(tmp_path, http_server, native_bytes, declared):  # noqa: F811
+def test_a_request_calls_the_store_at_most_once(tmp_path, http_server, native_bytes, declared):
     from magenta_api.store import CheckpointStore
 
     url = http_server.add("/w.safetensors", native_bytes)

@@ -12,8 +12,13 @@ BIN = Path(sys.executable).parent / "magenta-api"
 
 
 def run(args, plugin_site, tmp_path, **env):
-    full_env = {**os.environ, "PYTHONPATH": str(plugin_site), "MODEL_DIR": str(tmp_path / "m"),
-                "CACHE_DIR": str(tmp_path / "c"), **env}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(plugin_site),
+        "MODEL_DIR": str(tmp_path / "m"),
+        "CACHE_DIR": str(tmp_path / "c"),
+        **env,
+    }
     return subprocess.run([str(BIN), *args], env=full_env, capture_output=True, text=True, timeout=120)
 
 

@@ -3,10 +3,11 @@ same numbers from those exports as torch does (teacher-forced logits, encoder mu
 
 import numpy as np
 import pytest
-
 from embedded_support import magenta_var_list
 
-import torch  # the `train` extra (a test dependency)
+torch = pytest.importorskip(
+    "torch", reason="needs the 'train' extra (pip install -e '.[train]'; make test installs it)"
+)
 from magenta_api_training.export import export_model, lstm_layer_to_tf, model_variables  # noqa: E402
 from magenta_api_training.models_torch import MelodyRNN, MusicVAE, drums_roll_input  # noqa: E402
 
@@ -21,11 +22,14 @@ def _randomize(model, scale=0.3, seed=0):
     return model.eval()
 
 
-@pytest.mark.parametrize("config, build, kind", [
-    ("cat-mel_2bar_small", lambda: MusicVAE(90, 90, [512], [256, 256], 256), "musicvae"),
-    ("cat-drums_2bar_small", lambda: MusicVAE(10, 512, [512], [256, 256], 256), "musicvae"),
-    ("basic_rnn", lambda: MelodyRNN(38, [128, 128]), "melody_rnn"),
-])
+@pytest.mark.parametrize(
+    "config, build, kind",
+    [
+        ("cat-mel_2bar_small", lambda: MusicVAE(90, 90, [512], [256, 256], 256), "musicvae"),
+        ("cat-drums_2bar_small", lambda: MusicVAE(10, 512, [512], [256, 256], 256), "musicvae"),
+        ("basic_rnn", lambda: MelodyRNN(38, [128, 128]), "melody_rnn"),
+    ],
+)
 def test_export_has_magentas_variable_names_and_shapes(tmp_path, config, build, kind):
     from safetensors.numpy import load_file
 
@@ -44,18 +48,21 @@ def test_lstm_conversion_reorders_gates_and_moves_the_forget_bias():
     assert kernel.shape == (inputs + units, 4 * units) and bias.shape == (4 * units,)
     b = b_ih + b_hh
     # torch rows i, f, g, o -> TF columns i, j(=g), f, o; TF adds forget_bias 1.0 to f at run time.
-    np.testing.assert_allclose(bias[units:2 * units], b[2 * units:3 * units], rtol=1e-6)
-    np.testing.assert_allclose(bias[2 * units:3 * units] + 1.0, b[units:2 * units], rtol=1e-6)
-    np.testing.assert_allclose(kernel[:inputs, 3 * units:], w_ih[3 * units:].T, rtol=1e-6)
+    np.testing.assert_allclose(bias[units : 2 * units], b[2 * units : 3 * units], rtol=1e-6)
+    np.testing.assert_allclose(bias[2 * units : 3 * units] + 1.0, b[units : 2 * units], rtol=1e-6)
+    np.testing.assert_allclose(kernel[:inputs, 3 * units :], w_ih[3 * units :].T, rtol=1e-6)
     np.testing.assert_allclose(kernel[inputs:, :units], w_hh[:units].T, rtol=1e-6)
 
 
-@pytest.mark.parametrize("dims", [
-    (90, 90, [32], [24, 24], 8),        # melody, two decoder layers
-    (10, 512, [16, 16], [32], 6),       # drums (roll input), two encoder layers
-    (90, 90, [256], [256], 64),         # the shipped melody model's dims
-    (10, 512, [128], [128, 128], 32),   # the shipped drum model's dims
-])
+@pytest.mark.parametrize(
+    "dims",
+    [
+        (90, 90, [32], [24, 24], 8),  # melody, two decoder layers
+        (10, 512, [16, 16], [32], 6),  # drums (roll input), two encoder layers
+        (90, 90, [256], [256], 64),  # the shipped melody model's dims
+        (10, 512, [128], [128, 128], 32),  # the shipped drum model's dims
+    ],
+)
 def test_torch_and_numpy_musicvae_agree(dims):
     from magenta_api_musicvae.engine import MusicVAEEngine
 
@@ -92,7 +99,7 @@ def test_torch_and_numpy_melody_rnn_agree(layers):
 
 def test_roll_input_matches_magentas_drums_converter():
     """DrumsConverter(roll_input=True): 9 class bits then a NOR bit that is set on silent steps."""
-    labels = torch.tensor([[0, 1, 2 ** 8, 3, 511]])
+    labels = torch.tensor([[0, 1, 2**8, 3, 511]])
     roll = drums_roll_input(labels)[0].numpy()
     assert roll.shape == (5, 10)
     assert roll[0].tolist() == [0] * 9 + [1]

@@ -47,8 +47,9 @@ def test_every_model_has_a_card_with_data_licence_and_evaluation():
 def client(tmp_path_factory):
     from magenta_api.testing import make_app
 
-    app = make_app(tmp_path_factory.mktemp("embedded"), offline=True,
-                   plugins=[magenta_api_musicvae, magenta_api_melody_rnn, emb])
+    app = make_app(
+        tmp_path_factory.mktemp("embedded"), offline=True, plugins=[magenta_api_musicvae, magenta_api_melody_rnn, emb]
+    )
     return app.test_client()
 
 
@@ -90,8 +91,9 @@ def test_embedded_melody_model_interpolates_and_does_similar(client):
     r = client.post("/v1/generate", json={"mode": "interpolate", "inputs": [a, b], "num_outputs": 4, "seed": 1})
     assert r.status_code == 200, r.get_json()
     assert len(r.get_json()["sequences"]) == 4
-    r = client.post("/v1/generate", json={"mode": "similar", "inputs": [a], "num_outputs": 3, "similarity": 0.9,
-                                          "seed": 1})
+    r = client.post(
+        "/v1/generate", json={"mode": "similar", "inputs": [a], "num_outputs": 3, "similarity": 0.9, "seed": 1}
+    )
     assert r.status_code == 200, r.get_json()
     assert len(r.get_json()["sequences"]) == 3
 
@@ -119,6 +121,6 @@ def test_shipped_weights_are_trained():
     drums = MusicVAEEngine(read_native(emb.HERE / "embedded-drums_2bar.safetensors")[0])
     labels = drums.sample(rng.standard_normal((200, drums.z_size)).astype(np.float32), 32, 1.0, rng)
     snare = (labels >> 1) & 1
-    backbeat = (snare[:, [4, 12, 20, 28]].mean())
-    offbeat = (snare[:, [1, 3, 5, 7, 9, 11, 13, 15]].mean())
+    backbeat = snare[:, [4, 12, 20, 28]].mean()
+    offbeat = snare[:, [1, 3, 5, 7, 9, 11, 13, 15]].mean()
     assert backbeat > 0.5 and backbeat > 3 * offbeat

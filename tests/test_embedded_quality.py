@@ -1,8 +1,8 @@
 """The quality metrics of bench/quality.py on hand-made inputs whose answers are known."""
 
+import embedded_support  # noqa: F401
 import numpy as np
 
-import embedded_support  # noqa: F401
 from magenta_api_training import evaluate as ev
 from magenta_api_training import grooves
 

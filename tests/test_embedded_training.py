@@ -3,14 +3,24 @@ engines load, and seeded resumption that continues exactly like an uninterrupted
 
 import json
 
+import embedded_support  # noqa: F401  (puts training/ on sys.path)
 import note_seq
 import numpy as np
 import pytest
 
-import embedded_support  # noqa: F401  (puts training/ on sys.path)
 from magenta_api_training import data_music21 as dm
 from magenta_api_training import grooves
 from magenta_api_training.cli import main as train_main
+
+TRAIN_EXTRA = "needs the 'train' extra (pip install -e '.[train]'; make test installs it)"
+
+
+def needs(*modules):
+    """Skip a test whose training code imports ``modules`` when the train extra is not installed."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"{TRAIN_EXTRA}: no {', '.join(missing)}")
 
 ABC = """X:1
 T:Test Tune
@@ -21,6 +31,7 @@ D|G2 B2-B2 AG|c4 z2 e2|[Gd]4 g4|"Am"a8||
 """
 
 
+@needs("music21")
 def test_abc_tune_becomes_bar_aligned_melody_events():
     ev = dm.tune_to_events(ABC)
     # pickup D (1/8 = 2 steps) sits at the end of an empty first bar
@@ -79,12 +90,26 @@ def test_transposition_keeps_rows_in_range():
 
 def _smoke(tmp_path, model, steps, *extra):
     out = tmp_path / model
-    rc = train_main([model, "--smoke", "--steps", str(steps), "--seed", "3", "--out", str(out),
-                     "--cache", str(tmp_path / "cache"), *extra])
+    rc = train_main(
+        [
+            model,
+            "--smoke",
+            "--steps",
+            str(steps),
+            "--seed",
+            "3",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+            *extra,
+        ]
+    )
     assert rc == 0
     return out
 
 
+@needs("torch", "music21")
 def test_smoke_training_exports_weights_the_engines_run(tmp_path):
     from magenta_api.store.readers.native import read_native
     from magenta_api_melody_rnn.engine import EventRnn
@@ -106,6 +131,7 @@ def test_smoke_training_exports_weights_the_engines_run(tmp_path):
     assert (model.input_size, model.num_classes) == (38, 38)
 
 
+@needs("torch", "music21")
 def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
     from safetensors.numpy import load_file
 

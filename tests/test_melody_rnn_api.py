@@ -8,11 +8,11 @@ import note_seq
 import pretty_midi
 import pytest
 from google.protobuf import json_format
+from melody_rnn_support import FIX, reference
 from note_seq import Melody
 
 import magenta_api_melody_rnn
 from magenta_api.music import sequence_to_midi
-from melody_rnn_support import FIX, reference
 
 MODELS = {"basic": "basic_rnn", "attention": "attention_rnn", "drums": "drum_kit_rnn"}
 
@@ -28,12 +28,20 @@ def client(tmp_path_factory):
             "hparams": {"config": name},
             "defaults": {"temperature": 1.0, "length": 40, "qpm": 120, "num_outputs": 1},
             "limits": {"num_outputs": 8, "length": 256},
-            "checkpoint": {"url": (FIX / name / f"{name}.mag").as_uri(), "sha256": "", "size": None,
-                           "format": "mag", "mirrors": []},
+            "checkpoint": {
+                "url": (FIX / name / f"{name}.mag").as_uri(),
+                "sha256": "",
+                "size": None,
+                "format": "mag",
+                "mirrors": [],
+            },
         }
 
-    app = make_app(tmp_path_factory.mktemp("melody_rnn"), plugins=[magenta_api_melody_rnn],
-                   models={mid: model(name) for mid, name in MODELS.items()})
+    app = make_app(
+        tmp_path_factory.mktemp("melody_rnn"),
+        plugins=[magenta_api_melody_rnn],
+        models={mid: model(name) for mid, name in MODELS.items()},
+    )
     return app.test_client()
 
 
@@ -75,8 +83,15 @@ def test_drums_continuation_and_midi_output(client):
 
 
 def test_beam_search_and_seeded_reproducibility(client):
-    payload = dict(model="attention", primer=[60, -2, 62, -2, 64], length=48, seed=5, beam_size=3,
-                   branch_factor=2, steps_per_iteration=2)
+    payload = dict(
+        model="attention",
+        primer=[60, -2, 62, -2, 64],
+        length=48,
+        seed=5,
+        beam_size=3,
+        branch_factor=2,
+        steps_per_iteration=2,
+    )
     a, b = gen(client, **payload), gen(client, **payload)
     assert a.status_code == 200, a.get_json()
     assert a.get_json()["sequences"] == b.get_json()["sequences"]
@@ -94,12 +109,15 @@ def test_default_primer_and_sample_mode(client):
     assert gen(client, model="basic", mode="sample", primer=[60]).status_code == 422
 
 
-@pytest.mark.parametrize("payload,field", [
-    ({"primer": [60, -2, 62, -2], "length": 4}, "/length"),
-    ({"primer": [60, 200]}, "/primer"),
-    ({"primer": [[60, 64]]}, "/primer"),
-    ({"length": 300}, "/length"),
-])
+@pytest.mark.parametrize(
+    "payload,field",
+    [
+        ({"primer": [60, -2, 62, -2], "length": 4}, "/length"),
+        ({"primer": [60, 200]}, "/primer"),
+        ({"primer": [[60, 64]]}, "/primer"),
+        ({"length": 300}, "/length"),
+    ],
+)
 def test_unusable_requests_are_422_with_a_reason(client, payload, field):
     r = gen(client, model="basic", **payload)
     assert r.status_code == 422

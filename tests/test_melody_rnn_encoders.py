@@ -4,12 +4,12 @@ import copy
 
 import numpy as np
 import pytest
+from melody_rnn_support import CONFIGS, MIDI, arrays, config_of, from_events, is_drums, reference
 from note_seq import midi_io, sequences_lib
 
 from magenta_api.errors import Unprocessable
 from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
 from magenta_api_melody_rnn.primer import _drums_from_sequence, _melody_from_sequence, from_sequence
-from melody_rnn_support import CONFIGS, MIDI, arrays, config_of, from_events, is_drums, reference
 
 CASES = [(name, path) for name in CONFIGS if not name.endswith("_stacked") for path in MIDI]
 
@@ -68,8 +68,13 @@ def test_some_files_exercise_each_outcome():
 
 @pytest.mark.parametrize("name", ["basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn"])
 def test_encoder_sizes_are_magentas(name):
-    sizes = {"basic_rnn": (38, 38), "mono_rnn": (130, 130), "lookback_rnn": (121, 40),
-             "attention_rnn": (74, 40), "drum_kit_rnn": (518, 512)}
+    sizes = {
+        "basic_rnn": (38, 38),
+        "mono_rnn": (130, 130),
+        "lookback_rnn": (121, 40),
+        "attention_rnn": (74, 40),
+        "drum_kit_rnn": (518, 512),
+    }
     enc = make_encoder(make_config(name))
     assert (enc.input_size, enc.num_classes) == sizes[name]
 
@@ -80,7 +85,7 @@ def test_incremental_key_melody_inputs_equal_note_seqs():
 
     encoder = make_encoder(make_config("attention_rnn"))
     rng = np.random.default_rng(0)
-    for trial in range(20):
+    for _ in range(20):
         events = [-1] * int(rng.integers(0, 3))  # leading note-offs, which Melody() turns into holds
         events += [int(e) for e in rng.choice([-2, -2, -1, 48, 50, 52, 55, 60, 64, 67, 71, 83], size=70)]
         tracker = KeyMelodyTracker(encoder)

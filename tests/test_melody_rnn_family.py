@@ -6,15 +6,15 @@ import json
 import numpy as np
 import pytest
 from google.protobuf import json_format
+from melody_rnn_support import CONFIGS, FIX, family, reference, request, to_events, weights
 from note_seq import DrumTrack, Melody
 
-from magenta_api.errors import Unprocessable
 from magenta_api.app import status_of
-from magenta_api.testing import run_family
+from magenta_api.errors import Unprocessable
 from magenta_api.music import sequence_to_midi
 from magenta_api.store.readers.mag import read_mag
+from magenta_api.testing import run_family
 from magenta_api_melody_rnn.beam import tempered_softmax
-from melody_rnn_support import CONFIGS, FIX, family, reference, request, to_events, weights
 
 
 def _notes(seq):
@@ -134,13 +134,16 @@ def test_qpm_follows_request_then_primer():
     assert explicit.sequences[0].total_time <= 8 * step + 1e-9
 
 
-@pytest.mark.parametrize("primer,length,match", [
-    ([60, -2, 62, -2], 4, "length counts the primer"),
-    ([60, 128], 16, "expected a MIDI pitch"),
-    ([60, [60, 64]], 16, "chord"),
-    ([60, "C4"], 16, "expected a MIDI pitch"),
-    ([], 16, "empty event list"),
-])
+@pytest.mark.parametrize(
+    "primer,length,match",
+    [
+        ([60, -2, 62, -2], 4, "length counts the primer"),
+        ([60, 128], 16, "expected a MIDI pitch"),
+        ([60, [60, 64]], 16, "chord"),
+        ([60, "C4"], 16, "expected a MIDI pitch"),
+        ([], 16, "empty event list"),
+    ],
+)
 def test_unusable_melody_primers_are_422(primer, length, match):
     fam = family("basic_rnn")
     with pytest.raises(Unprocessable, match=match) as err:
@@ -202,9 +205,13 @@ def test_magentajs_style_quantized_primer_in_steps_only():
     fam = family("basic_rnn")
     entry = reference("basic_rnn")["primers"]["twinkle"]
     steps_only = {
-        "quantizationInfo": {"stepsPerQuarter": 4}, "totalQuantizedSteps": 16,
-        "notes": [{"pitch": p, "quantizedStartStep": i, "quantizedEndStep": i + 2}
-                  for i, p in enumerate(entry["primer"]) if p >= 0],
+        "quantizationInfo": {"stepsPerQuarter": 4},
+        "totalQuantizedSteps": 16,
+        "notes": [
+            {"pitch": p, "quantizedStartStep": i, "quantizedEndStep": i + 2}
+            for i, p in enumerate(entry["primer"])
+            if p >= 0
+        ],
     }
     steps_only["notes"][-1]["quantizedEndStep"] = 16
     out = run_family(fam, request(steps_only, temperature=0.0))
@@ -226,20 +233,30 @@ def test_magentajs_attention_drum_checkpoint_through_the_store_reader(tmp_path):
     from magenta_api.store.readers.magentajs import read_magentajs
 
     # The stacked-attention fixture's weights, renamed as Magenta.js names them.
-    js_vars = {k.replace("attn_output_projection", "attention_output_projection"): v
-               for k, v in weights("attention_rnn_stacked").items()}
-    config = {"type": "MusicRNN", "attentionLength": 40,
-              "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 48, "maxPitch": 83}}}
+    js_vars = {
+        k.replace("attn_output_projection", "attention_output_projection"): v
+        for k, v in weights("attention_rnn_stacked").items()
+    }
+    config = {
+        "type": "MusicRNN",
+        "attentionLength": 40,
+        "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 48, "maxPitch": 83}},
+    }
     _write_magentajs(tmp_path / "js", js_vars, config)
     variables, meta = read_magentajs(tmp_path / "js")
-    fam = family("attention_rnn_stacked", variables=variables, meta=meta, hparams={"config": "attention_rnn"},
-                 fmt="magentajs")
+    fam = family(
+        "attention_rnn_stacked", variables=variables, meta=meta, hparams={"config": "attention_rnn"}, fmt="magentajs"
+    )
     assert fam.model.wrapped == 2 and fam.model.attention.length == 40
     entry = reference("attention_rnn_stacked")["primers"]["twinkle"]
     assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
     # A drum config takes its counter bits from the aux input spec.
-    drums = {"type": "MusicRNN", "attentionLength": 32, "dataConverter": {"type": "DrumsOneHotConverter"},
-             "auxInputs": [{"type": "BinaryCounter", "args": {"numBits": 6}}]}
+    drums = {
+        "type": "MusicRNN",
+        "attentionLength": 32,
+        "dataConverter": {"type": "DrumsOneHotConverter"},
+        "auxInputs": [{"type": "BinaryCounter", "args": {"numBits": 6}}],
+    }
     _write_magentajs(tmp_path / "drums", weights("drum_kit_rnn"), drums)
     variables, meta = read_magentajs(tmp_path / "drums")
     fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={"config": "drum_kit_rnn"}, fmt="magentajs")

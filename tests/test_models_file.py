@@ -21,7 +21,9 @@ def test_repository_models_file_is_valid_and_declares_published_checkpoints():
 
 
 def test_bad_field_names_file_model_and_field(tmp_path):
-    path = write(tmp_path / "m.yaml", {"models": {"x1": {"family": "toy", "checkpoint": {"url": "a", "format": "zip"}}}})
+    path = write(
+        tmp_path / "m.yaml", {"models": {"x1": {"family": "toy", "checkpoint": {"url": "a", "format": "zip"}}}}
+    )
     with pytest.raises(ModelsFileError) as info:
         load_file(path)
     text = str(info.value)
@@ -29,7 +31,7 @@ def test_bad_field_names_file_model_and_field(tmp_path):
 
 
 def test_missing_family_and_bad_yaml(tmp_path):
-    with pytest.raises(ModelsFileError, match="'y'.*'family' is a required property"):
+    with pytest.raises(ModelsFileError, match=r"'y'.*'family' is a required property"):
         load_file(write(tmp_path / "a.yaml", {"models": {"y": {"description": "no family"}}}))
     with pytest.raises(ModelsFileError, match="not valid YAML"):
         load_file(write(tmp_path / "b.yaml", "models: [unclosed"))
@@ -39,8 +41,17 @@ def test_missing_family_and_bad_yaml(tmp_path):
 
 def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
     (tmp_path / "sub").mkdir()
-    path = write(tmp_path / "sub" / "m.yaml", {"models": {"z": {
-        "family": "toy", "checkpoint": {"url": "w/z.safetensors", "format": "native", "mirrors": ["../m.bin"]}}}})
+    path = write(
+        tmp_path / "sub" / "m.yaml",
+        {
+            "models": {
+                "z": {
+                    "family": "toy",
+                    "checkpoint": {"url": "w/z.safetensors", "format": "native", "mirrors": ["../m.bin"]},
+                }
+            }
+        },
+    )
     specs, _ = load_file(path)
     ck = specs["z"].checkpoint
     assert ck["url"] == (tmp_path / "sub" / "w" / "z.safetensors").as_uri()
@@ -51,11 +62,17 @@ def test_relative_checkpoint_paths_resolve_against_the_file(tmp_path):
 def test_deployment_file_overrides_and_adds(tmp_path):
     import toy_plugin
 
-    override = write(tmp_path / "override.yaml", {"default_model": "toy-c", "models": {
-        "toy-a": {"family": "toy", "hparams": {"low": 30}, "description": "overridden"},
-        "toy-c": {"family": "toy", "hparams": {"low": 50}}}})
-    service = make_service(tmp_path, plugins=[toy_plugin], models=dict(toy_plugin.TOY_MODELS),
-                           extra_models_files=[])
+    override = write(
+        tmp_path / "override.yaml",
+        {
+            "default_model": "toy-c",
+            "models": {
+                "toy-a": {"family": "toy", "hparams": {"low": 30}, "description": "overridden"},
+                "toy-c": {"family": "toy", "hparams": {"low": 50}},
+            },
+        },
+    )
+    service = make_service(tmp_path, plugins=[toy_plugin], models=dict(toy_plugin.TOY_MODELS), extra_models_files=[])
     assert service.registry.models["toy-a"].hparams["low"] == 60
     service = make_service(tmp_path / "2", plugins=[toy_plugin], extra_models_files=[override])
     assert service.registry.models["toy-a"].description == "overridden"

@@ -4,10 +4,10 @@ import base64
 
 import note_seq
 import pytest
+from conftest import ROOT
 
 from magenta_api.errors import InvalidRequest, Unprocessable
 from magenta_api.music import parse_sequence, sequence_to_json, sequence_to_midi
-from conftest import ROOT
 
 MIDI = ROOT / "tests" / "fixtures" / "musicvae" / "midi" / "melody.mid"
 

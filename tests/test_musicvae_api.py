@@ -8,10 +8,10 @@ import note_seq
 import numpy as np
 import pretty_midi
 import pytest
+from musicvae_support import FIX, drums, melody
 
 import magenta_api_musicvae
 from magenta_api.music import sequence_from_json, sequence_to_midi
-from musicvae_support import FIX, drums, melody
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,20 @@ def client(tmp_path_factory):
             "hparams": {"converter": converter, "steps": 32},
             "defaults": {"temperature": 0.5, "num_outputs": 1},
             "limits": {"num_outputs": 8},
-            "checkpoint": {"url": (FIX / f"{name}.ckpt").as_uri(), "sha256": "", "size": None, "format": "tf",
-                           "mirrors": []},
+            "checkpoint": {
+                "url": (FIX / f"{name}.ckpt").as_uri(),
+                "sha256": "",
+                "size": None,
+                "format": "tf",
+                "mirrors": [],
+            },
         }
 
-    app = make_app(tmp_path_factory.mktemp("mvae"), plugins=[magenta_api_musicvae],
-                   models={"mel-tiny": model("mel_tiny", "melody"), "drums-tiny": model("drums_tiny", "drums")})
+    app = make_app(
+        tmp_path_factory.mktemp("mvae"),
+        plugins=[magenta_api_musicvae],
+        models={"mel-tiny": model("mel_tiny", "melody"), "drums-tiny": model("drums_tiny", "drums")},
+    )
     return app.test_client()
 
 
@@ -71,8 +79,15 @@ def test_sample_as_midi_opens_with_the_expected_length(client):
 
 def test_interpolate_with_midi_and_json_inputs(client):
     a = base64.b64encode(sequence_to_midi(sequence_from_json(melody(2)))).decode()
-    r = gen(client, model="mel-tiny", mode="interpolate", inputs=[a, melody(2, offset=7)], num_outputs=4,
-            temperature=0, seed=1)
+    r = gen(
+        client,
+        model="mel-tiny",
+        mode="interpolate",
+        inputs=[a, melody(2, offset=7)],
+        num_outputs=4,
+        temperature=0,
+        seed=1,
+    )
     assert r.status_code == 200, r.get_json()
     body = r.get_json()
     assert len(body["sequences"]) == 4 and body["inputs_used"][0]["windows"] == 1
@@ -82,8 +97,16 @@ def test_similar_and_encode_decode_round_trip(client):
     enc = gen(client, model="mel-tiny", mode="encode", inputs=[melody(2)], seed=5).get_json()
     assert np.array(enc["mu"]).shape == (1, 16)
     dec = gen(client, model="mel-tiny", mode="decode", z=enc["mu"], temperature=0).get_json()
-    sim = gen(client, model="mel-tiny", mode="similar", inputs=[melody(2)], similarity=1.0, temperature=0,
-              num_outputs=2, seed=3).get_json()
+    sim = gen(
+        client,
+        model="mel-tiny",
+        mode="similar",
+        inputs=[melody(2)],
+        similarity=1.0,
+        temperature=0,
+        num_outputs=2,
+        seed=3,
+    ).get_json()
     assert sim["sequences"] == [dec["sequences"][0]] * 2
     assert sim["similarity"] == 1.0
 

@@ -6,9 +6,9 @@ import note_seq
 import numpy as np
 import pytest
 from google.protobuf import json_format
+from musicvae_support import FIX
 
 from magenta_api_musicvae.converters import DrumsConverter, MelodyConverter
-from musicvae_support import FIX
 
 META = json.loads((FIX / "converters.json").read_text())
 ARRAYS = np.load(FIX / "converters.npz")

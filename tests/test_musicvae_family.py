@@ -6,13 +6,13 @@ import jsonschema
 import numpy as np
 import pytest
 import yaml
+from musicvae_support import FIX, drums, family, melody, request, seq_json
 
-from magenta_api.errors import Unprocessable
 from magenta_api.app import status_of
-from magenta_api.testing import run_family
+from magenta_api.errors import Unprocessable
 from magenta_api.music import sequence_from_json, sequence_to_midi
+from magenta_api.testing import run_family
 from magenta_api_musicvae.family import MusicVAEFamily, slerp
-from musicvae_support import FIX, drums, family, load, melody, request, seq_json
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,9 @@ def test_sample_at_temperature_zero_is_the_argmax_decode(mel):
     z = np.random.Generator(np.random.PCG64(np.random.SeedSequence(9))).standard_normal((3, mel.engine.z_size))
     expected = mel.engine.sample(z.astype(np.float32), 32, 0)
     got = mel.converter.from_classes(expected)
-    assert [[(n.pitch, n.start_time) for n in s.notes] for s in seqs] == \
-        [[(n.pitch, n.start_time) for n in s.notes] for s in got]
+    assert [[(n.pitch, n.start_time) for n in s.notes] for s in seqs] == [
+        [(n.pitch, n.start_time) for n in s.notes] for s in got
+    ]
 
 
 def test_encode_returns_z_mu_sigma_like_the_engine(mel):
@@ -158,13 +159,16 @@ def test_drum_model_modes(drm):
     assert np.array(enc.extra["mu"]).shape == (1, 12)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (melody(1), "too short: this model needs 2 bars"),
-    (seq_json([(60, 0, 8), (64, 0, 8), (67, 8, 16)] + [(62, t, t + 1) for t in range(16, 32)]), "polyphonic input"),
-    (seq_json([(110, t, t + 2) for t in range(0, 32, 2)]), r"outside this model's range 21\.\.108"),
-    (seq_json([(60 + t % 5, t, t + 2) for t in range(0, 48, 2)], numerator=3), "4/4"),
-    (drums(2), "no melody notes"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (melody(1), "too short: this model needs 2 bars"),
+        (seq_json([(60, 0, 8), (64, 0, 8), (67, 8, 16)] + [(62, t, t + 1) for t in range(16, 32)]), "polyphonic input"),
+        (seq_json([(110, t, t + 2) for t in range(0, 32, 2)]), r"outside this model's range 21\.\.108"),
+        (seq_json([(60 + t % 5, t, t + 2) for t in range(0, 48, 2)], numerator=3), "4/4"),
+        (drums(2), "no melody notes"),
+    ],
+)
 def test_unusable_melody_inputs_are_422_with_a_reason(mel, bad, message):
     with pytest.raises(Unprocessable, match=message) as err:
         run_family(mel, request("encode", inputs=[melody(2), bad]))
@@ -187,8 +191,10 @@ def test_drum_model_refuses_melodies(drm):
 
 
 def test_hparams_from_magentajs_config_and_checks():
-    cfg = {"type": "MusicVAE", "dataConverter": {"type": "MelodyConverter",
-                                                 "args": {"numSteps": 32, "minPitch": 21, "maxPitch": 108}}}
+    cfg = {
+        "type": "MusicVAE",
+        "dataConverter": {"type": "MelodyConverter", "args": {"numSteps": 32, "minPitch": 21, "maxPitch": 108}},
+    }
     fam = family("mel_tiny", meta={"config": cfg})
     assert fam.hparams["converter"] == "melody" and fam.hparams["max_pitch"] == 108
     dcfg = {"type": "MusicVAE", "dataConverter": {"type": "DrumsOneHotConverter", "args": {"numSteps": 32}}}
@@ -205,9 +211,15 @@ def test_hparams_from_magentajs_config_and_checks():
 def test_models_yaml_musicvae_entries_validate():
     doc = yaml.safe_load((FIX.parents[2] / "models.yaml").read_text())
     ours = {k: v for k, v in (doc.get("models") or {}).items() if v.get("family") == "musicvae"}
-    assert {"cat-mel_2bar_big", "cat-drums_2bar_small.lokl", "cat-drums_2bar_small.hikl", "mel_2bar_small",
-            "drums_2bar_lokl_small", "drums_2bar_hikl_small"} <= set(ours)
-    for model_id, entry in ours.items():
+    assert {
+        "cat-mel_2bar_big",
+        "cat-drums_2bar_small.lokl",
+        "cat-drums_2bar_small.hikl",
+        "mel_2bar_small",
+        "drums_2bar_lokl_small",
+        "drums_2bar_hikl_small",
+    } <= set(ours)
+    for entry in ours.values():
         jsonschema.validate(entry.get("hparams", {}), MusicVAEFamily.hparams_schema)
         assert entry["defaults"]["temperature"] == 0.5 and entry["limits"]["num_outputs"] == 32
         assert entry["checkpoint"]["format"] in ("tf-tar", "magentajs")
@@ -227,8 +239,9 @@ def test_quantized_magentajs_style_input_is_accepted(mel):
     quantized = {
         "quantizationInfo": {"stepsPerQuarter": 4},
         "totalQuantizedSteps": 32,
-        "notes": [{"pitch": 60 + (t * 7) % 12, "quantizedStartStep": t, "quantizedEndStep": t + 2}
-                  for t in range(0, 32, 2)],
+        "notes": [
+            {"pitch": 60 + (t * 7) % 12, "quantizedStartStep": t, "quantizedEndStep": t + 2} for t in range(0, 32, 2)
+        ],
     }
     a = run_family(mel, request("encode", inputs=[quantized])).extra["mu"]
     b = run_family(mel, request("encode", inputs=[melody(2)])).extra["mu"]

@@ -20,10 +20,14 @@ def test_installed_example_plugin_appears_and_generates(site_app):
     assert resp.status_code == 200
     notes = resp.get_json()["notes"]
     assert notes and all(55 <= n["pitch"] <= 90 for n in notes)
-    primer = {"notes": [{"pitch": p, "startTime": i * 0.25, "endTime": (i + 1) * 0.25, "velocity": 80}
-                        for i, p in enumerate([60, 62, 64, 65, 67])], "totalTime": 1.25}
-    resp = client.post("/v1/generate", json={"model": "markov-melody", "mode": "continue",
-                                             "primer": primer, "seed": 1})
+    primer = {
+        "notes": [
+            {"pitch": p, "startTime": i * 0.25, "endTime": (i + 1) * 0.25, "velocity": 80}
+            for i, p in enumerate([60, 62, 64, 65, 67])
+        ],
+        "totalTime": 1.25,
+    }
+    resp = client.post("/v1/generate", json={"model": "markov-melody", "mode": "continue", "primer": primer, "seed": 1})
     assert resp.status_code == 200
 
 
@@ -48,6 +52,7 @@ def test_load_plugins_setting_limits_what_loads(tmp_path, plugin_site, monkeypat
 def test_plugin_models_file_error_is_isolated(tmp_path):
     """A plugin whose declarations are invalid loses them; other plugins' models stay."""
     import toy_plugin
+
     from magenta_api.hookspecs import hookimpl
 
     class BadDeclarations:

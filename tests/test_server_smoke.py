@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-
 from conftest import free_port
 
 BIN = Path(sys.executable).parent
@@ -22,9 +21,18 @@ def server(tmp_path_factory, plugin_site):
     port = free_port()
     dead_port = free_port()
     extra = tmp / "extra.yaml"
-    extra.write_text(yaml.safe_dump({"models": {"needs-download": {
-        "family": "weighted",
-        "checkpoint": {"url": f"http://127.0.0.1:{dead_port}/model.tar", "format": "tf-tar"}}}}))
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "models": {
+                    "needs-download": {
+                        "family": "weighted",
+                        "checkpoint": {"url": f"http://127.0.0.1:{dead_port}/model.tar", "format": "tf-tar"},
+                    }
+                }
+            }
+        )
+    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]),
@@ -35,9 +43,13 @@ def server(tmp_path_factory, plugin_site):
         "MAX_BODY_BYTES": "4000",
         "LOG_LEVEL": "INFO",
     }
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = open(tmp / "server.log", "wb")  # noqa: SIM115  (the server writes it until the fixture ends)
+    proc = subprocess.Popen(
+        [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -79,15 +91,22 @@ def test_models_and_generate(server):
 def test_every_error_status(server):
     base, log = server
     url = f"{base}/v1/generate"
-    assert err(requests.post(url, data="{oops", headers={"Content-Type": "application/json"}), 400)["code"] == \
-        "malformed_json"
-    assert err(requests.post(url, json={"model": "markov-melody", "length": "long"}), 400)["details"]["field"] == \
-        "/length"
+    assert (
+        err(requests.post(url, data="{oops", headers={"Content-Type": "application/json"}), 400)["code"]
+        == "malformed_json"
+    )
+    assert (
+        err(requests.post(url, json={"model": "markov-melody", "length": "long"}), 400)["details"]["field"] == "/length"
+    )
     assert "markov-melody" in err(requests.post(url, json={"model": "nope"}), 404)["details"]["known_models"]
-    assert err(requests.post(url, json={"model": "markov-melody", "primer": "x" * 5000}), 413)["code"] == \
-        "payload_too_large"
-    assert err(requests.post(url, json={"model": "markov-melody", "mode": "interpolate"}), 422)["code"] == \
-        "mode_not_supported"
+    assert (
+        err(requests.post(url, json={"model": "markov-melody", "primer": "x" * 5000}), 413)["code"]
+        == "payload_too_large"
+    )
+    assert (
+        err(requests.post(url, json={"model": "markov-melody", "mode": "interpolate"}), 422)["code"]
+        == "mode_not_supported"
+    )
     unavailable = err(requests.post(url, json={"model": "needs-download", "seed": 1}), 503)
     assert "magenta-api fetch needs-download" in json.dumps(unavailable)
     bug = requests.post(url, json={"model": "faulty-model"}, headers={"X-Request-ID": "trace-me"})

@@ -16,11 +16,10 @@ import time
 import numpy as np
 import pytest
 import requests_mock
+from store_helpers import http_server  # noqa: F401  (pytest fixture)
 
 from magenta_api.checkpoint import Checkpoint
-from magenta_api.store import CheckpointInvalid, CheckpointStore, CheckpointUnavailable
-from magenta_api.store import sources
-from store_helpers import http_server  # noqa: F401  (pytest fixture)
+from magenta_api.store import CheckpointInvalid, CheckpointStore, CheckpointUnavailable, sources
 
 FIX = pathlib.Path(__file__).parent / "fixtures" / "checkpoints"
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -64,8 +63,13 @@ def fast_store(tmp_path, **kw):
 
 def test_http_download_open_and_reload(tmp_path, http_server):
     data = v2_tar()
-    ckpt = {"url": http_server.add("/ckpt/tiny.tar", data), "sha256": sha(data), "size": len(data),
-            "format": "tf-tar", "mirrors": []}
+    ckpt = {
+        "url": http_server.add("/ckpt/tiny.tar", data),
+        "sha256": sha(data),
+        "size": len(data),
+        "format": "tf-tar",
+        "mirrors": [],
+    }
     store = fast_store(tmp_path)
     assert store.status("tiny", ckpt)["state"] == "missing"
     ck = store.open("tiny", ckpt)
@@ -168,15 +172,16 @@ def test_connection_errors_retried(tmp_path):
     data = (FIX / "basic_rnn_tiny.mag").read_bytes()
     url = "http://example.invalid/b.mag"
     with requests_mock.Mocker() as m:
-        m.get(url, [{"exc": requests.ConnectionError("refused")}, {"exc": requests.Timeout("slow")},
-                    {"content": data}])
+        m.get(url, [{"exc": requests.ConnectionError("refused")}, {"exc": requests.Timeout("slow")}, {"content": data}])
         ck = CheckpointStore(tmp_path, backoff=0.001).open("b", {"url": url, "format": "mag"})
     assert ck.meta["generator_id"] == "basic_rnn"
 
 
 def test_gs_urls_map_to_public_https(tmp_path):
-    assert sources.normalize("gs://magentadata/models/music_vae/checkpoints/x.tar") == \
-        "https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/x.tar"
+    assert (
+        sources.normalize("gs://magentadata/models/music_vae/checkpoints/x.tar")
+        == "https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/x.tar"
+    )
     data = (FIX / "basic_rnn_tiny.mag").read_bytes()
     with requests_mock.Mocker() as m:
         m.get("https://storage.googleapis.com/bucket/dir/b.mag", content=data)
@@ -237,10 +242,16 @@ def test_every_format_from_file_urls(tmp_path):
 
 def test_magentajs_over_http(tmp_path, http_server):
     rng = np.random.default_rng(0)
-    weights = {"encoder/mu/bias": rng.standard_normal(7).astype("<f4"),
-               "decoder/output_projection/kernel": rng.standard_normal((5, 9)).astype("<f4")}
-    manifest = [{"paths": ["group1-shard1of2", "group1-shard2of2"],
-                 "weights": [{"name": n, "shape": list(a.shape), "dtype": "float32"} for n, a in weights.items()]}]
+    weights = {
+        "encoder/mu/bias": rng.standard_normal(7).astype("<f4"),
+        "decoder/output_projection/kernel": rng.standard_normal((5, 9)).astype("<f4"),
+    }
+    manifest = [
+        {
+            "paths": ["group1-shard1of2", "group1-shard2of2"],
+            "weights": [{"name": n, "shape": list(a.shape), "dtype": "float32"} for n, a in weights.items()],
+        }
+    ]
     stream = b"".join(a.tobytes() for a in weights.values())
     config = {"type": "MusicVAE", "dataConverter": {"type": "MelodyConverter", "args": {"numSteps": 32}}}
     http_server.add("/js/mel/weights_manifest.json", json.dumps(manifest).encode())
@@ -258,6 +269,7 @@ def test_magentajs_over_http(tmp_path, http_server):
 
 # ---- archives ---------------------------------------------------------------------------------------
 
+
 def _tar_with(members):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
@@ -274,15 +286,18 @@ def _member(name, payload=b"x", **kw):
     return info, payload
 
 
-@pytest.mark.parametrize("members", [
-    [_member("ok/model.ckpt.index"), _member("../evil.txt")],
-    [_member("ok/../../evil.txt")],
-    [_member("/tmp/evil_abs.txt")],
-    [_member("ok/link", b"", type=tarfile.SYMTYPE, linkname="../../evil.txt")],
-])
+@pytest.mark.parametrize(
+    "members",
+    [
+        [_member("ok/model.ckpt.index"), _member("../evil.txt")],
+        [_member("ok/../../evil.txt")],
+        [_member("/tmp/evil_abs.txt")],
+        [_member("ok/link", b"", type=tarfile.SYMTYPE, linkname="../../evil.txt")],
+    ],
+)
 def test_malicious_tar_refused(tmp_path, members):
     data = _tar_with(members)
-    url = (tmp_path / "evil.tar")
+    url = tmp_path / "evil.tar"
     url.write_bytes(data)
     store = CheckpointStore(tmp_path / "models")
     with pytest.raises(CheckpointInvalid, match="unsafe"):
@@ -295,10 +310,13 @@ def test_malicious_tar_refused(tmp_path, members):
 
 # ---- processes --------------------------------------------------------------------------------------
 
+
 def _env():
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "core"), str(REPO / "tests"),
-                                                        os.environ.get("PYTHONPATH", "")]),
-                OMP_NUM_THREADS="1")
+    return dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO / "core"), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+    )
 
 
 FETCH_SCRIPT = """
@@ -316,9 +334,16 @@ def test_eight_processes_one_download(tmp_path, http_server):
     http_server.delay = 0.02  # ~2 s transfer so the processes overlap
     http_server.chunk = 1024
     ckpt = {"url": http_server.add("/t.tar", data), "sha256": "", "size": len(data), "format": "tf-tar"}
-    procs = [subprocess.Popen([sys.executable, "-c", FETCH_SCRIPT, str(tmp_path / "models"), "tiny",
-                               json.dumps(ckpt)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", FETCH_SCRIPT, str(tmp_path / "models"), "tiny", json.dumps(ckpt)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [e for _, e in outs]
     results = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
@@ -340,8 +365,12 @@ def test_sigkill_mid_download_never_loaded(tmp_path, http_server):
     http_server.delay = 0.05
     http_server.chunk = 8192
     ckpt = {"url": http_server.add("/t.tar", data), "sha256": sha(data), "size": len(data), "format": "tf-tar"}
-    proc = subprocess.Popen([sys.executable, "-c", FETCH_SCRIPT, str(tmp_path / "models"), "tiny", json.dumps(ckpt)],
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FETCH_SCRIPT, str(tmp_path / "models"), "tiny", json.dumps(ckpt)],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     part = tmp_path / "models" / "tiny" / ".staging" / "t.tar.part"
     store = fast_store(tmp_path)
     assert _wait_for(lambda: part.exists() and part.stat().st_size > 65536)
@@ -388,8 +417,12 @@ def test_status_reports_progress_while_downloading(tmp_path, http_server):
     thread = threading.Thread(target=lambda: store.fetch("p", ckpt))
     thread.start()
     seen = []
-    assert _wait_for(lambda: seen.append(store.status("p", ckpt)) or
-                     (seen[-1]["state"] == "downloading" and (seen[-1]["bytes_done"] or 0) > 0))
+    assert _wait_for(
+        lambda: (
+            seen.append(store.status("p", ckpt))
+            or (seen[-1]["state"] == "downloading" and (seen[-1]["bytes_done"] or 0) > 0)
+        )
+    )
     assert seen[-1]["size"] in (None, len(data))
     thread.join(timeout=60)
     st = store.status("p", ckpt)

@@ -76,7 +76,7 @@ def test_v2_slots_are_never_read(tmp_path):
     slot = reader.entries["decoder/multi_rnn_cell/cell_0/lstm_cell/kernel/Adam"]
     data = tmp_path / "v2/model.ckpt.data-00000-of-00001"
     raw = bytearray(data.read_bytes())
-    raw[slot.offset:slot.offset + slot.size] = b"\xff" * slot.size
+    raw[slot.offset : slot.offset + slot.size] = b"\xff" * slot.size
     data.write_bytes(bytes(raw))
     assert "decoder/multi_rnn_cell/cell_0/lstm_cell/kernel" in TFBundleReader(tmp_path / "v2/model.ckpt").read_all()
     with pytest.raises(CheckpointInvalid, match="crc32c"):
@@ -91,7 +91,7 @@ def test_v2_crc_mismatch_detected(tmp_path):
     raw = bytearray(data.read_bytes())
     raw[entry.offset + 100] ^= 0x01
     data.write_bytes(bytes(raw))
-    with pytest.raises(CheckpointInvalid, match="extra/big.*crc32c"):
+    with pytest.raises(CheckpointInvalid, match=r"extra/big.*crc32c"):
         TFBundleReader(tmp_path / "v2/model.ckpt").get("extra/big")
     # verification is optional (memory-mapped peeks)
     assert TFBundleReader(tmp_path / "v2/model.ckpt").get("extra/big", verify=False).shape == (64, 70)
@@ -169,8 +169,11 @@ def test_real_cat_mel_2bar_big_index_with_sparse_data(tmp_path):
         assert array.shape == listing[name][1] and array.dtype.name == listing[name][0]
     assert float(tensors["decoder/output_projection/bias"].sum()) == 0.0
     # and the variables magenta 2.1.4 builds for this model are exactly these
-    vars_txt = {l.split("\t")[0]: l.split("\t")[1] for l in (COMPAT / "vars_cat-mel_2bar_big.txt").read_text().splitlines()
-                if "\t" in l and not l.startswith("TOTAL")}
+    vars_txt = {
+        line.split("\t")[0]: line.split("\t")[1]
+        for line in (COMPAT / "vars_cat-mel_2bar_big.txt").read_text().splitlines()
+        if "\t" in line and not line.startswith("TOTAL")
+    }
     assert {n: str(list(a.shape)) for n, a in tensors.items()} == vars_txt
 
 
@@ -182,14 +185,17 @@ def _write_shards(folder, manifest, rng):
         streams.append(stream)
         paths = group["paths"]
         for i, name in enumerate(paths):
-            (folder / name).write_bytes(stream[i * 4194304:(i + 1) * 4194304])
+            (folder / name).write_bytes(stream[i * 4194304 : (i + 1) * 4194304])
         assert len(stream) > 4194304 * (len(paths) - 1)
     return streams
 
 
 def _vars(name):
-    return {l.split("\t")[0]: json.loads(l.split("\t")[1]) for l in (COMPAT / f"vars_{name}.txt").read_text().splitlines()
-            if "\t" in l and not l.startswith("TOTAL")}
+    return {
+        line.split("\t")[0]: json.loads(line.split("\t")[1])
+        for line in (COMPAT / f"vars_{name}.txt").read_text().splitlines()
+        if "\t" in line and not line.startswith("TOTAL")
+    }
 
 
 @pytest.mark.parametrize("model", ["mel_2bar_small", "basic_rnn", "chord_pitches_improv"])
@@ -205,7 +211,7 @@ def test_real_magentajs_manifests(tmp_path, model):
     offset = 0
     for entry in manifest[0]["weights"]:
         n = int(np.prod(entry["shape"])) * 4
-        want = np.frombuffer(streams[0][offset:offset + n], "<f4").reshape(entry["shape"])
+        want = np.frombuffer(streams[0][offset : offset + n], "<f4").reshape(entry["shape"])
         np.testing.assert_array_equal(variables[entry["name"]], want)
         offset += n
     names = {n: list(a.shape) for n, a in variables.items()}
@@ -215,8 +221,14 @@ def test_real_magentajs_manifests(tmp_path, model):
         assert names == want
     else:  # MusicRNN checkpoints: magenta's melody_rnn variable names (sizes differ per config)
         assert set(_vars("basic_rnn")) <= set(names)
-        assert all(re.match(r"^(fully_connected/(weights|biases)|rnn/multi_rnn_cell/cell_\d/basic_lstm_cell/"
-                            r"(kernel|bias))$", n) for n in names)
+        assert all(
+            re.match(
+                r"^(fully_connected/(weights|biases)|rnn/multi_rnn_cell/cell_\d/basic_lstm_cell/"
+                r"(kernel|bias))$",
+                n,
+            )
+            for n in names
+        )
 
 
 def test_magentajs_wrong_shard_size(tmp_path):
@@ -234,11 +246,26 @@ def test_magentajs_quantized(tmp_path):
     q8 = rng.integers(0, 256, (3, 4)).astype(np.uint8)
     q16 = rng.integers(0, 65536, (5,)).astype("<u2")
     f32 = rng.standard_normal((2, 2)).astype("<f4")
-    manifest = [{"paths": ["group1-shard1of2", "group1-shard2of2"], "weights": [
-        {"name": "a/q8", "shape": [3, 4], "dtype": "float32", "quantization": {"min": -1.5, "scale": 0.01, "dtype": "uint8"}},
-        {"name": "b/f32", "shape": [2, 2], "dtype": "float32"},
-        {"name": "c/q16", "shape": [5], "dtype": "float32", "quantization": {"scale": 0.001, "min": 2.0, "dtype": "uint16"}},
-    ]}]
+    manifest = [
+        {
+            "paths": ["group1-shard1of2", "group1-shard2of2"],
+            "weights": [
+                {
+                    "name": "a/q8",
+                    "shape": [3, 4],
+                    "dtype": "float32",
+                    "quantization": {"min": -1.5, "scale": 0.01, "dtype": "uint8"},
+                },
+                {"name": "b/f32", "shape": [2, 2], "dtype": "float32"},
+                {
+                    "name": "c/q16",
+                    "shape": [5],
+                    "dtype": "float32",
+                    "quantization": {"scale": 0.001, "min": 2.0, "dtype": "uint16"},
+                },
+            ],
+        }
+    ]
     stream = q8.tobytes() + f32.tobytes() + q16.tobytes()
     (tmp_path / "weights_manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "group1-shard1of2").write_bytes(stream[:20])  # a weight spans the shard boundary
@@ -253,9 +280,14 @@ def test_magentajs_quantized(tmp_path):
 
 def test_native_roundtrip_is_memory_mapped(tmp_path):
     rng = np.random.default_rng(5)
-    variables = {"w": rng.standard_normal((300, 200)).astype(np.float32), "step": np.int64(7),
-                 "b": np.array([True, False]), "h": rng.standard_normal(3).astype(np.float16),
-                 "empty": np.zeros((0, 3), np.float32), "sliced": np.arange(12.0).reshape(3, 4)[:, ::2]}
+    variables = {
+        "w": rng.standard_normal((300, 200)).astype(np.float32),
+        "step": np.int64(7),
+        "b": np.array([True, False]),
+        "h": rng.standard_normal(3).astype(np.float16),
+        "empty": np.zeros((0, 3), np.float32),
+        "sliced": np.arange(12.0).reshape(3, 4)[:, ::2],
+    }
     path = tmp_path / "x.safetensors"
     native.write_native(path, variables, {"k": "v"})
     loaded, meta = native.read_native(path)
@@ -299,9 +331,12 @@ def test_no_tensorflow_in_service_code():
         f"for name in {plugins!r}:\n"
         "    importlib.import_module(name)\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'magenta'))\n"
-        "print(bad); sys.exit(1 if bad else 0)\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "core"), str(REPO / "plugins"),
-                                                        os.environ.get("PYTHONPATH", "")]))
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(REPO / "core"), str(REPO / "plugins"), os.environ.get("PYTHONPATH", "")]),
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -33,8 +33,10 @@ class Toy(Family):
         if request.params.get("explode"):
             raise RuntimeError("secret internal detail")
         low = self.spec.hparams["low"]
-        seqs = [_sequence(request.rng.integers(low, low + 12, request.length), request.qpm)
-                for _ in range(request.num_outputs)]
+        seqs = [
+            _sequence(request.rng.integers(low, low + 12, request.length), request.qpm)
+            for _ in range(request.num_outputs)
+        ]
         return GenerateResult(seqs, {"note_count": request.length})
 
 
@@ -68,7 +70,11 @@ def register_families(register):
 
 
 TOY_MODELS = {
-    "toy-a": {"family": "toy", "description": "toy", "hparams": {"low": 60},
-              "limits": {"num_outputs": 4, "length": 64}},
+    "toy-a": {
+        "family": "toy",
+        "description": "toy",
+        "hparams": {"low": 60},
+        "limits": {"num_outputs": 4, "length": 64},
+    },
     "toy-b": {"family": "toy", "hparams": {"low": 40}, "defaults": {"mode": "continue"}},
 }

@@ -12,5 +12,14 @@ from .errors import InvalidRequest, Unprocessable
 from .family import Family, GenerateRequest, GenerateResult, ModelSpec
 from .hookspecs import hookimpl
 
-__all__ = ["hookimpl", "Family", "ModelSpec", "GenerateRequest", "GenerateResult", "Checkpoint",
-           "Unprocessable", "InvalidRequest", "__version__"]
+__all__ = [
+    "Checkpoint",
+    "Family",
+    "GenerateRequest",
+    "GenerateResult",
+    "InvalidRequest",
+    "ModelSpec",
+    "Unprocessable",
+    "__version__",
+    "hookimpl",
+]

@@ -13,16 +13,23 @@ from .service import Service
 
 bp = Blueprint("api", __name__)
 
-ERRORS = {"400": "malformed JSON or schema violation", "404": "unknown model", "413": "request body too large",
-          "422": "valid request the model cannot do", "500": "internal error (quote the request id)",
-          "503": "checkpoint or family not available"}
+ERRORS = {
+    "400": "malformed JSON or schema violation",
+    "404": "unknown model",
+    "413": "request body too large",
+    "422": "valid request the model cannot do",
+    "500": "internal error (quote the request id)",
+    "503": "checkpoint or family not available",
+}
 
 
 def documented(summary: str, responses: dict):
     """Attach the route's OpenAPI summary and responses ({status: description}) to its view."""
+
     def mark(view):
         view.openapi = {"summary": summary, "responses": responses}
         return view
+
     return mark
 
 
@@ -56,8 +63,9 @@ def list_models():
 
 
 @bp.get("/v1/models/<model_id>")
-@documented("One model: capabilities, defaults, parameter schema, checkpoint state",
-            {"200": "model", "404": "unknown model"})
+@documented(
+    "One model: capabilities, defaults, parameter schema, checkpoint state", {"200": "model", "404": "unknown model"}
+)
 def get_model(model_id):
     return json_response(service().model(model_id))
 
@@ -77,8 +85,10 @@ def openapi():
 
 
 @bp.post("/v1/generate")
-@documented("Generate music with a model", {
-    "200": "NoteSequences as JSON, or a MIDI file (zip of MIDI files when num_outputs > 1)", **ERRORS})
+@documented(
+    "Generate music with a model",
+    {"200": "NoteSequences as JSON, or a MIDI file (zip of MIDI files when num_outputs > 1)", **ERRORS},
+)
 def generate():
     raw = request.get_data(cache=False)
     try:

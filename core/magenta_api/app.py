@@ -8,14 +8,13 @@ import logging
 import re
 import time
 import uuid
-from typing import Optional
 
 from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import api
 from .config import Settings
-from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, Unprocessable, UnknownModel
+from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, UnknownModel, Unprocessable
 from .logs import request_id_var
 from .service import Service
 from .store import CheckpointError
@@ -39,16 +38,17 @@ def status_of(exc: MagentaApiError) -> int:
     return next((STATUS[k] for k in type(exc).__mro__ if k in STATUS), 500)
 
 
-def error_response(code: str, message: str, details: Optional[dict], status: int, headers=None):
+def error_response(code: str, message: str, details: dict | None, status: int, headers=None):
     """The one shape of every error body: ``{"error": {code, message, details, request_id}}``."""
-    body = {"error": {"code": code, "message": message, "details": details or {},
-                      "request_id": g.get("request_id", "-")}}
+    body = {
+        "error": {"code": code, "message": message, "details": details or {}, "request_id": g.get("request_id", "-")}
+    }
     level = logging.ERROR if status >= 500 else logging.INFO
     logger.log(level, "error %s %s: %s", status, code, message)
     return api.json_response(body, status, headers)
 
 
-def create_app(settings: Optional[Settings] = None, service: Optional[Service] = None) -> Flask:
+def create_app(settings: Settings | None = None, service: Service | None = None) -> Flask:
     """The app over ``service`` (built from ``settings``, or from the environment)."""
     service = service or Service.from_settings(settings or Settings.from_env())
     app = Flask(__name__)
@@ -74,8 +74,13 @@ def register_request_ids(app: Flask) -> None:
     def stamp_response(response):
         response.headers["X-Request-ID"] = g.get("request_id", "-")
         if "started" in g:
-            logger.info("%s %s -> %s in %.1f ms", request.method, request.path, response.status_code,
-                        (time.perf_counter() - g.started) * 1000)
+            logger.info(
+                "%s %s -> %s in %.1f ms",
+                request.method,
+                request.path,
+                response.status_code,
+                (time.perf_counter() - g.started) * 1000,
+            )
         return response
 
     @app.teardown_request
@@ -95,16 +100,22 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc):
         limit = app.config["MAX_CONTENT_LENGTH"]
-        return error_response("payload_too_large", f"request body is over the limit of {limit} bytes",
-                              {"limit": limit}, 413)
+        return error_response(
+            "payload_too_large", f"request body is over the limit of {limit} bytes", {"limit": limit}, 413
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         if exc.code == 404:
             return error_response("not_found", f"no route {request.path}", {"path": request.path}, 404)
         allow = {k: v for k, v in exc.get_headers() if k == "Allow"}
-        return error_response(exc.name.lower().replace(" ", "_"), exc.description or exc.name,
-                              {"path": request.path}, exc.code or 500, allow)
+        return error_response(
+            exc.name.lower().replace(" ", "_"),
+            exc.description or exc.name,
+            {"path": request.path},
+            exc.code or 500,
+            allow,
+        )
 
     @app.errorhandler(Exception)
     def unexpected(_exc: Exception):

@@ -8,7 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Protocol
 
 import diskcache
 
@@ -17,11 +17,11 @@ import diskcache
 class CachedResponse:
     body: bytes
     content_type: str
-    filename: Optional[str] = None
+    filename: str | None = None
 
 
 class CacheBackend(Protocol):
-    def get(self, key: str) -> Optional[CachedResponse]: ...
+    def get(self, key: str) -> CachedResponse | None: ...
 
     def set(self, key: str, value: CachedResponse) -> None: ...
 

@@ -1,7 +1,7 @@
 """What the checkpoint store hands a family: variables by Magenta name, plus what format they came from."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import numpy as np
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import Settings
-from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, Unprocessable, UnknownModel
+from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, UnknownModel, Unprocessable
 from .logs import setup_logging
 from .models_file import ModelsFileError
 from .store import CheckpointError
@@ -57,9 +57,20 @@ def cmd_serve(args, settings: Settings) -> int:
         create_app(settings).run(host=host, port=port, debug=False, threaded=True)
         return 0
     argv = [
-        sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", str(args.workers),
-        "--threads", str(args.threads), "--timeout", str(args.timeout),
-        "--access-logfile", "-", "magenta_api.wsgi:app",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        str(args.workers),
+        "--threads",
+        str(args.threads),
+        "--timeout",
+        str(args.timeout),
+        "--access-logfile",
+        "-",
+        "magenta_api.wsgi:app",
     ]
     os.execvp(argv[0], argv)
     return 0  # not reached
@@ -74,8 +85,10 @@ def cmd_models(args, settings: Settings) -> int:
     for m in models:
         ck = m.get("checkpoint") or {}
         size = ck.get("size")
-        print(f"{m['id']:34} {m['family']:12} {str(m['state']):12} {size if size is not None else '-':>12}  "
-              f"{','.join(m['capabilities']) or '(family unavailable)'}")
+        print(
+            f"{m['id']:34} {m['family']:12} {m['state']!s:12} {size if size is not None else '-':>12}  "
+            f"{','.join(m['capabilities']) or '(family unavailable)'}"
+        )
     return 0
 
 
@@ -103,8 +116,9 @@ def cmd_fetch(args, settings: Settings) -> int:
         if status is None:
             print(f"{model_id}: no checkpoint needed")
         else:
-            print(f"{model_id}: {status['state']} at {status['path']} ({status['size']} bytes, "
-                  f"sha256 {status['sha256']})")
+            print(
+                f"{model_id}: {status['state']} at {status['path']} ({status['size']} bytes, sha256 {status['sha256']})"
+            )
     return worst
 
 
@@ -130,7 +144,7 @@ def cmd_generate(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_train(args, settings: Settings = None) -> int:
+def cmd_train(args, settings: Settings | None = None) -> int:
     try:
         from magenta_api_training.cli import main as train_main
     except ImportError as exc:

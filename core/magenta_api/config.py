@@ -3,16 +3,15 @@
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 REPO_MODELS_FILE = Path(__file__).resolve().parents[2] / "models.yaml"
 
 
-def _flag(value: Optional[str]) -> bool:
+def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def _base_models_file() -> Optional[Path]:
+def _base_models_file() -> Path | None:
     """The deployment's top-level models.yaml: the repository's, else one in the working folder."""
     for candidate in (REPO_MODELS_FILE, Path.cwd() / "models.yaml"):
         if candidate.is_file():
@@ -30,10 +29,10 @@ class Settings:
     cache_size_limit: int = 1 << 30
     offline: bool = False
     log_level: str = "INFO"
-    base_models_file: Optional[Path] = None
+    base_models_file: Path | None = None
     extra_models_files: list = field(default_factory=list)
-    load_plugins: Optional[list] = None  # None: every installed plugin
-    default_model: Optional[str] = None
+    load_plugins: list | None = None  # None: every installed plugin
+    default_model: str | None = None
     max_body_bytes: int = 2 << 20
     host: str = "127.0.0.1"
     port: int = 5000

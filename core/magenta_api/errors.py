@@ -7,15 +7,13 @@ Plugins raise :class:`Unprocessable` for a valid request their model cannot do, 
 :class:`InvalidRequest` for a value that is malformed.
 """
 
-from typing import Optional
-
 
 class MagentaApiError(Exception):
     """Base of every error the service reports to a client as ``{code, message, details}``."""
 
     code = "error"
 
-    def __init__(self, message: str, details: Optional[dict] = None, code: Optional[str] = None):
+    def __init__(self, message: str, details: dict | None = None, code: str | None = None):
         super().__init__(message)
         self.message = message
         self.details = dict(details or {})

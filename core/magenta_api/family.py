@@ -7,7 +7,7 @@ A family is a class: the core instantiates it once per model with the model's
 """
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +24,7 @@ class ModelSpec:
     hparams: dict = field(default_factory=dict)
     defaults: dict = field(default_factory=dict)
     limits: dict = field(default_factory=dict)
-    checkpoint: Optional[dict] = None
+    checkpoint: dict | None = None
     source: str = ""  # the models.yaml file that declared it
 
 
@@ -35,7 +35,7 @@ class GenerateRequest:
     mode: str
     num_outputs: int
     temperature: float
-    length: Optional[int]
+    length: int | None
     qpm: float
     seed: Any  # int or list of ints: the entropy of numpy's SeedSequence
     rng: np.random.Generator
@@ -71,7 +71,7 @@ class Family:
     # Defaults for the shared fields (temperature, length, ...); models.yaml `defaults` override.
     defaults: ClassVar[dict] = {}
 
-    def __init__(self, spec: ModelSpec, checkpoint: Optional[Checkpoint]):
+    def __init__(self, spec: ModelSpec, checkpoint: Checkpoint | None):
         self.spec = spec
         self.checkpoint = checkpoint
 

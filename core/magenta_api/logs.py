@@ -34,7 +34,7 @@ def setup_logging(level: str = "INFO") -> None:
 def stage(logger: logging.Logger, name: str, **fields):
     """Logs one line per processing stage with its duration: ``stage=load model=x ms=12.3``."""
     start = time.perf_counter()
-    extra = {}
+    extra: dict = {}
     try:
         yield extra
     finally:

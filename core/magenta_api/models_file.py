@@ -2,7 +2,6 @@
 relative checkpoint paths resolved against the file, and merging model by model."""
 
 from pathlib import Path
-from typing import Optional, Union
 
 import jsonschema
 import yaml
@@ -18,7 +17,7 @@ class ModelsFileError(MagentaApiError):
     code = "models_file_invalid"
 
 
-def _resolve_url(url: str, base: Optional[Path]) -> str:
+def _resolve_url(url: str, base: Path | None) -> str:
     if "://" in url or base is None:
         return url
     return (base / url).resolve().as_uri()
@@ -37,7 +36,7 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"{where}: {error.message}"
 
 
-def parse(data: Union[dict, None], source: str, base: Optional[Path] = None) -> tuple:
+def parse(data: dict | None, source: str, base: Path | None = None) -> tuple:
     """Validate one parsed models document; returns ({id: ModelSpec}, default_model or None)."""
     data = data or {}
     validator = jsonschema.Draft202012Validator(schemas.load("models"))

@@ -29,7 +29,7 @@ def sequence_from_json(data: dict, pointer: str = ""):
     try:
         json_format.ParseDict(data, seq, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
-        raise InvalidRequest(f"not a NoteSequence: {exc}", {"field": pointer}, code="invalid_sequence")
+        raise InvalidRequest(f"not a NoteSequence: {exc}", {"field": pointer}, code="invalid_sequence") from exc
     # Hand-written JSON often leaves totalTime out; note-seq quantizes up to it, so derive it.
     last_end = max((n.end_time for n in seq.notes), default=0.0)
     if seq.total_time < last_end:
@@ -42,7 +42,7 @@ def sequence_from_midi_bytes(data: bytes, pointer: str = ""):
     try:
         return midi_io.midi_to_note_sequence(data)
     except Exception as exc:  # note_seq raises MIDIConversionError and mido's errors
-        raise Unprocessable(f"not a readable MIDI file: {exc}", {"field": pointer}, code="invalid_midi")
+        raise Unprocessable(f"not a readable MIDI file: {exc}", {"field": pointer}, code="invalid_midi") from exc
 
 
 def parse_sequence(value, pointer: str = ""):
@@ -54,8 +54,8 @@ def parse_sequence(value, pointer: str = ""):
         text = value.split(",", 1)[1] if value.startswith("data:") else value
         try:
             raw = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest("expected base64-encoded MIDI", {"field": pointer}, code="invalid_base64")
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidRequest("expected base64-encoded MIDI", {"field": pointer}, code="invalid_base64") from exc
         return sequence_from_midi_bytes(raw, pointer)
     raise InvalidRequest(
         "expected a NoteSequence JSON object or base64 MIDI string", {"field": pointer}, code="invalid_sequence"

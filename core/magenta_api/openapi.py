@@ -13,7 +13,7 @@ def _path(rule: str) -> str:
 
 
 def openapi_document(app) -> dict:
-    paths = {}
+    paths: dict = {}
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
@@ -26,7 +26,8 @@ def openapi_document(app) -> dict:
                 "summary": summary,
                 "responses": {
                     code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
-                    if code >= "400" else {"description": text}
+                    if code >= "400"
+                    else {"description": text}
                     for code, text in responses.items()
                 },
             }
@@ -50,8 +51,11 @@ def openapi_document(app) -> dict:
     generate, defs = _rebase_defs(generate)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "magenta-api", "version": __version__,
-                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "info": {
+            "title": "magenta-api",
+            "version": __version__,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": {

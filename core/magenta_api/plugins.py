@@ -5,7 +5,6 @@ import importlib.metadata
 import logging
 import traceback
 from dataclasses import dataclass, field
-from typing import Optional
 
 import pluggy
 
@@ -20,10 +19,10 @@ ENTRY_POINT_GROUP = "magenta_api"
 class PluginInfo:
     name: str
     module: str = ""
-    version: Optional[str] = None
-    distribution: Optional[str] = None
+    version: str | None = None
+    distribution: str | None = None
     hooks: list = field(default_factory=list)
-    error: Optional[str] = None
+    error: str | None = None
 
     def as_json(self):
         return {
@@ -44,7 +43,7 @@ class PluginHost:
         self.pm.add_hookspecs(hookspecs)
         self.plugins: dict = {}
 
-    def load_entry_points(self, only: Optional[list] = None) -> None:
+    def load_entry_points(self, only: list | None = None) -> None:
         """Load every installed ``magenta_api`` entry point (or only the named ones)."""
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if only is not None and ep.name not in only:
@@ -65,9 +64,11 @@ class PluginHost:
                 continue
             self.register(module, info)
 
-    def register(self, module, info: Optional[PluginInfo] = None) -> None:
+    def register(self, module, info: PluginInfo | None = None) -> None:
         """Register a module as a plugin (what tests and embedding code use directly)."""
-        info = info or PluginInfo(name=getattr(module, "__name__", repr(module)), module=getattr(module, "__name__", ""))
+        info = info or PluginInfo(
+            name=getattr(module, "__name__", repr(module)), module=getattr(module, "__name__", "")
+        )
         if self.pm.is_registered(module):
             return
         self.pm.register(module, name=info.name)

@@ -8,7 +8,6 @@ construction and only the :class:`~magenta_api.loader.ModelLoader` talks to it.
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from . import models_file
 from .errors import FamilyUnavailable, UnknownModel
@@ -23,7 +22,7 @@ logger = logging.getLogger(__name__)
 class FamilyEntry:
     cls: type
     plugin: str
-    version: Optional[str] = None  # the plugin's version: part of a cached result's identity
+    version: str | None = None  # the plugin's version: part of a cached result's identity
 
     @property
     def code_id(self) -> str:
@@ -33,13 +32,19 @@ class FamilyEntry:
 class Registry:
     """Families and models by name, and the loader of their instances."""
 
-    def __init__(self, host: PluginHost, store, base_models_file: Optional[Path] = None,
-                 extra_models_files=(), default_model: Optional[str] = None):
+    def __init__(
+        self,
+        host: PluginHost,
+        store,
+        base_models_file: Path | None = None,
+        extra_models_files=(),
+        default_model: str | None = None,
+    ):
         self.host = host
         self.loader = ModelLoader(store)
         self.families: dict = {}
         self.models: dict = {}
-        self.default_model: Optional[str] = None
+        self.default_model: str | None = None
         self._collect(base_models_file, list(extra_models_files))
         if default_model:
             self.default_model = default_model
@@ -67,7 +72,7 @@ class Registry:
         else:
             self._merge(*models_file.parse(source, f"plugin {plugin}"))
 
-    def _merge(self, specs: dict, default: Optional[str]):
+    def _merge(self, specs: dict, default: str | None):
         """Add one file's models (later files override earlier ones, model by model)."""
         for spec in specs.values():
             entry = self.families.get(spec.family)
@@ -77,7 +82,7 @@ class Registry:
         self.default_model = default or self.default_model
 
     # -- lookup ---------------------------------------------------------------------------------
-    def spec(self, model_id: Optional[str]) -> ModelSpec:
+    def spec(self, model_id: str | None) -> ModelSpec:
         model_id = model_id or self.default_model
         known = {"known_models": sorted(self.models)}
         if not model_id:

@@ -4,8 +4,8 @@ when there are several sequences). One renderer per format in :data:`RENDERERS`.
 import io
 import json
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from .errors import Unprocessable
 from .family import GenerateRequest, GenerateResult
@@ -21,7 +21,7 @@ JSON_TYPE = "application/json"
 class Rendered:
     body: bytes
     content_type: str
-    filename: Optional[str]
+    filename: str | None
     seed: object
     cache: str = "MISS"  # HIT when served from the result cache
 

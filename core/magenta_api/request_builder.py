@@ -8,7 +8,7 @@ is refused before any checkpoint is fetched.
 
 import secrets
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import jsonschema
 import numpy as np
@@ -55,8 +55,13 @@ class BuiltRequest:
         its defaults resolved, so that a default spelt out hits the same entry."""
         fields = {k: v for k, v in self.payload.items() if k not in ("seed_sequence", "format")}
         req = self.request
-        fields.update(model=self.spec.id, mode=req.mode, seed=req.seed, format=self.format,
-                      **{k: getattr(req, k) for k in SHARED_FIELDS})
+        fields.update(
+            model=self.spec.id,
+            mode=req.mode,
+            seed=req.seed,
+            format=self.format,
+            **{k: getattr(req, k) for k in SHARED_FIELDS},
+        )
         return fields
 
 
@@ -148,5 +153,5 @@ def build_request(payload, registry, default_format: str = "json") -> BuiltReque
     )
     cls.validate(spec, request)
     seeded = "seed" in payload or "seed_sequence" in payload
-    fmt: Optional[str] = payload.get("format")
+    fmt: str | None = payload.get("format")
     return BuiltRequest(spec, entry, request, fmt or default_format, seeded, payload)

@@ -6,7 +6,6 @@ line per stage with its duration. The service only orchestrates: checks live in
 """
 
 import logging
-from typing import Optional
 
 from .cache import CachedResponse, DiskCache, NullCache, cache_key
 from .config import Settings
@@ -31,8 +30,7 @@ class Service:
         self.cache = cache
 
     @classmethod
-    def from_settings(cls, settings: Settings, host: Optional[PluginHost] = None, store=None,
-                      cache=None) -> "Service":
+    def from_settings(cls, settings: Settings, host: PluginHost | None = None, store=None, cache=None) -> "Service":
         """Everything built from :class:`Settings`: the installed plugins (unless ``host`` is given), the
         checkpoint store under MODEL_DIR, the disk cache (or none with CACHE=off)."""
         if host is None:
@@ -42,13 +40,12 @@ class Service:
             store = CheckpointStore(settings.model_dir, offline=settings.offline)
         if cache is None:
             cache = DiskCache(settings.cache_dir, settings.cache_size_limit) if settings.cache_enabled else NullCache()
-        registry = Registry(host, store, settings.base_models_file, settings.extra_models_files,
-                            settings.default_model)
+        registry = Registry(host, store, settings.base_models_file, settings.extra_models_files, settings.default_model)
         return cls(settings, registry, cache)
 
     # -- catalogue ------------------------------------------------------------------------------
     @property
-    def default_model(self) -> Optional[str]:
+    def default_model(self) -> str | None:
         return self.registry.default_model
 
     def models(self) -> list:
@@ -63,8 +60,11 @@ class Service:
     def readiness(self) -> dict:
         """Which models can serve a request now (checkpoint on disk, family loaded), and plugin errors."""
         ready = [m["id"] for m in self.models() if m["available"] and m["state"] == "ready"]
-        return {"status": "ready" if ready else "not_ready", "models_ready": ready,
-                "plugin_errors": self.registry.plugin_errors()}
+        return {
+            "status": "ready" if ready else "not_ready",
+            "models_ready": ready,
+            "plugin_errors": self.registry.plugin_errors(),
+        }
 
     def _describe(self, spec: ModelSpec) -> dict:
         entry = self.registry.families.get(spec.family)
@@ -100,7 +100,7 @@ class Service:
         return info
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def prepare(self, model_id: str, progress: bool = False) -> Optional[dict]:
+    def prepare(self, model_id: str, progress: bool = False) -> dict | None:
         """Fetch a model's checkpoint and build its native copy now; its status, or None if it has none."""
         spec = self.registry.spec(model_id)
         if not spec.checkpoint:

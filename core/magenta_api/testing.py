@@ -6,8 +6,9 @@ you give it, isolated in a temporary folder.
     client = app.test_client()
 """
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any
 
 import yaml
 
@@ -18,19 +19,26 @@ from .service import Service
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
-    values = dict(
-        model_dir=Path(tmp_path) / "models",
-        cache_dir=Path(tmp_path) / "cache",
-        base_models_file=None,
-        log_level="WARNING",
-    )
+    """Settings that keep models and cache under ``tmp_path`` and read no models.yaml of the repo."""
+    values: dict[str, Any] = {
+        "model_dir": Path(tmp_path) / "models",
+        "cache_dir": Path(tmp_path) / "cache",
+        "base_models_file": None,
+        "log_level": "WARNING",
+    }
     values.update(overrides)
     return Settings(**values)
 
 
-def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] = None,
-                 entry_points: Optional[Iterable] = (), default_model: Optional[str] = None, store=None,
-                 **settings) -> Service:
+def make_service(
+    tmp_path: Path,
+    plugins: Iterable = (),
+    models: dict | None = None,
+    entry_points: Iterable | None = (),
+    default_model: str | None = None,
+    store=None,
+    **settings,
+) -> Service:
     """A Service with the given plugin modules registered directly, plus the named installed entry points
     (``None``: all of them; empty: none), and ``models`` written to a models.yaml in ``tmp_path``.
     ``store`` replaces the checkpoint store under ``tmp_path/models``; other keywords are Settings."""
@@ -39,7 +47,7 @@ def make_service(tmp_path: Path, plugins: Iterable = (), models: Optional[dict] 
     extra = list(settings.pop("extra_models_files", []))
     if models is not None:
         path = tmp_path / "models.yaml"
-        doc = {"models": models}
+        doc: dict[str, Any] = {"models": models}
         if default_model:
             doc["default_model"] = default_model
         path.write_text(yaml.safe_dump(doc))

@@ -18,7 +18,7 @@ MODELS_FILE = HERE / "models.yaml"
 
 def model_cards() -> dict:
     """{model id: path of its model card}."""
-    return {p.stem[len("MODEL_CARD-"):]: p for p in sorted(HERE.glob("MODEL_CARD-*.md"))}
+    return {p.stem[len("MODEL_CARD-") :]: p for p in sorted(HERE.glob("MODEL_CARD-*.md"))}
 
 
 @hookimpl

@@ -37,8 +37,10 @@ def _magentajs_overrides(js: dict) -> dict:
 
 class MelodyRnnFamily(Family):
     name = "melody_rnn"
-    description = ("Magenta's MelodyRNN (basic_rnn, mono_rnn, lookback_rnn, attention_rnn) and DrumsRNN "
-                   "(drum_kit_rnn): continue a primer step by step, with optional beam search.")
+    description = (
+        "Magenta's MelodyRNN (basic_rnn, mono_rnn, lookback_rnn, attention_rnn) and DrumsRNN "
+        "(drum_kit_rnn): continue a primer step by step, with optional beam search."
+    )
     capabilities = ("continue", "sample")
     default_mode = "continue"
     defaults = {"temperature": 1.0, "length": 64, "qpm": 120.0, "num_outputs": 1}
@@ -58,12 +60,24 @@ class MelodyRnnFamily(Family):
     params_schema = {
         "type": "object",
         "properties": {
-            "beam_size": {"type": "integer", "minimum": 1, "maximum": 64,
-                          "description": "sequences kept per iteration of beam search (1 = plain sampling)"},
-            "branch_factor": {"type": "integer", "minimum": 1, "maximum": 64,
-                              "description": "copies of each beam entry extended per iteration"},
-            "steps_per_iteration": {"type": "integer", "minimum": 1, "maximum": 1024,
-                                    "description": "steps each branch is extended before pruning"},
+            "beam_size": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 64,
+                "description": "sequences kept per iteration of beam search (1 = plain sampling)",
+            },
+            "branch_factor": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 64,
+                "description": "copies of each beam entry extended per iteration",
+            },
+            "steps_per_iteration": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1024,
+                "description": "steps each branch is extended before pruning",
+            },
         },
     }
 
@@ -87,9 +101,15 @@ class MelodyRnnFamily(Family):
             raise ValueError(
                 f"model {spec.id}: checkpoint takes {self.model.input_size} inputs and has "
                 f"{self.model.num_classes} classes but config {name} encodes {self.encoder.input_size} inputs, "
-                f"{self.encoder.num_classes} classes (check min_note/max_note)")
-        logger.info("melody_rnn %s: config %s, layers %s, attention %s", spec.id, name,
-                    self.model.layer_sizes, cfg.attn_length if self.model.attention else 0)
+                f"{self.encoder.num_classes} classes (check min_note/max_note)"
+            )
+        logger.info(
+            "melody_rnn %s: config %s, layers %s, attention %s",
+            spec.id,
+            name,
+            self.model.layer_sizes,
+            cfg.attn_length if self.model.attention else 0,
+        )
 
     # -- request checks -------------------------------------------------------------------------
     @staticmethod
@@ -100,13 +120,19 @@ class MelodyRnnFamily(Family):
     @classmethod
     def validate(cls, spec, request):
         if request.mode == "sample" and request.primer is not None:
-            raise Unprocessable("mode 'sample' starts from the model's default primer; use mode 'continue' "
-                                "to send a primer", {"field": "/primer"}, code="invalid_primer")
+            raise Unprocessable(
+                "mode 'sample' starts from the model's default primer; use mode 'continue' to send a primer",
+                {"field": "/primer"},
+                code="invalid_primer",
+            )
         beam_size, branch_factor, _ = cls._beam_params(request)
         rows = request.num_outputs * beam_size * branch_factor
         if rows > MAX_BEAM_ROWS:
-            raise Unprocessable(f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
-                                {"field": "/beam_size", "limit": MAX_BEAM_ROWS}, code="over_limit")
+            raise Unprocessable(
+                f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
+                {"field": "/beam_size", "limit": MAX_BEAM_ROWS},
+                code="over_limit",
+            )
         if isinstance(request.primer, list) and request.length is not None and len(request.primer) >= request.length:
             raise cls._too_long(len(request.primer), request.length)
 
@@ -114,7 +140,10 @@ class MelodyRnnFamily(Family):
     def _too_long(primer_steps, length):
         return Unprocessable(
             f"primer is {primer_steps} steps but length is {length}: length counts the primer's steps too "
-            "and must be greater", {"field": "/length", "primer_steps": primer_steps}, code="primer_too_long")
+            "and must be greater",
+            {"field": "/length", "primer_steps": primer_steps},
+            code="primer_too_long",
+        )
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResult:
@@ -129,14 +158,27 @@ class MelodyRnnFamily(Family):
         events = list(track)
         if len(events) >= length:
             raise self._too_long(len(events), length)
-        results = beam.generate(self.model, self.encoder, events, length, request.num_outputs,
-                                request.temperature, request.rng, beam_size, branch_factor, steps_per_iteration)
+        results = beam.generate(
+            self.model,
+            self.encoder,
+            events,
+            length,
+            request.num_outputs,
+            request.temperature,
+            request.rng,
+            beam_size,
+            branch_factor,
+            steps_per_iteration,
+        )
         qpm = request.qpm if "qpm" in request.explicit or not primer.qpm else primer.qpm
         sequences, event_lists = [], []
         for r in results:
             out = (DrumTrack if cfg.drums else Melody)(
-                r.events, start_step=track.start_step, steps_per_bar=track.steps_per_bar,
-                steps_per_quarter=track.steps_per_quarter)
+                r.events,
+                start_step=track.start_step,
+                steps_per_bar=track.steps_per_bar,
+                steps_per_quarter=track.steps_per_quarter,
+            )
             if transpose:
                 out.transpose(-transpose)
             sequences.append(out.to_sequence(qpm=qpm))

@@ -10,7 +10,6 @@ primer ends.
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from note_seq import DrumTrack, Melody, sequences_lib
 
@@ -23,7 +22,7 @@ FIELD = "/primer"
 @dataclass
 class Primer:
     track: object  # note_seq Melody or DrumTrack (start_step, steps_per_bar, ...)
-    qpm: Optional[float] = None  # the primer sequence's own tempo, if it has one
+    qpm: float | None = None  # the primer sequence's own tempo, if it has one
 
 
 def _bad(message, **details):
@@ -37,11 +36,12 @@ def _is_int(x):
 def melody_from_events(events) -> Melody:
     for i, e in enumerate(events):
         if isinstance(e, (list, tuple)):
-            raise _bad(f"primer event {i} is a chord {e}: a melody primer is one pitch, -1 (note-off) or "
-                       "-2 (hold) per step", index=i)
+            raise _bad(
+                f"primer event {i} is a chord {e}: a melody primer is one pitch, -1 (note-off) or -2 (hold) per step",
+                index=i,
+            )
         if not _is_int(e) or not -2 <= e <= 127:
-            raise _bad(f"primer event {i} is {e!r}: expected a MIDI pitch 0..127, -1 (note-off) or -2 (hold)",
-                       index=i)
+            raise _bad(f"primer event {i} is {e!r}: expected a MIDI pitch 0..127, -1 (note-off) or -2 (hold)", index=i)
     return Melody(list(events))
 
 
@@ -50,8 +50,7 @@ def drums_from_events(events) -> DrumTrack:
     for i, e in enumerate(events):
         pitches = [e] if _is_int(e) else e
         if not isinstance(pitches, (list, tuple)) or not all(_is_int(p) and 0 <= p <= 127 for p in pitches):
-            raise _bad(f"primer event {i} is {e!r}: expected a list of MIDI drum pitches 0..127 ([] = rest)",
-                       index=i)
+            raise _bad(f"primer event {i} is {e!r}: expected a list of MIDI drum pitches 0..127 ([] = rest)", index=i)
         out.append(frozenset(pitches))
     return DrumTrack(out)
 
@@ -60,25 +59,34 @@ def _quantize(seq, steps_per_quarter):
     try:
         return sequences_lib.quantize_note_sequence(seq, steps_per_quarter)
     except Exception as exc:  # MultipleTempoError, MultipleTimeSignatureError, NegativeTimeError
-        raise _bad(f"primer sequence cannot be quantized as Magenta does: {exc}", reason=type(exc).__name__)
+        raise _bad(f"primer sequence cannot be quantized as Magenta does: {exc}", reason=type(exc).__name__) from exc
 
 
-def _melody_from_sequence(q) -> Optional[Melody]:
+def _melody_from_sequence(q) -> Melody | None:
     melodies = []
-    for instrument in sorted(set(n.instrument for n in q.notes)):
+    for instrument in sorted({n.instrument for n in q.notes}):
         mel = Melody()
-        mel.from_quantized_sequence(q, search_start_step=0, instrument=instrument, gap_bars=math.inf,
-                                    ignore_polyphonic_notes=True, pad_end=False, filter_drums=True)
+        mel.from_quantized_sequence(
+            q,
+            search_start_step=0,
+            instrument=instrument,
+            gap_bars=math.inf,
+            ignore_polyphonic_notes=True,
+            pad_end=False,
+            filter_drums=True,
+        )
         if mel:
             melodies.append((instrument, mel))
     if len(melodies) > 1:
-        raise _bad(f"primer has melodies on {len(melodies)} instruments "
-                   f"({', '.join(str(i) for i, _ in melodies)}); send one melody line",
-                   instruments=[i for i, _ in melodies])
+        raise _bad(
+            f"primer has melodies on {len(melodies)} instruments "
+            f"({', '.join(str(i) for i, _ in melodies)}); send one melody line",
+            instruments=[i for i, _ in melodies],
+        )
     return melodies[0][1] if melodies else None
 
 
-def _drums_from_sequence(q) -> Optional[DrumTrack]:
+def _drums_from_sequence(q) -> DrumTrack | None:
     drums = DrumTrack()
     drums.from_quantized_sequence(q, search_start_step=0, gap_bars=math.inf, pad_end=False, ignore_is_drum=True)
     return drums if drums else None
@@ -120,7 +128,7 @@ def from_sequence(seq, drums: bool, steps_per_quarter: int) -> Primer:
     except Unprocessable:
         raise
     except Exception as exc:  # NonIntegerStepsPerBarError and the like
-        raise _bad(f"cannot extract a {'drum track' if drums else 'melody'} from the primer: {exc}")
+        raise _bad(f"cannot extract a {'drum track' if drums else 'melody'} from the primer: {exc}") from exc
     start_step = int(q.total_quantized_steps)  # the generate section starts where the primer ends
     if track is None:
         if start_step == 0:
@@ -128,8 +136,7 @@ def from_sequence(seq, drums: bool, steps_per_quarter: int) -> Primer:
         # As the sequence generators: one step of silence just before generation starts.
         steps_per_bar = int(sequences_lib.steps_per_bar_in_quantized_sequence(q))
         cls = DrumTrack if drums else Melody
-        track = cls([], start_step=start_step - 1, steps_per_bar=steps_per_bar,
-                    steps_per_quarter=steps_per_quarter)
+        track = cls([], start_step=start_step - 1, steps_per_bar=steps_per_bar, steps_per_quarter=steps_per_quarter)
     track.set_length(start_step - track.start_step)
     qpm = seq.tempos[0].qpm if seq.tempos and seq.tempos[0].qpm else None
     return Primer(track, qpm)

@@ -15,32 +15,30 @@ Drum classes: 9 drum types (Magenta's reduced pitch map); a step is the bitmask 
 import copy
 import logging
 from dataclasses import dataclass, field
-from typing import List
 
-import numpy as np
 import note_seq
+import numpy as np
 from note_seq import drums_encoder_decoder, sequences_lib
-from note_seq.melodies_lib import Melody, PolyphonicMelodyError
 from note_seq.drums_lib import DrumTrack
+from note_seq.melodies_lib import Melody, PolyphonicMelodyError
 
 log = logging.getLogger(__name__)
 
 PIANO_MIN_PITCH, PIANO_MAX_PITCH = 21, 108
-MEL_PROGRAMS = range(0, 32)  # piano, chromatic percussion, organ, guitar
+MEL_PROGRAMS = range(32)  # piano, chromatic percussion, organ, guitar
 DRUM_PITCH_CLASSES = drums_encoder_decoder.DEFAULT_DRUM_TYPE_PITCHES  # 9 classes
 OUTPUT_VELOCITY = 80
 DEFAULT_QPM = 120.0
 
-_QUANTIZE_ERRORS = (note_seq.BadTimeSignatureError, note_seq.NonIntegerStepsPerBarError,
-                    note_seq.NegativeTimeError)
+_QUANTIZE_ERRORS = (note_seq.BadTimeSignatureError, note_seq.NonIntegerStepsPerBarError, note_seq.NegativeTimeError)
 
 
 @dataclass
 class Tensors:
     """Converter output: encoder inputs and decoder outputs per window (lists of [T, depth] arrays)."""
 
-    inputs: List[np.ndarray] = field(default_factory=list)
-    outputs: List[np.ndarray] = field(default_factory=list)
+    inputs: list[np.ndarray] = field(default_factory=list)
+    outputs: list[np.ndarray] = field(default_factory=list)
 
     @property
     def lengths(self):
@@ -67,8 +65,16 @@ class BaseConverter:
 
     kind = ""
 
-    def __init__(self, steps_per_quarter=4, quarters_per_bar=4, slice_bars=2, max_bars=100, gap_bars=1.0,
-                 max_tensors=5, presplit_on_time_changes=True):
+    def __init__(
+        self,
+        steps_per_quarter=4,
+        quarters_per_bar=4,
+        slice_bars=2,
+        max_bars=100,
+        gap_bars=1.0,
+        max_tensors=5,
+        presplit_on_time_changes=True,
+    ):
         self.steps_per_quarter = steps_per_quarter
         self.steps_per_bar = steps_per_quarter * quarters_per_bar
         self.slice_bars = slice_bars
@@ -105,7 +111,7 @@ class BaseConverter:
             return None
         return q
 
-    def _piece_windows(self, piece: int, ns) -> List[Window]:
+    def _piece_windows(self, piece: int, ns) -> list[Window]:
         q = self._quantize(self._filter(ns))
         if q is None:
             return []
@@ -113,13 +119,14 @@ class BaseConverter:
         for seq in self._extract(q):
             if self.num_steps:
                 for end in range(self.num_steps, len(seq) + 1, self.steps_per_bar):
-                    windows.append(Window(piece, seq.start_step + end - self.num_steps,
-                                          tuple(seq[end - self.num_steps:end])))
+                    windows.append(
+                        Window(piece, seq.start_step + end - self.num_steps, tuple(seq[end - self.num_steps : end]))
+                    )
             else:
                 windows.append(Window(piece, seq.start_step, tuple(seq)))
         return windows
 
-    def windows(self, ns) -> List[Window]:
+    def windows(self, ns) -> list[Window]:
         """Every window magenta would consider, in time order (piece, start step), not deduplicated."""
         out = []
         for i, piece in enumerate(self._pieces(ns)):
@@ -159,11 +166,13 @@ class BaseConverter:
             return self._no_notes_reason()
         pieces = self._pieces(ns)
         if any(self._quantize(self._filter(p)) is None for p in pieces):
-            bad = [p for p in pieces if self._quantize(self._filter(p)) is None][0]
+            bad = next(p for p in pieces if self._quantize(self._filter(p)) is None)
             ts = bad.time_signatures[0] if bad.time_signatures else None
             sig = f"{ts.numerator}/{ts.denominator}" if ts else "its time signature"
-            return (f"the input cannot be cut into {self.steps_per_bar}-step bars ({sig}); "
-                    f"this model needs {self.steps_per_bar // self.steps_per_quarter}/4 time")
+            return (
+                f"the input cannot be cut into {self.steps_per_bar}-step bars ({sig}); "
+                f"this model needs {self.steps_per_bar // self.steps_per_quarter}/4 time"
+            )
         span = 0
         for p in pieces:
             q = self._quantize(self._filter(p))
@@ -172,10 +181,14 @@ class BaseConverter:
                 first = min(n.quantized_start_step for n in kept) // self.steps_per_bar * self.steps_per_bar
                 span = max(span, max(n.quantized_end_step for n in kept) - first)
         if span < self.num_steps:
-            return (f"the input is too short: this model needs {self.slice_bars} bars of {self.kind} "
-                    f"({self.num_steps} sixteenth-note steps) and the input's notes span {span}")
-        return (f"the input has no {self.slice_bars}-bar stretch of {self.kind} without a gap of a bar or more "
-                f"(this model needs {self.num_steps} sixteenth-note steps of music in a row)")
+            return (
+                f"the input is too short: this model needs {self.slice_bars} bars of {self.kind} "
+                f"({self.num_steps} sixteenth-note steps) and the input's notes span {span}"
+            )
+        return (
+            f"the input has no {self.slice_bars}-bar stretch of {self.kind} without a gap of a bar or more "
+            f"(this model needs {self.num_steps} sixteenth-note steps of music in a row)"
+        )
 
     def _no_notes_reason(self):
         raise NotImplementedError
@@ -198,9 +211,12 @@ class MelodyConverter(BaseConverter):
         self.input_depth = self.output_depth = self.encoding.num_classes
 
     def _filter(self, ns):
-        keep = [n for n in ns.notes
-                if (self.valid_programs is None or n.program in self.valid_programs)
-                and self.min_pitch <= n.pitch <= self.max_pitch]
+        keep = [
+            n
+            for n in ns.notes
+            if (self.valid_programs is None or n.program in self.valid_programs)
+            and self.min_pitch <= n.pitch <= self.max_pitch
+        ]
         del ns.notes[:]
         ns.notes.extend(keep)
         return ns
@@ -209,14 +225,20 @@ class MelodyConverter(BaseConverter):
         """magenta's ``extract_melodies(min_bars=1, min_unique_pitches=1, ignore_polyphonic_notes=True,
         pad_end=True, gap_bars, max_steps_truncate)``: every instrument, every gap-separated melody."""
         melodies = []
-        for instrument in set(n.instrument for n in q.notes):
+        for instrument in {n.instrument for n in q.notes}:
             search = 0
             while True:
                 mel = Melody()
                 try:
-                    mel.from_quantized_sequence(q, instrument=instrument, search_start_step=search,
-                                                gap_bars=self.gap_bars, ignore_polyphonic_notes=True,
-                                                pad_end=True, filter_drums=True)
+                    mel.from_quantized_sequence(
+                        q,
+                        instrument=instrument,
+                        search_start_step=search,
+                        gap_bars=self.gap_bars,
+                        ignore_polyphonic_notes=True,
+                        pad_end=True,
+                        filter_drums=True,
+                    )
                 except PolyphonicMelodyError:  # not raised with ignore_polyphonic_notes; kept for parity
                     break
                 search = mel.end_step + (0 - mel.end_step) % self.steps_per_bar
@@ -257,8 +279,10 @@ class MelodyConverter(BaseConverter):
         return [n for n in super()._usable_notes(ns) if not n.is_drum]
 
     def _no_notes_reason(self):
-        return (f"the input has no melody notes: pitches must be within {self.min_pitch}..{self.max_pitch} "
-                f"on a non-drum instrument with a program in 0..31")
+        return (
+            f"the input has no melody notes: pitches must be within {self.min_pitch}..{self.max_pitch} "
+            f"on a non-drum instrument with a program in 0..31"
+        )
 
 
 class DrumsConverter(BaseConverter):
@@ -272,7 +296,7 @@ class DrumsConverter(BaseConverter):
         self.pitch_classes = [list(p) for p in pitch_classes]
         self.pitch_class_map = {p: i for i, ps in enumerate(self.pitch_classes) for p in ps}
         self.num_classes = len(self.pitch_classes)
-        self.output_depth = 2 ** self.num_classes
+        self.output_depth = 2**self.num_classes
         self.input_depth = self.num_classes + 1
 
     def _quantize(self, ns):
@@ -320,10 +344,10 @@ class DrumsConverter(BaseConverter):
         """NoteSequences (is_drum, exemplar pitch of each class) from class indices [B, T]."""
         out = []
         for row in np.asarray(classes):
-            events = [frozenset(self.pitch_classes[c][0] for c in range(self.num_classes) if int(v) >> c & 1)
-                      for v in row]
-            track = DrumTrack(events=events, steps_per_bar=self.steps_per_bar,
-                              steps_per_quarter=self.steps_per_quarter)
+            events = [
+                frozenset(self.pitch_classes[c][0] for c in range(self.num_classes) if int(v) >> c & 1) for v in row
+            ]
+            track = DrumTrack(events=events, steps_per_bar=self.steps_per_bar, steps_per_quarter=self.steps_per_quarter)
             out.append(track.to_sequence(velocity=OUTPUT_VELOCITY, qpm=qpm))
         return out
 
@@ -344,8 +368,9 @@ class DrumsConverter(BaseConverter):
         windows = []
         for seq in self._extract(q):
             for end in range(self.num_steps, len(seq) + 1, self.steps_per_bar):
-                windows.append(Window(piece, seq.start_step + end - self.num_steps,
-                                      tuple(seq[end - self.num_steps:end])))
+                windows.append(
+                    Window(piece, seq.start_step + end - self.num_steps, tuple(seq[end - self.num_steps : end]))
+                )
         return windows
 
 

@@ -22,14 +22,18 @@ from note_seq import sequences_lib
 from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 from magenta_api.music import parse_sequence
 
-from .converters import DrumsConverter, MelodyConverter, PIANO_MAX_PITCH, PIANO_MIN_PITCH
+from .converters import PIANO_MAX_PITCH, PIANO_MIN_PITCH, DrumsConverter, MelodyConverter
 from .engine import MusicVAEEngine
 
 log = logging.getLogger(__name__)
 
 # Magenta.js dataConverter types -> our converter kinds.
-_JS_CONVERTERS = {"MelodyConverter": "melody", "DrumsOneHotConverter": "drums", "DrumsConverter": "drums",
-                  "DrumRollConverter": "drums"}
+_JS_CONVERTERS = {
+    "MelodyConverter": "melody",
+    "DrumsOneHotConverter": "drums",
+    "DrumsConverter": "drums",
+    "DrumRollConverter": "drums",
+}
 
 HPARAMS_SCHEMA = {
     "type": "object",
@@ -51,14 +55,24 @@ HPARAMS_SCHEMA = {
 PARAMS_SCHEMA = {
     "type": "object",
     "properties": {
-        "similarity": {"type": "number", "minimum": 0, "maximum": 1,
-                       "description": "similar mode: 1 = the input's encoding, 0 = a fresh random z"},
-        "z": {"type": "array", "minItems": 1, "maxItems": 256,
-              "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
-              "description": "decode mode: latent vectors, one per output"},
-        "strict_inputs": {"type": "boolean",
-                          "description": "melody models: refuse chords and out-of-range notes (422) "
-                                         "instead of dropping them as magenta does (default true)"},
+        "similarity": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "description": "similar mode: 1 = the input's encoding, 0 = a fresh random z",
+        },
+        "z": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 256,
+            "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+            "description": "decode mode: latent vectors, one per output",
+        },
+        "strict_inputs": {
+            "type": "boolean",
+            "description": "melody models: refuse chords and out-of-range notes (422) "
+            "instead of dropping them as magenta does (default true)",
+        },
     },
 }
 
@@ -98,23 +112,31 @@ class MusicVAEFamily(Family):
         self.engine = MusicVAEEngine(checkpoint.variables)
         hp = _resolve_hparams(spec.hparams, checkpoint, self.engine)
         self.hparams = hp
-        common = dict(steps_per_quarter=hp["steps_per_quarter"], quarters_per_bar=hp["quarters_per_bar"],
-                      slice_bars=hp["steps"] // (hp["steps_per_quarter"] * hp["quarters_per_bar"]) or None,
-                      max_tensors=None)
+        common = dict(
+            steps_per_quarter=hp["steps_per_quarter"],
+            quarters_per_bar=hp["quarters_per_bar"],
+            slice_bars=hp["steps"] // (hp["steps_per_quarter"] * hp["quarters_per_bar"]) or None,
+            max_tensors=None,
+        )
         if hp["converter"] == "drums":
             self.converter = DrumsConverter(**common)
         else:
-            self.converter = MelodyConverter(min_pitch=hp.get("min_pitch", PIANO_MIN_PITCH),
-                                             max_pitch=hp.get("max_pitch", PIANO_MAX_PITCH), **common)
+            self.converter = MelodyConverter(
+                min_pitch=hp.get("min_pitch", PIANO_MIN_PITCH), max_pitch=hp.get("max_pitch", PIANO_MAX_PITCH), **common
+            )
         self.steps = hp["steps"]
         self.converter.num_steps = self.steps
         e, c = self.engine, self.converter
         if (e.input_depth, e.output_depth) != (c.input_depth, c.output_depth):
             raise ValueError(
                 f"{spec.id}: weights expect input/output depth {e.input_depth}/{e.output_depth}, the "
-                f"{hp['converter']} converter makes {c.input_depth}/{c.output_depth}: check its hparams")
-        for key, got in (("z_size", e.z_size), ("enc_rnn_size", [f.cells[0].units for f, _ in e.enc]),
-                         ("dec_rnn_size", [cell.units for cell in e.dec.cells])):
+                f"{hp['converter']} converter makes {c.input_depth}/{c.output_depth}: check its hparams"
+            )
+        for key, got in (
+            ("z_size", e.z_size),
+            ("enc_rnn_size", [f.cells[0].units for f, _ in e.enc]),
+            ("dec_rnn_size", [cell.units for cell in e.dec.cells]),
+        ):
             if key in hp and hp[key] != got:
                 raise ValueError(f"{spec.id}: hparams say {key}={hp[key]} but the weights have {got}")
 
@@ -126,12 +148,13 @@ class MusicVAEFamily(Family):
             if n_in != 2:
                 raise Unprocessable(f"interpolate needs exactly 2 inputs, got {n_in}", {"field": "/inputs"})
             if request.num_outputs < 2:
-                raise Unprocessable("interpolate needs num_outputs >= 2 (both reconstructions plus the points "
-                                    "between)", {"field": "/num_outputs"})
+                raise Unprocessable(
+                    "interpolate needs num_outputs >= 2 (both reconstructions plus the points between)",
+                    {"field": "/num_outputs"},
+                )
         elif mode == "similar":
             if n_in + (request.primer is not None) != 1:
-                raise Unprocessable("similar needs exactly one input (in `inputs` or `primer`)",
-                                    {"field": "/inputs"})
+                raise Unprocessable("similar needs exactly one input (in `inputs` or `primer`)", {"field": "/inputs"})
         elif mode == "encode" and n_in == 0 and request.primer is None:
             raise Unprocessable("encode needs at least one input", {"field": "/inputs"})
         elif mode == "decode":
@@ -140,8 +163,11 @@ class MusicVAEFamily(Family):
                 raise Unprocessable("decode needs latent vectors in `z`", {"field": "/z"})
             limit = (spec.limits or {}).get("num_outputs")
             if limit is not None and len(z) > limit:
-                raise Unprocessable(f"{len(z)} z vectors is over this model's limit of {limit} outputs",
-                                    {"field": "/z", "limit": limit}, code="over_limit")
+                raise Unprocessable(
+                    f"{len(z)} z vectors is over this model's limit of {limit} outputs",
+                    {"field": "/z", "limit": limit},
+                    code="over_limit",
+                )
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResult:
@@ -153,8 +179,11 @@ class MusicVAEFamily(Family):
         """The decoder runs at most the model's steps (from the hparams it was built with: models.yaml,
         else its Magenta.js config.json)."""
         if request.length is not None and request.length > self.steps:
-            raise Unprocessable(f"length {request.length} is over this model's {self.steps} steps (16th notes)",
-                                {"field": "/length", "limit": self.steps}, code="over_limit")
+            raise Unprocessable(
+                f"length {request.length} is over this model's {self.steps} steps (16th notes)",
+                {"field": "/length", "limit": self.steps},
+                code="over_limit",
+            )
 
     def _length(self, request):
         return int(request.length or self.steps)
@@ -191,15 +220,25 @@ class MusicVAEFamily(Family):
         raw = request.inputs if request.inputs else [request.primer]
         mu, sigma, used = self._encode_inputs(raw, request, pointer="/inputs" if request.inputs else "/primer")
         z = mu + sigma * request.rng.standard_normal(mu.shape).astype(np.float32)
-        return GenerateResult([], {"z": z.tolist(), "mu": mu.tolist(), "sigma": sigma.tolist(),
-                                   "z_size": self.engine.z_size, "inputs_used": used})
+        return GenerateResult(
+            [],
+            {
+                "z": z.tolist(),
+                "mu": mu.tolist(),
+                "sigma": sigma.tolist(),
+                "z_size": self.engine.z_size,
+                "inputs_used": used,
+            },
+        )
 
     def _decode(self, request):
         z = request.params["z"]
         bad = [i for i, v in enumerate(z) if len(v) != self.engine.z_size]
         if bad:
-            raise Unprocessable(f"z vectors must have {self.engine.z_size} numbers; item {bad[0]} has "
-                                f"{len(z[bad[0]])}", {"field": f"/z/{bad[0]}", "z_size": self.engine.z_size})
+            raise Unprocessable(
+                f"z vectors must have {self.engine.z_size} numbers; item {bad[0]} has {len(z[bad[0]])}",
+                {"field": f"/z/{bad[0]}", "z_size": self.engine.z_size},
+            )
         arr = np.asarray(z, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
             raise Unprocessable("z vectors must be finite numbers", {"field": "/z"})
@@ -218,9 +257,11 @@ class MusicVAEFamily(Family):
                 self._check_melody(ns, where)
             windows = self.converter.windows(ns)
             if not windows:
-                raise Unprocessable(f"cannot use input: {self.converter.explain(ns)}",
-                                    {"field": where, "converter": self.converter.kind,
-                                     "steps": self.converter.num_steps}, code="unusable_input")
+                raise Unprocessable(
+                    f"cannot use input: {self.converter.explain(ns)}",
+                    {"field": where, "converter": self.converter.kind, "steps": self.converter.num_steps},
+                    code="unusable_input",
+                )
             w = windows[0]
             x, _ = self.converter.encode_window(w)
             xs.append(x)
@@ -236,7 +277,9 @@ class MusicVAEFamily(Family):
         if out:
             raise Unprocessable(
                 f"pitches {out[:8]} are outside this model's range {conv.min_pitch}..{conv.max_pitch}",
-                {"field": where, "min_pitch": conv.min_pitch, "max_pitch": conv.max_pitch}, code="unusable_input")
+                {"field": where, "min_pitch": conv.min_pitch, "max_pitch": conv.max_pitch},
+                code="unusable_input",
+            )
         try:
             q = sequences_lib.quantize_note_sequence(ns, conv.steps_per_quarter)
         except Exception:  # the converter reports quantization problems itself
@@ -253,7 +296,9 @@ class MusicVAEFamily(Family):
                 f"polyphonic input: {len(chords)} step(s) start several notes at once (first at 16th step "
                 f"{step}: pitches {pitches}); this melody model needs one note at a time "
                 f"(send strict_inputs=false to keep only the highest, as magenta does)",
-                {"field": where}, code="unusable_input")
+                {"field": where},
+                code="unusable_input",
+            )
 
 
 def slerp(p0, p1, t):

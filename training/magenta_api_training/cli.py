@@ -30,8 +30,12 @@ def _parser():
     t.add_argument("model", choices=sorted(CONFIGS) + ["all"])
     t.add_argument("--steps", type=int, default=None, help="total steps (default: the model's config)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", type=Path, default=None,
-                   help="run folder (default training/runs/MODEL; with `all`, the parent of one folder per model)")
+    t.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="run folder (default training/runs/MODEL; with `all`, the parent of one folder per model)",
+    )
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--smoke", action="store_true", help="tiny dims and a few tunes: a fast end-to-end check")
     t.add_argument("--max-minutes", type=float, default=None, help="stop (and export) after this long")
@@ -39,16 +43,22 @@ def _parser():
     e = sub.add_parser("export", help="export a run's checkpoint in Magenta's layout (safetensors)")
     e.add_argument("run", type=Path)
     e.add_argument("--out", type=Path, required=True)
-    s = sub.add_parser("ship", help="copy trained runs into plugins/magenta_api_embedded (weights, "
-                                    "models.yaml with sha256, model cards)")
+    s = sub.add_parser(
+        "ship",
+        help="copy trained runs into plugins/magenta_api_embedded (weights, models.yaml with sha256, model cards)",
+    )
     s.add_argument("--runs", type=Path, default=Path("training/runs"))
     s.add_argument("--evaluation", type=Path, default=None, help="JSON written by `evaluate --json`")
     q = sub.add_parser("evaluate", help="quality metrics of models (bench/quality.py)")
     q.add_argument("--samples", type=int, default=1000)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--json", type=Path, default=None)
-    q.add_argument("--runs", type=Path, default=None, help="evaluate RUNS/<model>/<model>.safetensors "
-                   "instead of the shipped weights")
+    q.add_argument(
+        "--runs",
+        type=Path,
+        default=None,
+        help="evaluate RUNS/<model>/<model>.safetensors instead of the shipped weights",
+    )
     return p
 
 
@@ -74,10 +84,26 @@ def main(argv=None) -> int:
                 out = Path("training/runs") / name
             else:
                 out = args.out / name if args.model == "all" else args.out
-            summary = train(name, steps=args.steps, seed=args.seed, out=out, resume=args.resume,
-                            smoke=args.smoke, max_minutes=args.max_minutes, cache_dir=args.cache)
-            print(json.dumps({"model": name, "steps": summary["steps"], "final": summary["final"],
-                              "export": summary.get("export")}))
+            summary = train(
+                name,
+                steps=args.steps,
+                seed=args.seed,
+                out=out,
+                resume=args.resume,
+                smoke=args.smoke,
+                max_minutes=args.max_minutes,
+                cache_dir=args.cache,
+            )
+            print(
+                json.dumps(
+                    {
+                        "model": name,
+                        "steps": summary["steps"],
+                        "final": summary["final"],
+                        "export": summary.get("export"),
+                    }
+                )
+            )
         return 0
     if args.command == "export":
         from .export import export_model

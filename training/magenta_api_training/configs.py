@@ -8,8 +8,7 @@ CONFIGS = {
     "mel_2bar": {
         "kind": "musicvae",
         "data": "melody",
-        "arch": {"input_depth": 90, "output_depth": 90, "enc_rnn_size": [256], "dec_rnn_size": [256],
-                 "z_size": 64},
+        "arch": {"input_depth": 90, "output_depth": 90, "enc_rnn_size": [256], "dec_rnn_size": [256], "z_size": 64},
         "max_seq_len": 32,
         "batch_size": 128,
         "learning_rate": 1e-3,
@@ -25,8 +24,13 @@ CONFIGS = {
     "drums_2bar": {
         "kind": "musicvae",
         "data": "drums",
-        "arch": {"input_depth": 10, "output_depth": 512, "enc_rnn_size": [128], "dec_rnn_size": [128, 128],
-                 "z_size": 32},
+        "arch": {
+            "input_depth": 10,
+            "output_depth": 512,
+            "enc_rnn_size": [128],
+            "dec_rnn_size": [128, 128],
+            "z_size": 32,
+        },
         "max_seq_len": 32,
         "batch_size": 128,
         "learning_rate": 1e-3,

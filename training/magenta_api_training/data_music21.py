@@ -139,7 +139,7 @@ def tune_to_events(tune_text: str):
         if k and onsets[k - 1][0] == s:
             continue  # same onset: the highest pitch (sorted first) wins
         ev[s] = p
-        nxt = next((o[0] for o in onsets[k + 1:] if o[0] > s), total)
+        nxt = next((o[0] for o in onsets[k + 1 :] if o[0] > s), total)
         end = min(e, nxt)
         if end < nxt and end < total:
             ev[end] = NOTE_OFF
@@ -152,7 +152,7 @@ def iter_corpus_tunes(collections=COLLECTIONS, limit=None):
     count = 0
     for coll in collections:
         for path in sorted((root / coll).glob("*.abc")):
-            header, tunes = split_abc_tunes(path.read_text(encoding="utf-8", errors="replace"))
+            _header, tunes = split_abc_tunes(path.read_text(encoding="utf-8", errors="replace"))
             for tune in tunes:
                 meters = _meters(tune)
                 if not meters or any(m not in ACCEPTED_METERS for m in meters):
@@ -174,7 +174,7 @@ class TuneSet:
     valid: np.ndarray  # bool per tune
 
     def tune(self, i):
-        return self.events[self.offsets[i]: self.offsets[i + 1]]
+        return self.events[self.offsets[i] : self.offsets[i + 1]]
 
     def __len__(self):
         return len(self.titles)
@@ -202,8 +202,14 @@ def extract_tunes(collections=COLLECTIONS, limit=None, seed=0, progress=False) -
 
 def save_tunes(ts: TuneSet, path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, events=ts.events, offsets=ts.offsets, titles=np.array(ts.titles),
-                        collections=np.array(ts.collections), valid=ts.valid)
+    np.savez_compressed(
+        path,
+        events=ts.events,
+        offsets=ts.offsets,
+        titles=np.array(ts.titles),
+        collections=np.array(ts.collections),
+        valid=ts.valid,
+    )
 
 
 def load_tunes(path: Path) -> TuneSet:
@@ -211,8 +217,14 @@ def load_tunes(path: Path) -> TuneSet:
     return TuneSet(d["events"], d["offsets"], list(d["titles"]), list(d["collections"]), d["valid"])
 
 
-def melody_windows(ts: TuneSet, steps: int = 32, hop: int = STEPS_PER_BAR, validation=False,
-                   min_pitch=VAE_MIN_PITCH, max_pitch=VAE_MAX_PITCH) -> np.ndarray:
+def melody_windows(
+    ts: TuneSet,
+    steps: int = 32,
+    hop: int = STEPS_PER_BAR,
+    validation=False,
+    min_pitch=VAE_MIN_PITCH,
+    max_pitch=VAE_MAX_PITCH,
+) -> np.ndarray:
     """Unique bar-aligned windows as raw event lists [N, steps] from the train or validation tunes.
 
     A window needs at least one note-on, all its pitches in range, and (like Magenta's
@@ -224,11 +236,11 @@ def melody_windows(ts: TuneSet, steps: int = 32, hop: int = STEPS_PER_BAR, valid
             continue
         ev = ts.tune(i)
         for s in range(0, len(ev) - steps + 1, hop):
-            w = ev[s: s + steps]
+            w = ev[s : s + steps]
             notes = w[w >= 0]
             if not len(notes) or notes.min() < min_pitch or notes.max() > max_pitch:
                 continue
-            if any(not (w[b: b + STEPS_PER_BAR] >= 0).any() for b in range(0, steps, STEPS_PER_BAR)):
+            if any(not (w[b : b + STEPS_PER_BAR] >= 0).any() for b in range(0, steps, STEPS_PER_BAR)):
                 continue
             out.add(tuple(int(x) for x in w))
     arr = np.array(sorted(out), np.int64).reshape(-1, steps)
@@ -271,7 +283,7 @@ def rnn_windows(ts: TuneSet, steps: int = 64, hop: int = STEPS_PER_BAR, validati
             continue
         ev = transpose_to_c(ts.tune(i))
         for s in range(0, len(ev) - steps + 1, hop):
-            w = ev[s: s + steps]
+            w = ev[s : s + steps]
             if w[0] < 0 and s == 0:
                 pass
             if (w >= 0).sum() < 4:
@@ -280,8 +292,9 @@ def rnn_windows(ts: TuneSet, steps: int = 64, hop: int = STEPS_PER_BAR, validati
     return np.array(sorted(out), np.int64).reshape(-1, steps)
 
 
-def transpose_windows(windows: np.ndarray, amounts: np.ndarray, min_pitch=VAE_MIN_PITCH,
-                      max_pitch=VAE_MAX_PITCH) -> np.ndarray:
+def transpose_windows(
+    windows: np.ndarray, amounts: np.ndarray, min_pitch=VAE_MIN_PITCH, max_pitch=VAE_MAX_PITCH
+) -> np.ndarray:
     """Shift note-ons of each raw window by ``amounts[i]`` semitones (augmentation); rows that
     would leave the range keep their original pitches."""
     w = windows.copy()

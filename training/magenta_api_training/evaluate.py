@@ -32,6 +32,7 @@ MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
 
 # ---- melody metrics ---------------------------------------------------------------------------
 
+
 def _notes(events):
     """Note-on pitches of one raw event list (-2 hold, -1 off, >=0 pitch)."""
     e = np.asarray(events)
@@ -100,7 +101,7 @@ def rest_ratio(windows):
 def repetition(windows, cell=4):
     vals = []
     for w in windows:
-        cells = [tuple(w[i:i + cell]) for i in range(0, len(w), cell)]
+        cells = [tuple(w[i : i + cell]) for i in range(0, len(w), cell)]
         vals.append(sum(c in cells[:k] for k, c in enumerate(cells)) / (len(cells) - 1))
     return float(np.mean(vals))
 
@@ -110,18 +111,26 @@ def tv(p, q):
 
 
 def melody_stats(windows) -> dict:
-    return {"pitch_class_hist": pitch_class_hist(windows), "interval_hist": interval_hist(windows),
-            "in_scale_ratio": in_scale_ratio(windows), "note_density": note_density(windows),
-            "repetition": repetition(windows), "rest_ratio": rest_ratio(windows)}
+    return {
+        "pitch_class_hist": pitch_class_hist(windows),
+        "interval_hist": interval_hist(windows),
+        "in_scale_ratio": in_scale_ratio(windows),
+        "note_density": note_density(windows),
+        "repetition": repetition(windows),
+        "rest_ratio": rest_ratio(windows),
+    }
 
 
 def melody_distances(stats: dict, ref: dict) -> dict:
-    return {"pitch_class_hist_tv": tv(stats["pitch_class_hist"], ref["pitch_class_hist"]),
-            "interval_hist_tv": tv(stats["interval_hist"], ref["interval_hist"]),
-            **{f"{k}_abs_diff": abs(stats[k] - ref[k]) for k in ("in_scale_ratio", "note_density", "repetition")}}
+    return {
+        "pitch_class_hist_tv": tv(stats["pitch_class_hist"], ref["pitch_class_hist"]),
+        "interval_hist_tv": tv(stats["interval_hist"], ref["interval_hist"]),
+        **{f"{k}_abs_diff": abs(stats[k] - ref[k]) for k in ("in_scale_ratio", "note_density", "repetition")},
+    }
 
 
 # ---- drum metrics -------------------------------------------------------------------------------
+
 
 def drum_stats(labels) -> dict:
     from .grooves import CLASS_NAMES, KICK, SNARE, labels_to_roll
@@ -144,13 +153,18 @@ def drum_stats(labels) -> dict:
 def drum_distances(stats: dict, ref: dict) -> dict:
     a = np.array(list(stats["class_hit_rate"].values()))
     b = np.array(list(ref["class_hit_rate"].values()))
-    return {"class_hit_rate_l1": float(np.abs(a - b).sum()),
-            "onset_position_hist_tv": tv(stats["onset_position_hist"], ref["onset_position_hist"]),
-            **{f"{k}_abs_diff": abs(stats[k] - ref[k])
-               for k in ("backbeat_strength", "downbeat_kick", "hit_density", "bar_similarity")}}
+    return {
+        "class_hit_rate_l1": float(np.abs(a - b).sum()),
+        "onset_position_hist_tv": tv(stats["onset_position_hist"], ref["onset_position_hist"]),
+        **{
+            f"{k}_abs_diff": abs(stats[k] - ref[k])
+            for k in ("backbeat_strength", "downbeat_kick", "hit_density", "bar_similarity")
+        },
+    }
 
 
 # ---- sampling through the NumPy engines ---------------------------------------------------------
+
 
 def vae_samples(variables, n: int, rng: np.random.Generator, temperature=1.0, batch=250):
     """Class indices [n, 32] decoded from z ~ N(0, 1) by the musicvae plugin's engine."""
@@ -198,6 +212,7 @@ def random_variables(name: str, seed: int):
 
 # ---- the whole evaluation -----------------------------------------------------------------------
 
+
 def _fmt(d):
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
@@ -221,7 +236,7 @@ def evaluate_model(name: str, variables, samples=1000, seed=0, cache_dir=None, t
         trained = drum_stats(vae_samples(variables, samples, rng, temp))
         random = drum_stats(vae_samples(rand_vars, samples, rng, temp))
         dist = drum_distances
-        reference = {"held_out_windows": int(len(held))}
+        reference = {"held_out_windows": len(held)}
     else:
         ts = datasets.load_or_extract_tunes(Path(cache_dir) if cache_dir else datasets.DEFAULT_CACHE)
         if name == "mel_2bar":
@@ -237,21 +252,27 @@ def evaluate_model(name: str, variables, samples=1000, seed=0, cache_dir=None, t
             random_w = decode(rnn_samples(rand_vars, starts, 64, rng, temp))
         ref, trained, random = melody_stats(held), melody_stats(trained_w), melody_stats(random_w)
         dist = melody_distances
-        reference = {"held_out_windows": int(len(held))}
+        reference = {"held_out_windows": len(held)}
     d_trained, d_random = dist(trained, ref), dist(random, ref)
     scalars = lambda s: {k: v for k, v in s.items() if isinstance(v, (float, dict))}  # noqa: E731
     return {
-        "model": name, "samples": samples, "seed": seed, "temperature": temp, **reference,
-        "distance_trained": _fmt(d_trained), "distance_random": _fmt(d_random),
+        "model": name,
+        "samples": samples,
+        "seed": seed,
+        "temperature": temp,
+        **reference,
+        "distance_trained": _fmt(d_trained),
+        "distance_random": _fmt(d_random),
         "trained_closer_on_every_metric": all(d_trained[k] < d_random[k] for k in d_trained),
-        "values": {"held_out": _fmt(scalars(ref)), "trained": _fmt(scalars(trained)),
-                   "random": _fmt(scalars(random))},
+        "values": {"held_out": _fmt(scalars(ref)), "trained": _fmt(scalars(trained)), "random": _fmt(scalars(random))},
     }
 
 
 def markdown_table(result: dict) -> str:
-    rows = ["| metric (distance to held-out, lower is better) | trained | random weights | ratio |",
-            "|---|---:|---:|---:|"]
+    rows = [
+        "| metric (distance to held-out, lower is better) | trained | random weights | ratio |",
+        "|---|---:|---:|---:|",
+    ]
     for k, v in result["distance_trained"].items():
         r = result["distance_random"][k]
         ratio = f"{r / v:.1f}x" if v > 0 else "inf"
@@ -270,9 +291,9 @@ def markdown_table(result: dict) -> str:
 def shipped_variables(model_id: str):
     """Weights of an embedded model, read by the checkpoint store's native reader."""
     import yaml
-    from magenta_api.store.readers.native import read_native
 
     import magenta_api_embedded as emb
+    from magenta_api.store.readers.native import read_native
 
     doc = yaml.safe_load(emb.MODELS_FILE.read_text())
     url = doc["models"][model_id]["checkpoint"]["url"]
@@ -295,8 +316,10 @@ def main(samples=1000, seed=0, json_path=None, models=None, weights=None) -> int
             variables = shipped_variables(EMBEDDED[name])
         res = evaluate_model(name, variables, samples, seed)
         results[name] = res
-        print(f"## {name}\n\n{markdown_table(res)}\n\ntrained closer on every metric: "
-              f"{res['trained_closer_on_every_metric']}\n")
+        print(
+            f"## {name}\n\n{markdown_table(res)}\n\ntrained closer on every metric: "
+            f"{res['trained_closer_on_every_metric']}\n"
+        )
     if json_path:
         Path(json_path).write_text(json.dumps(results, indent=2))
     return 0 if all(r["trained_closer_on_every_metric"] for r in results.values()) else 1

@@ -33,10 +33,15 @@ def _np(t):
 
 def _lstm_layers(lstm, suffix=""):
     for k in range(lstm.num_layers):
-        yield k, lstm_layer_to_tf(_np(getattr(lstm, f"weight_ih_l{k}{suffix}")),
-                                  _np(getattr(lstm, f"weight_hh_l{k}{suffix}")),
-                                  _np(getattr(lstm, f"bias_ih_l{k}{suffix}")),
-                                  _np(getattr(lstm, f"bias_hh_l{k}{suffix}")))
+        yield (
+            k,
+            lstm_layer_to_tf(
+                _np(getattr(lstm, f"weight_ih_l{k}{suffix}")),
+                _np(getattr(lstm, f"weight_hh_l{k}{suffix}")),
+                _np(getattr(lstm, f"bias_ih_l{k}{suffix}")),
+                _np(getattr(lstm, f"bias_hh_l{k}{suffix}")),
+            ),
+        )
 
 
 def musicvae_variables(model) -> dict:
@@ -84,8 +89,12 @@ def export_model(model, cfg: dict, path: Path, global_step: int = 0) -> Path:
         v["global_step"] = np.array(global_step, np.int64)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"model": cfg.get("name", ""), "kind": cfg["kind"], "global_step": str(global_step),
-            "producer": "magenta_api_training"}
+    meta = {
+        "model": cfg.get("name", ""),
+        "kind": cfg["kind"],
+        "global_step": str(global_step),
+        "producer": "magenta_api_training",
+    }
     save_file(v, str(path), metadata=meta)
     log.info("exported %d variables to %s", len(v), path)
     return path
@@ -105,9 +114,11 @@ def load_variables(model, variables) -> None:
     import torch
 
     def set_lstm(lstm, k, suffix, prefix):
-        w_ih, w_hh, b_ih, b_hh = tf_to_lstm_layer(np.asarray(variables[prefix + "/kernel"]),
-                                                  np.asarray(variables[prefix + "/bias"]),
-                                                  getattr(lstm, f"weight_ih_l{k}{suffix}").shape[1])
+        w_ih, w_hh, b_ih, b_hh = tf_to_lstm_layer(
+            np.asarray(variables[prefix + "/kernel"]),
+            np.asarray(variables[prefix + "/bias"]),
+            getattr(lstm, f"weight_ih_l{k}{suffix}").shape[1],
+        )
         for name, value in (("weight_ih", w_ih), ("weight_hh", w_hh), ("bias_ih", b_ih), ("bias_hh", b_hh)):
             getattr(lstm, f"{name}_l{k}{suffix}").copy_(torch.as_tensor(np.ascontiguousarray(value)))
 
@@ -119,8 +130,12 @@ def load_variables(model, variables) -> None:
         if hasattr(model, "encoder"):
             for suffix, direction in (("", "fw"), ("_reverse", "bw")):
                 for k in range(model.encoder.num_layers):
-                    set_lstm(model.encoder, k, suffix,
-                             f"encoder/cell_{k}/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell")
+                    set_lstm(
+                        model.encoder,
+                        k,
+                        suffix,
+                        f"encoder/cell_{k}/bidirectional_rnn/{direction}/multi_rnn_cell/cell_0/lstm_cell",
+                    )
             for k in range(model.decoder.num_layers):
                 set_lstm(model.decoder, k, "", f"decoder/multi_rnn_cell/cell_{k}/lstm_cell")
             for name in ("mu", "sigma"):

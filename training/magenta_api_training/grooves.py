@@ -45,8 +45,15 @@ CYMBALS = {
 # fixed parts (toms, rim patterns) some styles carry.
 STYLES = {
     "rock": {
-        "kick": ["x.......x.......", "x.......x.x.....", "x......xx.......", "x.x.....x.......",
-                 "x.......x....x..", "x..x....x.x.....", "x.......xx......"],
+        "kick": [
+            "x.......x.......",
+            "x.......x.x.....",
+            "x......xx.......",
+            "x.x.....x.......",
+            "x.......x....x..",
+            "x..x....x.x.....",
+            "x.......xx......",
+        ],
         "snare": ["....x.......x...", "....x.......x..x", "....x..x....x...", "....x.......xx.."],
         "cymbals": ["hh8", "hh16", "hh4", "hh8_open", "ride8", "crash4"],
     },
@@ -56,10 +63,15 @@ STYLES = {
         "cymbals": ["hh8", "hh16_accent", "hh8_open"],
     },
     "funk": {
-        "kick": ["x.....x...x.....", "x..x......x..x..", "x.x....x..x.....", "x......x.x...x..",
-                 "x.x...x...x..x..", "x..x..x.......x."],
-        "snare": ["....x..g.g..x...", "....x.......x...", "....x.g..g..x.g.", ".g..x..g.g.gx...",
-                  "....x..x.x..x..."],
+        "kick": [
+            "x.....x...x.....",
+            "x..x......x..x..",
+            "x.x....x..x.....",
+            "x......x.x...x..",
+            "x.x...x...x..x..",
+            "x..x..x.......x.",
+        ],
+        "snare": ["....x..g.g..x...", "....x.......x...", "....x.g..g..x.g.", ".g..x..g.g.gx...", "....x..x.x..x..."],
         "cymbals": ["hh16", "hh16_accent", "hh8_open", "hh_upbeat16"],
     },
     "shuffle": {
@@ -78,8 +90,7 @@ STYLES = {
         "cymbals": ["hh16", "hh4", "ride8"],
     },
     "hiphop": {
-        "kick": ["x......x..x.....", "x.x.......x..x..", "x......xx.....x.", "x..x......x.....",
-                 "x.....x...x..x.."],
+        "kick": ["x......x..x.....", "x.x.......x..x..", "x......xx.....x.", "x..x......x.....", "x.....x...x..x.."],
         "snare": ["....x.......x...", "....x.......x..g", "....x..g....x...", "....x....g..x..."],
         "cymbals": ["hh8", "hh16", "shuffle_hh", "hh8_open"],
     },
@@ -166,8 +177,12 @@ FILLS = {
     "snare_roll8": {SNARE: "x.x.xxxx", KICK: "x......."},
     "toms8": {HTOM: "x.x.....", MTOM: "....x.x.", LTOM: ".......x", KICK: "x...x..."},
     "triplet_ish8": {SNARE: "x..x..x.", HTOM: ".x..x...", LTOM: "......xx", KICK: "..x..x.."},
-    "full_bar_toms": {SNARE: "xxxx............", HTOM: "....xxxx........", MTOM: "........xxxx....",
-                      LTOM: "............xxxx"},
+    "full_bar_toms": {
+        SNARE: "xxxx............",
+        HTOM: "....xxxx........",
+        MTOM: "........xxxx....",
+        LTOM: "............xxxx",
+    },
     "kick_snare_unison4": {KICK: "x.x.", SNARE: "x.x.", CRASH: "....", OHH: "...x"},
     "open_hat_lift": {OHH: "..x.", SNARE: "x..."},
 }
@@ -204,7 +219,7 @@ def _second_bar(style, ki, si, cym, variant) -> np.ndarray:
     elif variant in FILLS:
         fill = FILLS[variant]
         n = max(len(p) for p in fill.values())
-        roll[STEPS - n:] = False  # the fill replaces the groove at the end of the bar
+        roll[STEPS - n :] = False  # the fill replaces the groove at the end of the bar
         for cls, pat in fill.items():
             _parse(pat, STEPS - len(pat), roll, cls)
     return roll
@@ -253,5 +268,5 @@ def train_validation_windows(seed: int = 0, small: bool = False, fraction: float
     tr = np.array(sorted(train), np.int64).reshape(-1, 2 * STEPS)
     va = np.array(sorted(valid), np.int64).reshape(-1, 2 * STEPS)
     if not len(va):  # tiny libraries (smoke runs): hold out a few windows anyway
-        tr, va = tr[: max(1, len(tr) - 4)], tr[max(1, len(tr) - 4):]
+        tr, va = tr[: max(1, len(tr) - 4)], tr[max(1, len(tr) - 4) :]
     return tr, va

@@ -28,22 +28,22 @@ def _init_forget_bias(lstm: nn.LSTM, value: float = 1.0):
                 p.zero_()
                 if name.startswith("bias_ih"):
                     h = p.shape[0] // 4
-                    p[h: 2 * h] = value
+                    p[h : 2 * h] = value
 
 
 class MusicVAE(nn.Module):
     """Flat MusicVAE: BidirectionalLstmEncoder + CategoricalLstmDecoder."""
 
-    def __init__(self, input_depth: int, output_depth: int, enc_rnn_size=(256,), dec_rnn_size=(256, 256),
-                 z_size: int = 64):
+    def __init__(
+        self, input_depth: int, output_depth: int, enc_rnn_size=(256,), dec_rnn_size=(256, 256), z_size: int = 64
+    ):
         super().__init__()
         if len(set(dec_rnn_size)) != 1 or len(set(enc_rnn_size)) != 1:
             raise ValueError("fused LSTMs need equal layer sizes")
         self.input_depth, self.output_depth, self.z_size = input_depth, output_depth, z_size
         self.enc_rnn_size, self.dec_rnn_size = list(enc_rnn_size), list(dec_rnn_size)
         he, hd = enc_rnn_size[0], dec_rnn_size[0]
-        self.encoder = nn.LSTM(input_depth, he, num_layers=len(enc_rnn_size), bidirectional=True,
-                               batch_first=True)
+        self.encoder = nn.LSTM(input_depth, he, num_layers=len(enc_rnn_size), bidirectional=True, batch_first=True)
         self.mu = nn.Linear(2 * he, z_size)
         self.sigma = nn.Linear(2 * he, z_size)
         self.z_to_initial_state = nn.Linear(z_size, 2 * hd * len(dec_rnn_size))
@@ -88,7 +88,7 @@ class MusicVAE(nn.Module):
 def vae_loss(logits, targets, mu, sigma, beta: float, free_bits: float):
     """Magenta's ELBO: per-sequence summed cross-entropy + beta * max(KL - free nats, 0)."""
     r_loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").sum(dim=1)
-    kl = (0.5 * (mu ** 2 + sigma ** 2) - torch.log(sigma) - 0.5).sum(dim=-1)
+    kl = (0.5 * (mu**2 + sigma**2) - torch.log(sigma) - 0.5).sum(dim=-1)
     free_nats = free_bits * torch.log(torch.tensor(2.0))
     kl_cost = torch.clamp(kl - free_nats, min=0.0)
     loss = r_loss.mean() + beta * kl_cost.mean()
@@ -104,8 +104,13 @@ class MelodyRNN(nn.Module):
             raise ValueError("fused LSTMs need equal layer sizes")
         self.num_classes = num_classes
         self.rnn_layer_sizes = list(rnn_layer_sizes)
-        self.rnn = nn.LSTM(num_classes, rnn_layer_sizes[0], num_layers=len(rnn_layer_sizes), batch_first=True,
-                           dropout=dropout if len(rnn_layer_sizes) > 1 else 0.0)
+        self.rnn = nn.LSTM(
+            num_classes,
+            rnn_layer_sizes[0],
+            num_layers=len(rnn_layer_sizes),
+            batch_first=True,
+            dropout=dropout if len(rnn_layer_sizes) > 1 else 0.0,
+        )
         self.dropout = nn.Dropout(dropout)
         self.fully_connected = nn.Linear(rnn_layer_sizes[0], num_classes)
         _init_forget_bias(self.rnn)

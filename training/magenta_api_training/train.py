@@ -74,8 +74,13 @@ def compute_loss(model, cfg, labels: torch.Tensor, step: int, deterministic=Fals
         beta = (1.0 - cfg["beta_rate"] ** step) * cfg["max_beta"]
         loss, r_loss, kl_bits = vae_loss(logits, labels, mu, sigma, beta, cfg["free_bits"])
         acc = (logits.argmax(-1) == labels).float().mean()
-        return loss, {"loss": loss.item(), "r_loss": r_loss.item(), "kl_bits": kl_bits.item(), "beta": beta,
-                      "accuracy": acc.item()}
+        return loss, {
+            "loss": loss.item(),
+            "r_loss": r_loss.item(),
+            "kl_bits": kl_bits.item(),
+            "beta": beta,
+            "accuracy": acc.item(),
+        }
     logits, _ = model(onehot[:, :-1])
     target = labels[:, 1:]
     loss = F.cross_entropy(logits.transpose(1, 2), target)
@@ -100,9 +105,19 @@ def _save(path: Path, payload: dict):
     os.replace(tmp, path)
 
 
-def train(model_name: str, steps=None, seed: int = 0, out: Path = Path("runs"), resume: bool = False,
-          smoke: bool = False, max_minutes=None, cache_dir=None, checkpoint_every: int = 100,
-          eval_every: int = 250, export: bool = True) -> dict:
+def train(
+    model_name: str,
+    steps=None,
+    seed: int = 0,
+    out: Path = Path("runs"),
+    resume: bool = False,
+    smoke: bool = False,
+    max_minutes=None,
+    cache_dir=None,
+    checkpoint_every: int = 100,
+    eval_every: int = 250,
+    export: bool = True,
+) -> dict:
     """Train ``model_name`` into ``out``; returns the summary written to ``summary.json``."""
     from tqdm import tqdm
 
@@ -128,7 +143,7 @@ def train(model_name: str, steps=None, seed: int = 0, out: Path = Path("runs"), 
         start = state["step"]
         log.info("resumed %s at step %d", model_name, start)
     data = build_data(cfg, seed, cache_dir, smoke)
-    log_file = open(out / "log.jsonl", "a", encoding="utf-8")
+    log_file = open(out / "log.jsonl", "a", encoding="utf-8")  # noqa: SIM115  (closed after the loop)
     t0 = time.time()
     last = {}
     step = start
@@ -163,17 +178,25 @@ def train(model_name: str, steps=None, seed: int = 0, out: Path = Path("runs"), 
                 log_file.write(json.dumps(last) + "\n")
                 log_file.flush()
             if step % checkpoint_every == 0:
-                _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                                  "config": cfg})
+                _save(
+                    ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "config": cfg}
+                )
     finally:
         bar.close()
-        _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                          "config": cfg})
+        _save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "config": cfg})
         log_file.close()
     final = evaluate(model, cfg, data, step)
-    summary = {"model": model_name, "steps": step, "seed": seed, "config": cfg, "last": last, "final": final,
-               "train_windows": int(len(data.train)), "validation_windows": int(len(data.valid)),
-               "train_seconds_this_run": round(time.time() - t0, 1)}
+    summary = {
+        "model": model_name,
+        "steps": step,
+        "seed": seed,
+        "config": cfg,
+        "last": last,
+        "final": final,
+        "train_windows": len(data.train),
+        "validation_windows": len(data.valid),
+        "train_seconds_this_run": round(time.time() - t0, 1),
+    }
     if export:
         path = out / f"{model_name}.safetensors"
         export_model(model, cfg, path, global_step=step)

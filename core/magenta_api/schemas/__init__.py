@@ -1,13 +1,13 @@
 """JSON Schemas shipped with the service (models.yaml, the generate request)."""
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 HERE = Path(__file__).parent
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict:
     return json.loads((HERE / f"{name}.schema.json").read_text())
 

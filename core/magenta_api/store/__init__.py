@@ -12,5 +12,13 @@ def save_native(path, variables, meta=None, fmt="native", source_sha256=""):
     write_native(path, variables, encode_meta(meta or {}, fmt, source_sha256))
 
 
-__all__ = ["CheckpointStore", "CheckpointRef", "CheckpointFormat", "CheckpointError", "CheckpointInvalid",
-           "CheckpointUnavailable", "FORMATS", "save_native"]
+__all__ = [
+    "FORMATS",
+    "CheckpointError",
+    "CheckpointFormat",
+    "CheckpointInvalid",
+    "CheckpointRef",
+    "CheckpointStore",
+    "CheckpointUnavailable",
+    "save_native",
+]

@@ -22,8 +22,12 @@ from .verify import CHUNK, check
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-             requests.exceptions.ContentDecodingError)
+RETRYABLE = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
 NET_CHUNK = 64 * 1024  # small: bytes of a chunk cut mid-way are lost and fetched again
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -136,8 +140,18 @@ def _http_attempt(session, url, part, h, progress, timeout):
         return h, done
 
 
-def download(url, dest, *, expected_sha256=None, expected_size=None, progress=None, retries=5,
-             backoff=0.5, timeout=(10, 60), session=None):
+def download(
+    url,
+    dest,
+    *,
+    expected_sha256=None,
+    expected_size=None,
+    progress=None,
+    retries=5,
+    backoff=0.5,
+    timeout=(10, 60),
+    session=None,
+):
     """Fetch ``url`` to ``dest``; return (sha256 hex, size). Raises CheckpointUnavailable / CheckpointInvalid."""
     url = sources.normalize(url)
     dest = pathlib.Path(dest)
@@ -173,4 +187,3 @@ def download(url, dest, *, expected_sha256=None, expected_size=None, progress=No
         raise
     os.replace(part, dest)
     return sha256, size
-

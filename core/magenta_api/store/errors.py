@@ -4,8 +4,6 @@ Both carry the model id and a ``fix`` command when the store knows them, so that
 layer, the CLI) can tell the user what to do without re-wrapping the error.
 """
 
-from typing import Optional
-
 from ..errors import MagentaApiError
 
 
@@ -14,13 +12,13 @@ class CheckpointError(MagentaApiError):
 
     code = "checkpoint_error"
 
-    def __init__(self, message: str, model_id: Optional[str] = None, fix: Optional[str] = None):
+    def __init__(self, message: str, model_id: str | None = None, fix: str | None = None):
         details = {k: v for k, v in (("model", model_id), ("fix", fix)) if v}
         super().__init__(message, details)
         self.model_id = model_id
         self.fix = fix
 
-    def for_model(self, model_id: str, fix: Optional[str] = None) -> "CheckpointError":
+    def for_model(self, model_id: str, fix: str | None = None) -> "CheckpointError":
         """The same error, naming the model it concerns (readers do not know model ids)."""
         self.model_id = self.model_id or model_id
         self.fix = self.fix or fix

@@ -16,8 +16,7 @@ def _check_members(tar, dest):
     for member in tar.getmembers():
         target = os.path.realpath(os.path.join(root, member.name))
         if os.path.isabs(member.name) or not (target == root or target.startswith(root + os.sep)):
-            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} would be written outside "
-                                  "the model folder")
+            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} would be written outside the model folder")
         if member.issym() or member.islnk() or member.isdev():
             raise CheckpointInvalid(f"unsafe archive: member {member.name!r} is a link or device file")
 

@@ -12,7 +12,8 @@ fixed order: ``weights_manifest.json`` then the shards in manifest order; ``.ind
 """
 
 import pathlib
-from typing import Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 from . import sources
 from .errors import CheckpointInvalid
@@ -33,7 +34,7 @@ class Fetch(Protocol):
         """Download ``url`` fresh, verified against the declared (or pinned) sha256 and size:
         returns (staged path, sha256, size)."""
 
-    def part(self, url: str, name: str, optional: bool = False) -> Optional[pathlib.Path]:
+    def part(self, url: str, name: str, optional: bool = False) -> pathlib.Path | None:
         """Download ``url`` as ``name`` of a multi-file checkpoint, keeping a part completed before an
         interruption; ``optional``: None when the source says the file does not exist."""
 
@@ -149,12 +150,10 @@ def _num_shards(index: pathlib.Path) -> int:
 FORMATS = {
     fmt.name: fmt
     for fmt in (
-        TarballFormat("tf-tar", "a tarball of a TensorFlow checkpoint folder (Magenta's MusicVAE downloads)",
-                      read_tf),
+        TarballFormat("tf-tar", "a tarball of a TensorFlow checkpoint folder (Magenta's MusicVAE downloads)", read_tf),
         TfPrefixFormat("tf", "a TensorFlow V1 or V2 checkpoint by prefix URL", read_tf),
         CheckpointFormat("mag", "a Magenta .mag generator bundle (MelodyRNN, DrumsRNN, ...)", read_mag),
-        MagentaJsFormat("magentajs", "a Magenta.js checkpoint folder (weights_manifest.json + shards)",
-                        read_magentajs),
+        MagentaJsFormat("magentajs", "a Magenta.js checkpoint folder (weights_manifest.json + shards)", read_magentajs),
         NativeFormat("native", "magenta-api's own safetensors file", read_native),
     )
 }

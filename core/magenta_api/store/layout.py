@@ -1,11 +1,11 @@
 """Where a model's files live under MODEL_DIR/<model id>/ (one place, so store and status agree).
 
-    .lock            cross-process lock held while fetching or converting
-    .staging/        downloads in progress (``*.part``, resumable); renamed to src/ when verified
-    .progress.json   bytes done / size of the fetch in progress (read by status())
-    src/             the verified checkpoint as published (tar extracted)
-    fetched.json     written last: sha256, size, format, url -> the model is "ready"
-    native.safetensors  NumPy-ready copy, memory-mapped on later loads
+.lock            cross-process lock held while fetching or converting
+.staging/        downloads in progress (``*.part``, resumable); renamed to src/ when verified
+.progress.json   bytes done / size of the fetch in progress (read by status())
+src/             the verified checkpoint as published (tar extracted)
+fetched.json     written last: sha256, size, format, url -> the model is "ready"
+native.safetensors  NumPy-ready copy, memory-mapped on later loads
 """
 
 import pathlib

@@ -1,5 +1,6 @@
 """Progress of a fetch: a tqdm bar (CLI), periodic log lines, and a small JSON file status() reads."""
 
+import contextlib
 import json
 import logging
 import os
@@ -46,8 +47,13 @@ class Progress:
         if now - self._last_log >= self.log_every:
             self._last_log = now
             if self.total:
-                log.info("%s: downloaded %.1f of %.1f MB (%d%%)", self.model_id, done / 1e6,
-                         self.total / 1e6, 100 * done // max(self.total, 1))
+                log.info(
+                    "%s: downloaded %.1f of %.1f MB (%d%%)",
+                    self.model_id,
+                    done / 1e6,
+                    self.total / 1e6,
+                    100 * done // max(self.total, 1),
+                )
             else:
                 log.info("%s: downloaded %.1f MB", self.model_id, done / 1e6)
 
@@ -63,10 +69,8 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(self.path)
-        except OSError:
-            pass
 
 
 def read(path):

@@ -38,14 +38,14 @@ def fields(buf):
         if wire == VARINT:
             value, pos = read_varint(view, pos)
         elif wire == FIXED64:
-            value = bytes(view[pos:pos + 8])
+            value = bytes(view[pos : pos + 8])
             pos += 8
         elif wire == FIXED32:
-            value = bytes(view[pos:pos + 4])
+            value = bytes(view[pos : pos + 4])
             pos += 4
         elif wire == LENGTH:
             length, pos = read_varint(view, pos)
-            value = view[pos:pos + length]
+            value = view[pos : pos + length]
             pos += length
         else:
             raise ProtoDecodeError(f"unsupported wire type {wire}")

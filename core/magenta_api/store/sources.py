@@ -14,8 +14,10 @@ def normalize(url):
     """Return the URL to actually request; ``gs://bucket/path`` becomes its public storage.googleapis.com URL."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise CheckpointInvalid(f"unsupported checkpoint URL scheme {parts.scheme!r} in {url!r} "
-                              f"(use one of {', '.join(s + '://' for s in SCHEMES)})")
+        raise CheckpointInvalid(
+            f"unsupported checkpoint URL scheme {parts.scheme!r} in {url!r} "
+            f"(use one of {', '.join(s + '://' for s in SCHEMES)})"
+        )
     if parts.scheme == "gs":
         return GCS_PUBLIC + parts.netloc + parts.path
     return url

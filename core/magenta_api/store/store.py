@@ -18,7 +18,6 @@ import os
 import pathlib
 import shutil
 from dataclasses import dataclass, field
-from typing import Optional
 
 import filelock
 
@@ -45,17 +44,21 @@ class CheckpointRef:
 
     url: str
     format: CheckpointFormat
-    sha256: Optional[str] = None
-    size: Optional[int] = None
+    sha256: str | None = None
+    size: int | None = None
     mirrors: tuple = field(default=())
 
     @classmethod
     def from_entry(cls, entry) -> "CheckpointRef":
         if not isinstance(entry, dict) or not entry.get("url"):
             raise CheckpointInvalid("checkpoint entry needs a url")
-        ref = cls(url=entry["url"], format=get_format(entry.get("format") or "tf-tar"),
-                  sha256=(entry.get("sha256") or "").lower() or None, size=entry.get("size"),
-                  mirrors=tuple(entry.get("mirrors") or ()))
+        ref = cls(
+            url=entry["url"],
+            format=get_format(entry.get("format") or "tf-tar"),
+            sha256=(entry.get("sha256") or "").lower() or None,
+            size=entry.get("size"),
+            mirrors=tuple(entry.get("mirrors") or ()),
+        )
         sources.normalize(ref.url)  # refuse unknown schemes early
         return ref
 
@@ -115,21 +118,30 @@ def _about(model_id):
     try:
         yield
     except CheckpointError as exc:
-        raise exc.for_model(model_id, fix_command(model_id))
+        exc.for_model(model_id, fix_command(model_id))
+        raise
 
 
 class FetchRun:
     """The :class:`~.formats.Fetch` primitives for one fetch of one model from one URL."""
 
-    def __init__(self, store: "CheckpointStore", ref: CheckpointRef, lay: Layout, prog, expected: Optional[str]):
+    def __init__(self, store: "CheckpointStore", ref: CheckpointRef, lay: Layout, prog, expected: str | None):
         self.store, self.ref, self.lay, self.prog, self.expected = store, ref, lay, prog, expected
         lay.staging.mkdir(parents=True, exist_ok=True)
 
     def _download(self, url, dest, expected_sha256=None, expected_size=None):
         s = self.store
-        sha, size = download(url, dest, expected_sha256=expected_sha256, expected_size=expected_size,
-                             progress=self.prog, retries=s.retries, backoff=s.backoff, timeout=s.timeout,
-                             session=s.session)
+        sha, size = download(
+            url,
+            dest,
+            expected_sha256=expected_sha256,
+            expected_size=expected_size,
+            progress=self.prog,
+            retries=s.retries,
+            backoff=s.backoff,
+            timeout=s.timeout,
+            session=s.session,
+        )
         self.prog.file_done(size)
         return sha, size
 
@@ -210,8 +222,14 @@ class CheckpointStore:
     def status(self, model_id, checkpoint) -> dict:
         """State of one model's checkpoint (``missing``, ``downloading``, ``ready``) without the network."""
         ref = CheckpointRef.from_entry(checkpoint)
-        out = {"state": "missing", "bytes_done": None, "size": ref.size, "sha256": ref.sha256,
-               "format": ref.format.name, "path": None}
+        out = {
+            "state": "missing",
+            "bytes_done": None,
+            "size": ref.size,
+            "sha256": ref.sha256,
+            "format": ref.format.name,
+            "path": None,
+        }
         if ref.format.reads_in_place(ref.url):
             path = sources.local_path(ref.url)
             if path.is_file():
@@ -221,8 +239,13 @@ class CheckpointStore:
         lay = Layout(self.model_dir, model_id)
         marker = self._ready(lay, model_id, ref)
         if marker:
-            out.update(state="ready", bytes_done=marker["size"], size=marker["size"], sha256=marker["sha256"],
-                       path=str(lay.src / marker["path"]))
+            out.update(
+                state="ready",
+                bytes_done=marker["size"],
+                size=marker["size"],
+                sha256=marker["sha256"],
+                path=str(lay.src / marker["path"]),
+            )
             return out
         out["sha256"] = self._expected_sha(model_id, ref)
         if _lock_busy(lay.lock):
@@ -267,7 +290,8 @@ class CheckpointStore:
                 return lay.src / marker["path"]
             if self.offline and not sources.is_local(ref.url):
                 raise CheckpointUnavailable(
-                    f"checkpoint of {model_id} is not downloaded and offline mode is on (MAGENTA_API_OFFLINE)")
+                    f"checkpoint of {model_id} is not downloaded and offline mode is on (MAGENTA_API_OFFLINE)"
+                )
             lay.root.mkdir(parents=True, exist_ok=True)
             lock = filelock.FileLock(str(lay.lock))
             try:
@@ -288,8 +312,9 @@ class CheckpointStore:
         lay.marker.unlink(missing_ok=True)  # stale or mismatching: never loaded again
         lay.native.unlink(missing_ok=True)
         expected = self._expected_sha(model_id, ref)
-        prog = progress_mod.Progress(model_id, lay.progress, total=ref.size, bar=bar,
-                                     single_file=ref.format.single_file)
+        prog = progress_mod.Progress(
+            model_id, lay.progress, total=ref.size, bar=bar, single_file=ref.format.single_file
+        )
         errors = []
         try:
             for url in (ref.url, *ref.mirrors):
@@ -361,8 +386,10 @@ class CheckpointStore:
         except CheckpointInvalid as exc:
             log.warning("ignoring unreadable native copy %s: %s", lay.native, exc)
             return None
-        if (metadata.get("magenta_api.source_sha256") != sha
-                or metadata.get("magenta_api.store_version") != STORE_VERSION):
+        if (
+            metadata.get("magenta_api.source_sha256") != sha
+            or metadata.get("magenta_api.store_version") != STORE_VERSION
+        ):
             return None
         return Checkpoint(variables, ref.format.name, decode_meta(metadata), sha)
 

@@ -55,8 +55,12 @@ class TofuLock:
         """The pinned entry for ``model_id`` if it was pinned for this same URL, else None."""
         entry = self._load().get("models", {}).get(model_id)
         if entry and entry.get("url") != url:
-            log.warning("%s: checkpoint URL changed (%s -> %s); the pinned sha256 no longer applies",
-                        model_id, entry.get("url"), url)
+            log.warning(
+                "%s: checkpoint URL changed (%s -> %s); the pinned sha256 no longer applies",
+                model_id,
+                entry.get("url"),
+                url,
+            )
             return None
         return entry
 
@@ -68,10 +72,17 @@ class TofuLock:
             old = models.get(model_id)
             if old and old.get("url") == url and old.get("sha256") == sha256:
                 return
-            models[model_id] = {"url": url, "sha256": sha256, "size": size, "format": fmt,
-                                "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            data["comment"] = ("sha256 of each checkpoint as first downloaded (trust on first use); "
-                               "later downloads must match. Delete an entry to re-pin.")
+            models[model_id] = {
+                "url": url,
+                "sha256": sha256,
+                "size": size,
+                "format": fmt,
+                "recorded": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            data["comment"] = (
+                "sha256 of each checkpoint as first downloaded (trust on first use); "
+                "later downloads must match. Delete an entry to re-pin."
+            )
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
             os.replace(tmp, self.path)

@@ -4,6 +4,8 @@ The chain starts from a prior that favours steps over leaps; a primer melody (No
 base64 MIDI) adds its own degree-to-degree transitions, so continuations sound like the primer.
 """
 
+import itertools
+
 import numpy as np
 from note_seq.protobuf import music_pb2
 
@@ -38,8 +40,12 @@ class MarkovMelody(Family):
         super().__init__(spec, checkpoint)
         scale = spec.hparams["scale"]
         tonic = spec.hparams["tonic"]
-        self.pitches = np.array([tonic + 12 * (d // len(scale) - 1) + scale[d % len(scale)]
-                                 for d in range(len(scale), len(scale) + DEGREES)])
+        self.pitches = np.array(
+            [
+                tonic + 12 * (d // len(scale) - 1) + scale[d % len(scale)]
+                for d in range(len(scale), len(scale) + DEGREES)
+            ]
+        )
         distance = np.abs(np.arange(DEGREES)[:, None] - np.arange(DEGREES)[None, :])
         self.prior = np.exp(-distance / 1.5) + 0.01
         self.steps_per_quarter = spec.hparams.get("steps_per_quarter", 4)
@@ -49,8 +55,11 @@ class MarkovMelody(Family):
         for note in sorted(sequence.notes, key=lambda n: n.start_time):
             d = int(np.argmin(np.abs(self.pitches - note.pitch)))
             if abs(self.pitches[d] - note.pitch) > 2:
-                raise Unprocessable(f"primer pitch {note.pitch} is far outside this model's range "
-                                    f"{self.pitches.min()}-{self.pitches.max()}", {"field": "/primer"})
+                raise Unprocessable(
+                    f"primer pitch {note.pitch} is far outside this model's range "
+                    f"{self.pitches.min()}-{self.pitches.max()}",
+                    {"field": "/primer"},
+                )
             degrees.append(d)
         return degrees
 
@@ -63,11 +72,11 @@ class MarkovMelody(Family):
             primer = self._degrees_of(parse_sequence(request.primer, "/primer"))
             if not primer:
                 raise Unprocessable("the primer has no notes", {"field": "/primer"})
-            for a, b in zip(primer, primer[1:]):
+            for a, b in itertools.pairwise(primer):
                 counts[a, b] += 4.0
             start = primer[-1]
         power = 1.0 / max(request.temperature, 1e-3)
-        probs = counts ** power
+        probs = counts**power
         probs /= probs.sum(axis=1, keepdims=True)
         rest_p = float(request.params.get("rest_probability", 0.15))
         seconds_per_step = 60.0 / request.qpm / self.steps_per_quarter
@@ -81,8 +90,12 @@ class MarkovMelody(Family):
                 duration = min(duration, request.length - step)
                 if request.rng.random() >= rest_p:
                     degree = int(request.rng.choice(DEGREES, p=probs[degree]))
-                    seq.notes.add(pitch=int(self.pitches[degree]), velocity=80,
-                                  start_time=step * seconds_per_step, end_time=(step + duration) * seconds_per_step)
+                    seq.notes.add(
+                        pitch=int(self.pitches[degree]),
+                        velocity=80,
+                        start_time=step * seconds_per_step,
+                        end_time=(step + duration) * seconds_per_step,
+                    )
                 step += duration
             seq.total_time = request.length * seconds_per_step
             sequences.append(seq)

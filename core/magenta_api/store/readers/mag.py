@@ -21,8 +21,9 @@ def read_mag(path):
     except Exception as exc:  # protobuf raises DecodeError; a truncated file may raise others
         raise CheckpointInvalid(f"{path}: not a Magenta .mag bundle ({exc})") from exc
     if len(bundle.checkpoint_file) != 1:
-        raise CheckpointInvalid(f"{path}: bundle holds {len(bundle.checkpoint_file)} checkpoint files, "
-                              "Magenta writes exactly one")
+        raise CheckpointInvalid(
+            f"{path}: bundle holds {len(bundle.checkpoint_file)} checkpoint files, Magenta writes exactly one"
+        )
     variables = TFV1Reader(bundle.checkpoint_file[0], name=f"{path} (checkpoint)").read_all()
     meta = {
         "generator_id": bundle.generator_details.id,

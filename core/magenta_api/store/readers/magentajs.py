@@ -12,8 +12,14 @@ import numpy as np
 
 from ..errors import CheckpointInvalid
 
-_DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "bool": np.dtype(np.bool_),
-           "uint8": np.dtype(np.uint8), "uint16": np.dtype("<u2"), "float16": np.dtype("<f2")}
+_DTYPES = {
+    "float32": np.dtype("<f4"),
+    "int32": np.dtype("<i4"),
+    "bool": np.dtype(np.bool_),
+    "uint8": np.dtype(np.uint8),
+    "uint16": np.dtype("<u2"),
+    "float16": np.dtype("<f2"),
+}
 
 
 def load_manifest(path):
@@ -65,8 +71,9 @@ def read_magentajs(folder):
         stream = np.concatenate(parts) if len(parts) != 1 else parts[0]
         need = group_nbytes(group)
         if stream.size != need:
-            raise CheckpointInvalid(f"Magenta.js shards in {folder}: {stream.size} bytes, the manifest "
-                                  f"describes {need}")
+            raise CheckpointInvalid(
+                f"Magenta.js shards in {folder}: {stream.size} bytes, the manifest describes {need}"
+            )
         offset = 0
         for entry in group["weights"]:
             quant = entry.get("quantization")
@@ -74,7 +81,7 @@ def read_magentajs(folder):
             if dtype_name not in _DTYPES:
                 raise CheckpointInvalid(f"Magenta.js weight {entry['name']!r}: unsupported dtype {dtype_name}")
             n = entry_nbytes(entry)
-            raw = stream[offset:offset + n].view(_DTYPES[dtype_name]).reshape(entry["shape"])
+            raw = stream[offset : offset + n].view(_DTYPES[dtype_name]).reshape(entry["shape"])
             offset += n
             variables[entry["name"]] = _dequantize(raw, entry) if quant else raw.copy()
     meta = {}

@@ -15,8 +15,20 @@ import numpy as np
 
 from ..errors import CheckpointInvalid
 
-_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "I8": "i1",
-           "U8": "u1", "U16": "<u2", "U32": "<u4", "U64": "<u8", "BOOL": "?"}
+_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U8": "u1",
+    "U16": "<u2",
+    "U32": "<u4",
+    "U64": "<u8",
+    "BOOL": "?",
+}
 _MAX_HEADER = 100 * 1024 * 1024
 STORE_VERSION = "1"  # bump to make the store rebuild every native copy
 META_KEY = "magenta_api.meta"
@@ -25,8 +37,12 @@ META_KEY = "magenta_api.meta"
 def encode_meta(meta: dict, source_format: str = "native", source_sha256: str = "") -> dict:
     """The string ``__metadata__`` of a native file: the checkpoint's meta as JSON, plus where the copy
     came from (so a copy of an older download, or of an older store, is never used)."""
-    return {"magenta_api.format": source_format, "magenta_api.source_sha256": source_sha256,
-            "magenta_api.store_version": STORE_VERSION, META_KEY: json.dumps(meta, sort_keys=True)}
+    return {
+        "magenta_api.format": source_format,
+        "magenta_api.source_sha256": source_sha256,
+        "magenta_api.store_version": STORE_VERSION,
+        META_KEY: json.dumps(meta, sort_keys=True),
+    }
 
 
 def decode_meta(metadata: dict) -> dict:
@@ -50,8 +66,10 @@ def write_native(path, variables, metadata):
     path = pathlib.Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # np.ascontiguousarray would turn scalars into shape (1,); keep 0-d tensors 0-d.
-    arrays = {k: np.asarray(v) if np.asarray(v).flags.c_contiguous else np.asarray(v).copy(order="C")
-              for k, v in variables.items()}
+    arrays = {
+        k: np.asarray(v) if np.asarray(v).flags.c_contiguous else np.asarray(v).copy(order="C")
+        for k, v in variables.items()
+    }
     try:
         save_file(arrays, str(tmp), metadata=metadata)
         with open(tmp, "rb+") as f:
@@ -101,5 +119,5 @@ def read_safetensors(path):
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
         if end - begin != nbytes or start + end > size:
             raise CheckpointInvalid(f"{path}: tensor {name!r} offsets do not match its shape (corrupt?)")
-        variables[name] = whole[start + begin:start + end].view(dtype).reshape(shape)
+        variables[name] = whole[start + begin : start + end].view(dtype).reshape(shape)
     return variables, metadata

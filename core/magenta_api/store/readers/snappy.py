@@ -20,10 +20,10 @@ def decompress(data):
             size = tag >> 2
             if size >= 60:
                 extra = size - 59
-                size = int.from_bytes(data[pos:pos + extra], "little")
+                size = int.from_bytes(data[pos : pos + extra], "little")
                 pos += extra
             size += 1
-            out += data[pos:pos + size]
+            out += data[pos : pos + size]
             pos += size
             continue
         if kind == 1:
@@ -32,11 +32,11 @@ def decompress(data):
             pos += 1
         elif kind == 2:
             size = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos:pos + 2], "little")
+            offset = int.from_bytes(data[pos : pos + 2], "little")
             pos += 2
         else:
             size = (tag >> 2) + 1
-            offset = int.from_bytes(data[pos:pos + 4], "little")
+            offset = int.from_bytes(data[pos : pos + 4], "little")
             pos += 4
         if offset == 0 or offset > len(out):
             raise CheckpointInvalid("corrupt snappy block: bad copy offset")

@@ -32,11 +32,11 @@ def _block(buf, offset, size, name, verify=True):
     """Return the contents of one block after checking its type byte and crc trailer."""
     if offset + size + 5 > len(buf):
         raise CheckpointInvalid(f"{name}: table block runs past the end of the file (truncated?)")
-    data = buf[offset:offset + size]
+    data = buf[offset : offset + size]
     ctype = buf[offset + size]
     if verify:
         (stored,) = struct.unpack_from("<I", buf, offset + size + 1)
-        actual = crc32c.crc32c(bytes(buf[offset:offset + size + 1]))
+        actual = crc32c.crc32c(bytes(buf[offset : offset + size + 1]))
         if unmask_crc(stored) != actual:
             raise CheckpointInvalid(f"{name}: table block checksum mismatch (corrupt file)")
     if ctype == 1:
@@ -57,9 +57,9 @@ def _block_entries(block):
         shared, pos = read_varint(block, pos)
         unshared, pos = read_varint(block, pos)
         vlen, pos = read_varint(block, pos)
-        key = key[:shared] + bytes(block[pos:pos + unshared])
+        key = key[:shared] + bytes(block[pos : pos + unshared])
         pos += unshared
-        yield key, block[pos:pos + vlen]
+        yield key, block[pos : pos + vlen]
         pos += vlen
 
 
@@ -68,7 +68,7 @@ def iter_table(buf, name="table", verify=True):
     buf = memoryview(buf)
     if len(buf) < FOOTER_SIZE:
         raise CheckpointInvalid(f"{name}: too short to be a TensorFlow table ({len(buf)} bytes)")
-    footer = buf[len(buf) - FOOTER_SIZE:]
+    footer = buf[len(buf) - FOOTER_SIZE :]
     (magic,) = struct.unpack_from("<Q", footer, FOOTER_SIZE - 8)
     if magic != MAGIC:
         raise CheckpointInvalid(f"{name}: not a TensorFlow table (bad magic number)")

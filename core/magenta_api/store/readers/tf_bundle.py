@@ -83,8 +83,9 @@ class TFBundleReader:
         return f"{self.prefix}.data-{shard:05d}-of-{self.num_shards:05d}"
 
     def names(self, include_slots=False):
-        return [n for n, e in self.entries.items()
-                if e.dtype != 7 and (include_slots or not tfproto.is_optimizer_slot(n))]
+        return [
+            n for n, e in self.entries.items() if e.dtype != 7 and (include_slots or not tfproto.is_optimizer_slot(n))
+        ]
 
     def _dtype(self, entry):
         dtype = tfproto.numpy_dtype(entry.dtype, entry.name)
@@ -111,8 +112,9 @@ class TFBundleReader:
             except OSError as exc:
                 raise CheckpointInvalid(f"cannot read checkpoint data {path}: {exc}") from exc
             if got != entry.size:
-                raise CheckpointInvalid(f"{path}: truncated, tensor {entry.name!r} needs "
-                                      f"{entry.size} bytes at {entry.offset}, got {got}")
+                raise CheckpointInvalid(
+                    f"{path}: truncated, tensor {entry.name!r} needs {entry.size} bytes at {entry.offset}, got {got}"
+                )
         if verify and entry.crc is not None and crc32c.crc32c(data) != entry.crc:
             raise CheckpointInvalid(f"tensor {entry.name!r} in {path}: crc32c mismatch (corrupt checkpoint)")
         return data
@@ -121,8 +123,9 @@ class TFBundleReader:
         dtype = self._dtype(entry)
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if entry.size != expected:
-            raise CheckpointInvalid(f"tensor {entry.name!r}: {entry.size} bytes stored, "
-                                  f"{expected} expected for {shape} {dtype}")
+            raise CheckpointInvalid(
+                f"tensor {entry.name!r}: {entry.size} bytes stored, {expected} expected for {shape} {dtype}"
+            )
         return self._read_span(entry, verify, mmap).view(dtype).reshape(shape)
 
     def get(self, name, verify=True, mmap=False):

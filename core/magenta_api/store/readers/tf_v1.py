@@ -88,8 +88,11 @@ class TFV1Reader:
             self.meta[name] = (dtype, shape)
 
     def names(self, include_slots=False):
-        return [n for n, (dtype, _) in self.meta.items()
-                if dtype != 7 and (include_slots or not tfproto.is_optimizer_slot(n))]
+        return [
+            n
+            for n, (dtype, _) in self.meta.items()
+            if dtype != 7 and (include_slots or not tfproto.is_optimizer_slot(n))
+        ]
 
     def read_all(self, include_slots=False):
         wanted = set(self.names(include_slots))
@@ -118,8 +121,9 @@ class TFV1Reader:
             if flat.size == 1 and region.size > 1:  # TensorProto broadcasts a single repeated value
                 flat = np.full(region.size, flat[0], flat.dtype)
             if flat.size != region.size:
-                raise CheckpointInvalid(f"{self.name}: tensor {name!r} slice has {flat.size} values, "
-                                      f"expected {region.size}")
+                raise CheckpointInvalid(
+                    f"{self.name}: tensor {name!r} slice has {flat.size} values, expected {region.size}"
+                )
             out[name][index] = flat.reshape(region.shape)
         missing = wanted - set(out)
         for name in missing:  # an empty tensor may have no data entry

@@ -6,14 +6,38 @@ from ..protowire import LENGTH, fields, to_signed64
 
 # tensorflow/core/framework/types.proto DataType -> numpy dtype (None: not a numeric tensor).
 DTYPES = {
-    1: np.dtype(np.float32), 2: np.dtype(np.float64), 3: np.dtype(np.int32), 4: np.dtype(np.uint8),
-    5: np.dtype(np.int16), 6: np.dtype(np.int8), 7: None, 9: np.dtype(np.int64), 10: np.dtype(np.bool_),
+    1: np.dtype(np.float32),
+    2: np.dtype(np.float64),
+    3: np.dtype(np.int32),
+    4: np.dtype(np.uint8),
+    5: np.dtype(np.int16),
+    6: np.dtype(np.int8),
+    7: None,
+    9: np.dtype(np.int64),
+    10: np.dtype(np.bool_),
     14: np.dtype(np.uint16),  # bfloat16: raw bits, widened by bfloat16_to_float32
-    17: np.dtype(np.uint16), 19: np.dtype(np.float16), 22: np.dtype(np.uint32), 23: np.dtype(np.uint64),
+    17: np.dtype(np.uint16),
+    19: np.dtype(np.float16),
+    22: np.dtype(np.uint32),
+    23: np.dtype(np.uint64),
 }
 BFLOAT16 = 14
-DTYPE_NAMES = {1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8", 7: "string",
-               9: "int64", 10: "bool", 14: "bfloat16", 17: "uint16", 19: "float16", 22: "uint32", 23: "uint64"}
+DTYPE_NAMES = {
+    1: "float32",
+    2: "float64",
+    3: "int32",
+    4: "uint8",
+    5: "int16",
+    6: "int8",
+    7: "string",
+    9: "int64",
+    10: "bool",
+    14: "bfloat16",
+    17: "uint16",
+    19: "float16",
+    22: "uint32",
+    23: "uint64",
+}
 
 _SLOT_SUFFIXES = ("/Adam", "/Adam_1", "/Momentum", "/RMSProp", "/RMSProp_1", "/Adagrad", "/ExponentialMovingAverage")
 _SLOT_NAMES = ("beta1_power", "beta2_power")
@@ -68,8 +92,9 @@ def parse_slice(buf):
 
 def slice_index(extents, shape):
     """numpy index of a slice inside the full tensor."""
-    return tuple(slice(0, dim) if length < 0 else slice(start, start + length)
-                 for (start, length), dim in zip(extents, shape))
+    return tuple(
+        slice(0, dim) if length < 0 else slice(start, start + length) for (start, length), dim in zip(extents, shape)
+    )
 
 
 def _num_increasing(value):
@@ -77,8 +102,18 @@ def _num_increasing(value):
     return bytes([len(raw)]) + raw
 
 
-_HEADER = {1: (0x80, 0), 2: (0xC0, 0), 3: (0xE0, 0), 4: (0xF0, 0), 5: (0xF8, 0), 6: (0xFC, 0),
-           7: (0xFE, 0), 8: (0xFF, 0), 9: (0xFF, 0x80), 10: (0xFF, 0xC0)}
+_HEADER = {
+    1: (0x80, 0),
+    2: (0xC0, 0),
+    3: (0xE0, 0),
+    4: (0xF0, 0),
+    5: (0xF8, 0),
+    6: (0xFC, 0),
+    7: (0xFE, 0),
+    8: (0xFF, 0),
+    9: (0xFF, 0x80),
+    10: (0xFF, 0xC0),
+}
 
 
 def _signed_num_increasing(value):
