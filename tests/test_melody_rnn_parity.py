@@ -1,20 +1,23 @@
-"""NumPy MelodyRNN / DrumsRNN against Magenta 2.1.4's own graph and generator (committed fixtures)."""
+"""NumPy MelodyRNN / DrumsRNN against Magenta 2.1.4's own graph and generator (committed fixtures), on the
+reference path and the fast paths, chosen through the engine's public ``fast=`` argument."""
 
 import numpy as np
 import pytest
 
+from magenta_api import nn
 from magenta_api.store.readers.mag import read_mag
 from magenta_api_melody_rnn.beam import generate
 from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
-from magenta_api_melody_rnn.engine import EventRnn
+from magenta_api_melody_rnn.engine import REFERENCE, EventRnn, FastPaths
 from melody_rnn_support import CONFIGS, FIX, arrays, config_of, from_events, reference, to_events, weights
 
 CASES = [(name, primer) for name in CONFIGS for primer in reference(name)["primers"]]
+PATHS = pytest.mark.parametrize("fast", [FastPaths(), REFERENCE], ids=["fast", "reference"])
 
 
-def _setup(name):
+def _setup(name, fast=True):
     ref = reference(name)
-    model = EventRnn.from_variables(weights(name), ref["attn_length"])
+    model = EventRnn.from_variables(weights(name), ref["attn_length"], fast=fast)
     encoder = InputEncoder(make_encoder(make_config(config_of(name))))
     return ref, model, encoder
 
@@ -41,9 +44,11 @@ def test_mag_bundle_reads_to_the_dumped_weights(name):
         np.testing.assert_array_equal(np.asarray(variables[k]), dumped[k])
 
 
+@PATHS
 @pytest.mark.parametrize("name,primer", CASES)
-def test_inputs_and_logits_match_magenta(name, primer):
-    ref, model, encoder = _setup(name)
+def test_inputs_and_logits_match_magenta(name, primer, fast):
+    ref, model, encoder = _setup(name, fast)
+    assert model.path_for(1) == ("single_row" if fast.single_row else "batched")
     entry = ref["primers"][primer]
     events = to_events(name, entry["prepared"])
     inputs = encoder.full(events)
@@ -54,18 +59,20 @@ def test_inputs_and_logits_match_magenta(name, primer):
     assert np.abs(logits[0] - expected).max() < 1e-4
 
 
+@PATHS
 @pytest.mark.parametrize("name,primer", CASES)
-def test_greedy_continuation_identical(name, primer):
-    ref, model, encoder = _setup(name)
+def test_greedy_continuation_identical(name, primer, fast):
+    ref, model, encoder = _setup(name, fast)
     entry = ref["primers"][primer]
     out = generate(model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1, 0.0, None)[0]
     assert from_events(name, out.events, entry["transpose"]) == entry["greedy"]
 
 
+@PATHS
 @pytest.mark.parametrize("name,primer", CASES)
-def test_seeded_sampling_replays_magentas_draws(name, primer):
+def test_seeded_sampling_replays_magentas_draws(name, primer, fast):
     """magenta samples with np.random.choice; the same uniform stream gives the same events."""
-    ref, model, encoder = _setup(name)
+    ref, model, encoder = _setup(name, fast)
     entry = ref["primers"][primer]
     for sample in entry["samples"]:
         rng = np.random.RandomState(sample["seed"])
@@ -74,9 +81,10 @@ def test_seeded_sampling_replays_magentas_draws(name, primer):
         assert from_events(name, out.events, entry["transpose"]) == sample["events"]
 
 
+@PATHS
 @pytest.mark.parametrize("name,primer", CASES)
-def test_beam_search_matches_magenta(name, primer):
-    ref, model, encoder = _setup(name)
+def test_beam_search_matches_magenta(name, primer, fast):
+    ref, model, encoder = _setup(name, fast)
     entry = ref["primers"][primer]
     for b in entry["beams"]:
         rng = np.random.RandomState(b["seed"])
@@ -84,6 +92,14 @@ def test_beam_search_matches_magenta(name, primer):
                        rng, b["beam_size"], b["branch_factor"], b["steps_per_iteration"])[0]
         assert from_events(name, out.events, entry["transpose"]) == b["events"]
         assert out.score == pytest.approx(b["score"], abs=1e-3)
+
+
+def test_missing_variables_are_the_kits_weights_error():
+    variables = {k: v for k, v in weights("basic_rnn").items() if k != "fully_connected/biases"}
+    with pytest.raises(nn.WeightsError, match="fully_connected/bias"):
+        EventRnn.from_variables(variables)
+    with pytest.raises(nn.WeightsError, match="no rnn/multi_rnn_cell/cell_0"):
+        EventRnn.from_variables({"fully_connected/weights": np.zeros((2, 2))})
 
 
 def test_legacy_variable_names_give_the_same_logits():
@@ -124,19 +140,18 @@ def test_tensorflow_0x_variable_names_give_the_same_logits():
 ATTENTION_CASES = [(name, primer) for name, primer in CASES if reference(name)["attn_length"]]
 
 
+@pytest.mark.parametrize("composed", [True, False])
 @pytest.mark.parametrize("name,primer", ATTENTION_CASES)
-def test_attention_input_projection_composed_or_not_matches_magenta(name, primer):
+def test_attention_input_projection_composed_or_not_matches_magenta(name, primer, composed):
     """The fixtures' tiny layers get the wrapper's input projection folded into layer 0's kernel;
-    published attention_rnn sizes do not: both routes must match magenta."""
-    ref, model, encoder = _setup(name)
-    assert model._composed is not None
+    published attention_rnn sizes do not: both routes must match magenta, on the single-row path too."""
+    ref, model, encoder = _setup(name, FastPaths(composed_input=composed))
+    assert (model.composed is not None) == composed
+    assert model.input_map()[0] == ("composed" if composed else "wrapper")
     entry = ref["primers"][primer]
     events = to_events(name, entry["prepared"])
-    composed, _ = model.run(encoder.full(events)[None])
-    model._composed = None
-    plain, _ = model.run(encoder.full(events)[None])
-    expected = arrays(name)[f"{primer}/logits"]
-    assert np.abs(plain[0] - expected).max() < 1e-4 and np.abs(composed[0] - expected).max() < 1e-4
+    logits, _ = model.run(encoder.full(events)[None])
+    assert np.abs(logits[0] - arrays(name)[f"{primer}/logits"]).max() < 1e-4
     out = generate(model, encoder, events, ref["num_steps"], 1, 0.0, None)[0]
     assert from_events(name, out.events, entry["transpose"]) == entry["greedy"]
     for sample in entry["samples"]:
@@ -154,9 +169,7 @@ def test_lookback_lookups_equal_the_dense_input_at_every_step(name, primer, comp
     """n=1 generation feeds lookback inputs as row lookups plus a counter table (SingleRow.step_hots);
     the logits must equal the dense input vector's, through the batched step too, with and without
     the attention input composed into layer 0."""
-    ref, model, encoder = _setup(name)
-    if not composed:
-        model._composed = None
+    ref, model, encoder = _setup(name, FastPaths(composed_input=composed))
     assert encoder.lookback
     events = to_events(name, ref["primers"][primer]["prepared"]) * 3  # long enough to wrap the counter
     offset, bits = encoder.counter_layout
@@ -182,14 +195,15 @@ def test_lookback_lookups_equal_the_dense_input_at_every_step(name, primer, comp
 def test_single_sequence_softmax_with_and_without_the_max_agree(name):
     """The n=1 attention softmax skips subtracting the maximum only when the scores are provably
     bounded; both routes give magenta's logits."""
-    ref, model, encoder = _setup(name)
+    ref = reference(name)
     entry = next(iter(ref["primers"].values()))
-    x = encoder.full(to_events(name, entry["prepared"]))[None]
     expected = arrays(name)[f"{next(iter(ref['primers']))}/logits"]
     results = []
     for bounded in (True, False):
-        model.attention.scores_bounded = bounded
-        logits, _ = model.run(x)
+        _, model, encoder = _setup(name, FastPaths(bounded_softmax=bounded))
+        assert model.attention.scores_bounded and model.bounded_softmax == bounded
+        assert model.path_for(1) == "single_row"
+        logits, _ = model.run(encoder.full(to_events(name, entry["prepared"]))[None])
         assert np.abs(logits[0] - expected).max() < 1e-4
         results.append(logits)
     np.testing.assert_allclose(results[0], results[1], atol=1e-6)

@@ -29,8 +29,8 @@ class AttentionWeights:
 
 
 class Attention:
-    """The wrapper's own arithmetic; the caller runs the wrapped cells between
-    :meth:`project_input` and :meth:`read`."""
+    """The wrapper's weights and its attention read; the caller projects the wrapped cells' input
+    (``in_x``, ``in_a``, ``in_bias``) and runs the cells before :meth:`read`."""
 
     def __init__(self, w: AttentionWeights, attn_length: int):
         if attn_length <= 0:
@@ -52,8 +52,8 @@ class Attention:
         self.out_bias = w.out_bias
         self.input_size = n_in
         # Scores are v . tanh(...), so |score| <= sum|v|: below 80, exp() neither overflows float32 (nor
-        # does a sum of up to 1000 of them) nor underflows to 0, so the single-sequence softmax may skip
-        # subtracting the maximum (the same value up to rounding, one NumPy call less).
+        # does a sum of up to 1000 of them) nor underflows to 0, so a softmax may skip subtracting the
+        # maximum (the same value up to rounding, one NumPy call less; EventRnn._plan decides).
         self.scores_bounded = bool(np.abs(self.attn_v).sum() < 80.0 and self.length <= 1000)
 
     def zero_state(self, batch: int):
@@ -63,10 +63,6 @@ class Attention:
             np.zeros((batch, self.length, self.size), np.float32),
             np.zeros((batch, self.length, self.vec), np.float32),
         )
-
-    def project_input(self, x, attns):
-        """The wrapped cells' input: linear([inputs, attns]) with the input's own size."""
-        return x @ self.in_x + attns @ self.in_a + self.in_bias
 
     def read(self, query, cell_output, window, feats):
         """Attend over the window with ``query`` (the wrapped cells' flattened new state).

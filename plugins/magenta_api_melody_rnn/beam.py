@@ -4,7 +4,9 @@ Magenta keeps a beam of ``beam_size`` sequences per output; each iteration every
 ``branch_factor`` times, each copy is extended ``steps_per_iteration`` steps by *sampling* (temperature
 softmax), and the ``beam_size`` best by log-likelihood survive; the first iteration takes
 ``(num_steps - 1) % steps_per_iteration + 1`` steps. ``beam_size = branch_factor = 1`` is plain
-sampling. Here all outputs' entries run as one batch through the NumPy engine.
+sampling. Here all outputs' entries run as one batch through the NumPy engine (:class:`Beam`); one
+sequence on the model's single-row path (``EventRnn.path_for``) skips the batch bookkeeping
+(:func:`sample_single`). Both draw with the one :func:`sample`.
 
 Sampling consumes one uniform double per sequence per step, in entry order, and picks the class as
 ``numpy.random.choice`` does (normalised float64 CDF, ``searchsorted(..., side='right')``), so a
@@ -28,7 +30,7 @@ class Generated:
 
 
 def tempered_softmax(logits, temperature):
-    """float32 softmax(logits / temperature), as the TF graph computes it."""
+    """float32 softmax(logits / temperature) along the last axis, as the TF graph computes it."""
     z = np.divide(logits, np.float32(temperature), dtype=np.float32)
     z -= z.max(axis=-1, keepdims=True)
     np.exp(z, out=z)
@@ -37,39 +39,28 @@ def tempered_softmax(logits, temperature):
 
 
 def sample(logits, temperature, rng):
-    """(class index [B], chosen probability [B] float32). Temperature 0 = argmax, scored with the
-    temperature-1 probability."""
-    rows = np.arange(len(logits))
+    """One draw per row of ``logits``, as ``numpy.random.choice`` on magenta's float32 softmax: a float64
+    CDF normalised by its last element, one uniform double per row, ``searchsorted(side="right")``.
+    Temperature 0 is argmax, scored with the temperature-1 probability. Returns (class index, its
+    float32 probability): an int and a scalar for one row [C] (the n=1 loop: no batch machinery),
+    arrays [B] for [B, C]."""
+    p = tempered_softmax(logits, temperature or 1.0)
+    if p.ndim == 1:
+        if not temperature:
+            i = int(logits.argmax())
+        else:
+            cdf = p.cumsum(dtype=np.float64)
+            cdf /= cdf[-1]
+            i = min(int(cdf.searchsorted(rng.random(), side="right")), len(p) - 1)
+        return i, p[i]
     if not temperature:
-        idx = np.asarray(logits).argmax(axis=-1)
-        return idx, tempered_softmax(logits, 1.0)[rows, idx]
-    p = tempered_softmax(logits, temperature)
-    if len(p) == 1:  # the common n=1 case without the batch machinery
-        cdf = np.cumsum(p[0], dtype=np.float64)
-        cdf /= cdf[-1]
-        i = min(int(np.searchsorted(cdf, rng.random(), side="right")), p.shape[1] - 1)
-        return np.array([i]), p[0, i:i + 1]
-    cdf = np.cumsum(p, axis=-1, dtype=np.float64)
-    cdf /= cdf[:, -1:]
-    u = rng.random(len(p))
-    idx = (cdf <= u[:, None]).sum(axis=-1)
-    np.minimum(idx, p.shape[1] - 1, out=idx)
-    return idx, p[rows, idx]
-
-
-def sample_one(logits, temperature, rng):
-    """:func:`sample` for a single row of logits [C]: (class index, its float32 probability)."""
-    if not temperature:
-        i = int(logits.argmax())
-        return i, tempered_softmax(logits[None], 1.0)[0, i]
-    z = np.divide(logits, np.float32(temperature), dtype=np.float32)
-    z -= z.max()
-    np.exp(z, out=z)
-    z /= z.sum()
-    cdf = z.cumsum(dtype=np.float64)
-    cdf /= cdf[-1]
-    i = min(int(cdf.searchsorted(rng.random(), side="right")), len(z) - 1)
-    return i, z[i]
+        idx = logits.argmax(axis=-1)
+    else:
+        cdf = p.cumsum(axis=-1, dtype=np.float64)  # [B, C]
+        cdf /= cdf[:, -1:]
+        idx = (cdf <= rng.random(len(p))[:, None]).sum(axis=-1)  # searchsorted(side="right"), row by row
+        np.minimum(idx, p.shape[1] - 1, out=idx)
+    return idx, p[np.arange(len(p)), idx]
 
 
 def primer_loglik(logits, labels, temperature) -> np.float32:
@@ -96,9 +87,9 @@ def lookback_stepper(model: EventRnn, encoder, runner):
 
 
 def primer_pass(model: EventRnn, encoder, primer: list):
-    """Teacher-forced run over ``primer``: (logits [1, T, C], final state). Lookback inputs go through
-    :func:`lookback_stepper`, the rest as vectors."""
-    if not encoder.lookback:
+    """Teacher-forced run over ``primer``: (logits [1, T, C], final state). On the single-row path,
+    lookback inputs go through :func:`lookback_stepper`; everything else as vectors (``EventRnn.run``)."""
+    if not encoder.lookback or model.path_for(1) != "single_row":
         return model.run(encoder.full(primer)[None])
     runner = model.single(model.zero_state(1))
     step = lookback_stepper(model, encoder, runner)
@@ -106,6 +97,88 @@ def primer_pass(model: EventRnn, encoder, primer: list):
     for at in range(len(primer)):
         logits[0, at] = step(primer, at)
     return logits, runner.state()
+
+
+class Beam:
+    """The entries of every output as one batch, output-major (output o owns a contiguous block of
+    rows): each entry's event list and KeyMelody tracker, and for all of them the model state, the
+    pending logits [rows, C] of each entry's next event and the float32 scores [rows]."""
+
+    def __init__(self, model: EventRnn, encoder, primer: list, logits, state, score, rows: int, temperature, rng):
+        self.model, self.encoder, self.temperature, self.rng = model, encoder, temperature, rng
+        tracker = encoder.tracker(primer)
+        self.seqs = [list(primer) for _ in range(rows)]
+        self.trackers = [tracker.copy() if tracker else None for _ in range(rows)]
+        self.state = gather_state(state, np.zeros(rows, np.intp))
+        self.pending = np.repeat(logits, rows, axis=0)
+        self.scores = np.full(rows, score, np.float32)
+
+    def select(self, order, copy: bool):
+        """Keep the entries in ``order`` (copies of the event lists where entries get duplicated)."""
+        if copy:
+            self.seqs = [list(self.seqs[i]) for i in order]
+            self.trackers = [self.trackers[i].copy() if self.trackers[i] else None for i in order]
+        else:
+            self.seqs = [self.seqs[i] for i in order]
+            self.trackers = [self.trackers[i] for i in order]
+        self.state = gather_state(self.state, order)
+        self.pending, self.scores = self.pending[order], self.scores[order]
+
+    def best(self, outputs: int, k: int):
+        """Per output, the rows of its k best entries by score (stable: ties keep entry order, as
+        heapq.nlargest)."""
+        width = len(self.scores) // outputs
+        return np.concatenate([o * width + np.argsort(-self.scores[o * width:(o + 1) * width], kind="stable")[:k]
+                               for o in range(outputs)])
+
+    def advance(self, steps: int, final: bool):
+        """Extend every entry by ``steps`` sampled events; ``final``: no model step after the last one."""
+        model, encoder, seqs, trackers = self.model, self.encoder, self.seqs, self.trackers
+        for s in range(steps):
+            idx, p = sample(self.pending, self.temperature, self.rng)
+            self.scores = self.scores + np.log(p)
+            vectors = []  # KeyMelody: push() already returns the new last input
+            for b, seq in enumerate(seqs):
+                seq.append(encoder.to_event(idx[b], seq))
+                if trackers[b] is not None:
+                    vectors.append(trackers[b].push(seq[-1]))
+            if final and s == steps - 1:
+                break  # no model step after the final sample
+            if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
+                self.pending, self.state = model.step(None, self.state, index=idx)
+            elif len(vectors) == len(seqs):
+                self.pending, self.state = model.step(np.stack(vectors), self.state)
+            else:
+                self.pending, self.state = model.step(encoder.last(seqs, trackers), self.state)
+
+
+def branched(order, outputs: int, branch_factor: int):
+    """beam_entries * branch_factor: each output's entries in ``order`` repeated as a whole."""
+    return np.tile(order.reshape(outputs, -1), (1, branch_factor)).reshape(-1)
+
+
+def sample_single(model: EventRnn, encoder, primer: list, logits, state, score, steps: int, temperature,
+                  rng) -> Generated:
+    """Plain sampling of one sequence on the model's single-row stepper (the n=1 fast path): a
+    :class:`Beam` of one entry, without the batch bookkeeping. ``logits`` [C] and ``state`` (a batch of
+    one) are the primer's."""
+    seq, tracker = list(primer), encoder.tracker(primer)
+    runner = model.single(state)
+    step_lookback = lookback_stepper(model, encoder, runner) if encoder.lookback else None
+    for s in range(steps):
+        i, p = sample(logits, temperature, rng)
+        score = score + np.log(p)
+        seq.append(encoder.to_event(i, seq))
+        vector = tracker.push(seq[-1]) if tracker is not None else None
+        if s == steps - 1:
+            break
+        if encoder.one_hot:
+            logits = runner.step_index(i)
+        elif step_lookback is not None:
+            logits = step_lookback(seq, len(seq) - 1)
+        else:
+            logits = runner.step_input(vector if vector is not None else encoder.last([seq])[0])
+    return Generated(seq, float(score))
 
 
 def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs: int, temperature: float,
@@ -118,86 +191,21 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
     # The primer once, teacher-forced: its logits give the first step and the primer's score.
     logits, state = primer_pass(model, encoder, primer)
     base = primer_loglik(logits[0], encoder.labels(primer), temperature)
-
-    # Entries of all outputs, output-major: output o owns a contiguous block of rows.
-    rows = np.zeros(num_outputs * beam_size, np.intp)
-    seqs = [list(primer) for _ in range(num_outputs * beam_size)]
-    first_tracker = encoder.tracker(primer)
-    trackers = [first_tracker.copy() if first_tracker else None for _ in seqs]
-    state = gather_state(state, rows)
-    pending = np.repeat(logits[:, -1], len(rows), axis=0)  # logits for each entry's next event
-    scores = np.full(len(rows), base, np.float32)
-
-    def select(order, copy):
-        """Keep the entries in ``order`` (copies of the event lists when entries get duplicated)."""
-        nonlocal seqs, trackers, state, pending, scores
-        if copy:
-            seqs = [list(seqs[i]) for i in order]
-            trackers = [trackers[i].copy() if trackers[i] else None for i in order]
-        else:
-            seqs = [seqs[i] for i in order]
-            trackers = [trackers[i] for i in order]
-        state = gather_state(state, order)
-        pending, scores = pending[order], scores[order]
-
-    def best(width, k):
-        """Per output, its k best entries by score (stable: ties keep entry order, as heapq.nlargest)."""
-        return np.concatenate([o * width + np.argsort(-scores[o * width:(o + 1) * width], kind="stable")[:k]
-                               for o in range(num_outputs)])
-
-    def branched(order, k):
-        """beam_entries * branch_factor: each output's k entries repeated as a whole."""
-        return np.tile(order.reshape(num_outputs, k), (1, branch_factor)).reshape(-1)
-
-    def advance(steps, final):
-        nonlocal state, pending, scores
-        for s in range(steps):
-            idx, p = sample(pending, temperature, rng)
-            scores = scores + np.log(p)
-            vectors = []  # KeyMelody: push() already returns the new last input
-            for b, seq in enumerate(seqs):
-                seq.append(encoder.to_event(idx[b], seq))
-                if trackers[b] is not None:
-                    vectors.append(trackers[b].push(seq[-1]))
-            if final and s == steps - 1:
-                break  # no model step after the final sample
-            if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
-                pending, state = model.step(None, state, index=idx)
-            elif len(vectors) == len(seqs):
-                pending, state = model.step(np.stack(vectors), state)
-            else:
-                pending, state = model.step(encoder.last(seqs, trackers), state)
-
-    if len(seqs) == 1 and beam_size == 1 and branch_factor == 1:  # n=1 plain sampling on 1-D vectors
-        seq, score, tracker = seqs[0], scores[0], trackers[0]
-        runner = model.single(state)
-        logits = pending[0]
-        step_lookback = lookback_stepper(model, encoder, runner) if encoder.lookback else None
-        for s in range(total):
-            i, p = sample_one(logits, temperature, rng)
-            score = score + np.log(p)
-            seq.append(encoder.to_event(i, seq))
-            vector = tracker.push(seq[-1]) if tracker is not None else None
-            if s == total - 1:
-                break
-            if encoder.one_hot:
-                logits = runner.step_index(i)
-            elif step_lookback is not None:
-                logits = step_lookback(seq, len(seq) - 1)
-            else:
-                logits = runner.step_input(vector if vector is not None else encoder.last([seq])[0])
-        return [Generated(seq, float(score))]
+    if model.path_for(num_outputs * beam_size * branch_factor) == "single_row":
+        return [sample_single(model, encoder, primer, logits[0, -1], state, base, total, temperature, rng)]
+    beam = Beam(model, encoder, primer, logits[:, -1], state, base, num_outputs * beam_size, temperature, rng)
     if beam_size == 1 and branch_factor == 1:
         steps_per_iteration = total  # pruning a beam of one is the identity: plain sampling
     first = (total - 1) % steps_per_iteration + 1
     iterations = (total - first) // steps_per_iteration
     if branch_factor > 1:
-        select(branched(np.arange(len(seqs)), beam_size), copy=True)
-    advance(first, iterations == 0)
+        beam.select(branched(np.arange(num_outputs * beam_size), num_outputs, branch_factor), copy=True)
+    beam.advance(first, iterations == 0)
     for it in range(iterations):
-        order = best(beam_size * branch_factor, beam_size)
-        select(branched(order, beam_size) if branch_factor > 1 else order, copy=branch_factor > 1)
-        advance(steps_per_iteration, it == iterations - 1)
+        order = beam.best(num_outputs, beam_size)
+        beam.select(branched(order, num_outputs, branch_factor) if branch_factor > 1 else order,
+                    copy=branch_factor > 1)
+        beam.advance(steps_per_iteration, it == iterations - 1)
     if beam_size * branch_factor > 1:
-        select(best(beam_size * branch_factor, 1), copy=False)
-    return [Generated(seqs[o], float(scores[o])) for o in range(num_outputs)]
+        beam.select(beam.best(num_outputs, 1), copy=False)
+    return [Generated(beam.seqs[o], float(beam.scores[o])) for o in range(num_outputs)]

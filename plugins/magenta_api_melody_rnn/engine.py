@@ -9,18 +9,28 @@ published ``.mag`` bundles carry and which Magenta.js reads, wraps the whole sta
 
 State is a tuple of batch-first arrays: ``(c0, h0, c1, h1, ...)`` then, with attention,
 ``(attns, window, window features)``; :func:`gather_state` picks rows for beam search.
+
+Paths. :meth:`EventRnn.step` on a batch is the reference: the layers on their fused kernels
+(``nn.FusedLSTM``), the attention wrapper as magenta computes it (:meth:`.Attention.read`). The
+measured fast paths (bench/bench_melody_rnn.py) are the fields of :class:`FastPaths`; which of them
+a model takes is decided in :meth:`EventRnn._plan` and :meth:`EventRnn.path_for`, the only places
+their thresholds are read, and the ``fast=`` argument of :class:`EventRnn` /
+:meth:`EventRnn.from_variables` turns them off one by one (``fast=False``: all).
 """
 
 import logging
 import re
-from typing import Mapping, Optional
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
-from magenta_api.nn import LSTMCell, RowLSTM, fused_lstm_kernel, fused_lstm_update, step_rows
-from magenta_api.nn import matmul as _stacked_matmul
+from magenta_api import nn
+from magenta_api.nn import LSTMCell, RowLSTM, WeightsError, matmul, step_rows
 
 from .attention import Attention, AttentionWeights
+
+__all__ = ["EventRnn", "FastPaths", "REFERENCE", "SingleRow", "WeightsError", "gather_state", "normalize_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +39,6 @@ NEW_ATTN_CELL = "rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/basic_lstm_cel
 NEW_ATTN = "rnn/multi_rnn_cell/cell_0/attention_cell_wrapper/"
 OLD_ATTN = "rnn/attention_cell_wrapper/"
 OLD_CELL = "rnn/attention_cell_wrapper/multi_rnn_cell/cell_{i}/basic_lstm_cell/"
-
-
-class WeightsError(ValueError):
-    """The checkpoint is not an events RNN this engine knows."""
 
 
 # TensorFlow 0.x scope names (CamelCase, ``Linear/Matrix``) -> the names TF 1.x+ gives the same variables.
@@ -65,27 +71,8 @@ def normalize_names(variables: Mapping) -> dict:
     return out
 
 
-def _get(variables: Mapping, *names):
-    for name in names:
-        if name in variables:
-            return np.asarray(variables[name], np.float32)
-    raise WeightsError(f"checkpoint has no variable {names[0]!r}")
-
-
-def _has(variables, prefix, leaf=("kernel", "weights")):
-    return any(prefix + x in variables for x in leaf)
-
-
-def _dense(variables, prefix):
-    return _get(variables, prefix + "kernel", prefix + "weights"), _get(variables, prefix + "bias", prefix + "biases")
-
-
-def matmul(x, w):
-    """``x @ w`` for a batch of rows: plain BLAS for weights that stay in cache (up to 512 KB),
-    the core kit's per-row products for larger ones, where re-packing the weight costs more."""
-    if w.size <= (1 << 17) or len(x) == 1:  # one row: BLAS gemv, no re-packing
-        return x @ w
-    return _stacked_matmul(x, w)
+def _has(variables, prefix):
+    return any(prefix + leaf in variables for leaf in nn.KERNEL_NAMES)
 
 
 def sparse_matmul(x, w):
@@ -97,42 +84,38 @@ def sparse_matmul(x, w):
     return x[:, cols] @ w[cols]
 
 
-class _Layer:
-    """One BasicLSTMCell as a fused kernel ``[w_x; w_h; bias]`` (:func:`~magenta_api.nn.fused_lstm_kernel`:
-    gate scaling folded in, columns i, f, o, j); ``w_x``, ``w_h``, ``w_xh`` and ``b`` are views of it."""
+@dataclass(frozen=True)
+class FastPaths:
+    """The measured fast paths an :class:`EventRnn` may take; each is used only where
+    :meth:`EventRnn._plan` finds that it applies. All off (:data:`REFERENCE`, or ``fast=False``) leaves
+    the reference: every batch size through :meth:`EventRnn.step`, the attention wrapper's own input
+    projection, the softmax with its maximum subtracted. All give magenta's numbers up to rounding."""
 
-    def __init__(self, cell: LSTMCell):
-        n = self.units = cell.units
-        m = self.input_size = cell.input_size
-        self.kernel = fused_lstm_kernel(cell.w_x, cell.w_h, cell.bias, cell.forget_bias)
-        self.w_xh = self.kernel[:m + n]
-        self.w_x = self.kernel[:m]
-        self.w_h = self.kernel[m:m + n]
-        self.b = self.kernel[-1]
+    single_row: bool = True  # a batch of one steps in place on 1-D buffers (SingleRow)
+    composed_input: bool = True  # attention's input projection folded into layer 0, where that reads fewer bytes
+    bounded_softmax: bool = True  # SingleRow's attention softmax skips the max, where the scores are bounded
 
-    def gates(self, x, h):
-        """Scaled pre-activations of [x; h] in one product (one BLAS call instead of two and an add)."""
-        g = matmul(np.concatenate([x, h], axis=1), self.w_xh)
-        g += self.b
-        return g
 
-    def cell(self, g, c):
-        """(c, h) from the scaled pre-activations ``g`` (used in place)."""
-        return fused_lstm_update(g, c, self.units)
+REFERENCE = FastPaths(single_row=False, composed_input=False, bounded_softmax=False)
+NARROW_INPUT = 128  # SingleRow: vector inputs up to this wide take a dense product, wider ones their nonzero rows
 
-    def step(self, proj, c, h):
-        """(c, h) after one step, given the input part ``proj`` of the (scaled) pre-activations."""
-        g = matmul(h, self.w_h)
-        g += proj
-        return fused_lstm_update(g, c, self.units)
+
+class ComposedInput(NamedTuple):
+    """The attention wrapper's input projection folded into layer 0's input kernel: layer 0's input part
+    is ``x @ x_rows + attns @ attn_rows + bias``."""
+
+    x_rows: np.ndarray  # [input, 4H]
+    attn_rows: np.ndarray  # [attn_size, 4H]
+    bias: np.ndarray  # [4H]
 
 
 class EventRnn:
     """LSTM stack (+ attention) + output layer; ``step`` maps inputs [B, D] to logits [B, C]."""
 
-    def __init__(self, cells, fc_w, fc_b, attention: Optional[Attention] = None, wrapped: int = 0):
+    def __init__(self, cells, fc_w, fc_b, attention: Optional[Attention] = None, wrapped: int = 0,
+                 fast: Union[bool, FastPaths] = True):
         self.cells = list(cells)
-        self.layers = [_Layer(c) for c in self.cells]
+        self.layers = [nn.FusedLSTM(c) for c in self.cells]
         self.fc_w = fc_w
         self.fc_b = fc_b
         self.attention = attention
@@ -140,9 +123,28 @@ class EventRnn:
         self.input_size = attention.input_size if attention is not None else self.cells[0].input_size
         self.num_classes = fc_w.shape[1]
         self.layer_sizes = [c.units for c in self.cells]
-        self._composed = self._compose_attention_input() if attention is not None else None
         self.fc_wb = np.ascontiguousarray(np.concatenate([fc_w, np.asarray(fc_b, np.float32)[None]]))
+        self.fast = fast if isinstance(fast, FastPaths) else FastPaths() if fast else REFERENCE
         self._tables = {}
+        self._plan()
+
+    # -- where the fast paths are chosen ----------------------------------------------------------
+    def _plan(self):
+        """Settle, from :attr:`fast` and the weights, what every step of this model does: ``composed``
+        (a :class:`ComposedInput` or None), ``bounded_softmax`` and ``narrow_input`` (SingleRow's)."""
+        att, first, fast = self.attention, self.layers[0], self.fast
+        self.composed = None
+        # composing pays when [attn -> input] and [input -> 4H] read more bytes than [attn -> 4H] would
+        if att is not None and fast.composed_input and \
+                att.in_a.size + first.w_x.size > 1.5 * att.in_a.shape[0] * first.w_x.shape[1]:
+            self.composed = self._compose_attention_input()
+        self.bounded_softmax = bool(att is not None and fast.bounded_softmax and att.scores_bounded)
+        self.narrow_input = self.input_map()[1].shape[0] <= NARROW_INPUT
+
+    def path_for(self, batch: int) -> str:
+        """How a batch of ``batch`` sequences steps: "single_row" (:class:`SingleRow`) or "batched"
+        (:meth:`step`). :meth:`run` and the beam search both ask here."""
+        return "single_row" if batch == 1 and self.fast.single_row else "batched"
 
     # -- the first linear map the inputs meet -----------------------------------------------------
     def input_map(self) -> tuple:
@@ -151,10 +153,9 @@ class EventRnn:
         wrapper's own input projection (whose output layer 0 then reads with the wrapper's state)."""
         if self.attention is None:
             first = self.layers[0]
-            return "layer0", first.w_x, first.b
-        if self._composed is not None:
-            c_x, _, c_b = self._composed
-            return "composed", c_x, c_b
+            return "layer0", first.w_x, first.bias
+        if self.composed is not None:
+            return "composed", self.composed.x_rows, self.composed.bias
         return "wrapper", self.attention.in_x, self.attention.in_bias
 
     def one_hot_rows(self):
@@ -177,27 +178,24 @@ class EventRnn:
             self._tables[key] = (signs @ rows[offset:offset + bits].astype(np.float64) + beta).astype(np.float32)
         return self._tables[key]
 
-    def _compose_attention_input(self):
-        """The wrapper's input projection folded into layer 0's input kernel, when that reads fewer
-        bytes per step (drum_kit: [attn 256 -> 518] then [518 -> 4x256] becomes one [256 -> 4x256]).
+    def _compose_attention_input(self) -> ComposedInput:
+        """The wrapper's input projection folded into layer 0's input kernel (drum_kit: [attn 256 -> 518]
+        then [518 -> 4x256] becomes one [256 -> 4x256]).
 
         linear([x; attns]) feeds only layer 0's ``x @ w_x``, so (x in_x + a in_a + b_in) w_x + b =
         x (in_x w_x) + a (in_a w_x) + (b_in w_x + b); products taken in float64 and rounded once.
-        Returns (C_x, C_a, c_b) or None when composing would not shrink the weights read.
         """
         att, first = self.attention, self.layers[0]
-        if att.in_a.size + first.w_x.size <= 1.5 * att.in_a.shape[0] * first.w_x.shape[1]:
-            return None
         w = first.w_x.astype(np.float64)
-        c_x = (att.in_x.astype(np.float64) @ w).astype(np.float32)
-        c_a = (att.in_a.astype(np.float64) @ w).astype(np.float32)
-        c_b = (att.in_bias.astype(np.float64) @ w + first.b).astype(np.float32)
-        return c_x, c_a, c_b
+        return ComposedInput((att.in_x.astype(np.float64) @ w).astype(np.float32),
+                             (att.in_a.astype(np.float64) @ w).astype(np.float32),
+                             (att.in_bias.astype(np.float64) @ w + first.bias).astype(np.float32))
 
     @classmethod
-    def from_variables(cls, variables: Mapping, attn_length: int = 0) -> "EventRnn":
+    def from_variables(cls, variables: Mapping, attn_length: int = 0,
+                       fast: Union[bool, FastPaths] = True) -> "EventRnn":
         """Build from Magenta variable names (``kernel``/``bias``, TF 1.0's ``weights``/``biases`` or TF 0.x's
-        ``Linear/Matrix``)."""
+        ``Linear/Matrix``); ``fast`` as for :class:`EventRnn`."""
         variables = normalize_names(variables)
         if _has(variables, OLD_ATTN):
             cell_fmt, attn_prefix, layout = OLD_CELL, OLD_ATTN, "stack"
@@ -213,28 +211,25 @@ class EventRnn:
                 prefix = NEW_ATTN_CELL
             if not _has(variables, prefix):
                 break
-            kernel, bias = _dense(variables, prefix)
-            cells.append(LSTMCell(kernel, bias, forget_bias=1.0))
+            cells.append(LSTMCell(*nn.kernel_and_bias(variables, prefix), forget_bias=1.0))
             i += 1
         if not cells:
             raise WeightsError("checkpoint has no rnn/multi_rnn_cell/cell_0 LSTM weights")
-        fc_w = _get(variables, "fully_connected/weights", "fully_connected/kernel")
-        fc_b = _get(variables, "fully_connected/biases", "fully_connected/bias")
+        fc_w, fc_b = nn.kernel_and_bias(variables, "fully_connected/")
         attention = None
         if attn_prefix:
-            ik, ib = _dense(variables, attn_prefix)
-            qk, qb = _dense(variables, attn_prefix + "attention/")
-            try:
-                ok, ob = _dense(variables, attn_prefix + "attn_output_projection/")
-            except WeightsError:
-                ok, ob = _dense(variables, attn_prefix + "attention_output_projection/")
-            attn_w = _get(variables, attn_prefix + "attention/attn_w")
+            ik, ib = nn.kernel_and_bias(variables, attn_prefix)
+            qk, qb = nn.kernel_and_bias(variables, attn_prefix + "attention/")
+            # Magenta.js names the output projection attention_output_projection
+            ok, ob = nn.kernel_and_bias(variables, attn_prefix + "attn_output_projection/",
+                                        attn_prefix + "attention_output_projection/")
+            attn_w = nn.variable(variables, attn_prefix + "attention/attn_w")
             attn_w = attn_w.reshape(attn_w.shape[-2], attn_w.shape[-1])
-            w = AttentionWeights(ik, ib, attn_w, _get(variables, attn_prefix + "attention/attn_v").reshape(-1),
+            w = AttentionWeights(ik, ib, attn_w, nn.variable(variables, attn_prefix + "attention/attn_v").reshape(-1),
                                  qk, qb, ok, ob)
             attention = Attention(w, attn_length)
         wrapped = (len(cells) if layout == "stack" else 1) if attention else 0
-        model = cls(cells, fc_w, fc_b, attention, wrapped)
+        model = cls(cells, fc_w, fc_b, attention, wrapped, fast)
         logger.debug("events rnn: layers %s, attention %s (%s), input %d, classes %d",
                      model.layer_sizes, attn_length if attention else 0, layout, model.input_size,
                      model.num_classes)
@@ -258,7 +253,7 @@ class EventRnn:
             if k == lo and proj is not None:
                 new[2 * k], new[2 * k + 1] = layer.step(proj, new[2 * k], new[2 * k + 1])
             else:
-                new[2 * k], new[2 * k + 1] = layer.cell(layer.gates(x, new[2 * k + 1]), new[2 * k])
+                new[2 * k], new[2 * k + 1] = layer.step_xh(x, new[2 * k], new[2 * k + 1])
             x = new[2 * k + 1]
         return x
 
@@ -280,8 +275,8 @@ class EventRnn:
         else:
             att = self.attention
             attns, window, feats = state[2 * n:]
-            if self._composed is not None:  # layer 0's input part straight from [x; attns]
-                h = self._run_layers(0, self.wrapped, None, new, part + matmul(attns, self._composed[1]))
+            if self.composed is not None:  # layer 0's input part straight from [x; attns]
+                h = self._run_layers(0, self.wrapped, None, new, part + matmul(attns, self.composed.attn_rows))
             else:
                 h = self._run_layers(0, self.wrapped, part + matmul(attns, att.in_a), new)
             query = np.concatenate(new[: 2 * self.wrapped], axis=1)
@@ -298,7 +293,7 @@ class EventRnn:
         """Teacher-forced over ``inputs`` [B, T, D]: returns (logits [B, T, C], final state)."""
         batch, steps = inputs.shape[:2]
         state = self.zero_state(batch) if state is None else state
-        if batch == 1:
+        if self.path_for(batch) == "single_row":
             runner = self.single(state)
             logits = np.empty((1, steps, self.num_classes), np.float32)
             for t in range(steps):
@@ -312,9 +307,6 @@ class EventRnn:
 
 def gather_state(state: tuple, rows) -> tuple:
     return tuple(a[rows] for a in state)
-
-
-_NARROW_INPUT = 128  # inputs up to this wide: a dense product beats finding the nonzero rows
 
 
 class SingleRow:
@@ -335,7 +327,7 @@ class SingleRow:
         self.att = att = model.attention
         self.map_name, self.in_rows, self.in_beta = model.input_map()
         self.one_hot = model.one_hot_rows()
-        self.composed = model._composed
+        self.composed, self.bounded, self.narrow = model.composed, model.bounded_softmax, model.narrow_input
         self.rows = []
         for k, lay in enumerate(model.layers):
             own_input = k > 0 or self.map_name == "wrapper"
@@ -367,7 +359,6 @@ class SingleRow:
                 self.out, self.fc_in = buf[:-1], buf
             self.wrapper_x = self.rows[0].x if self.map_name == "wrapper" else None
         self.proj = np.empty(self.in_rows.shape[1], np.float32)
-        self.narrow = self.in_rows.shape[0] <= _NARROW_INPUT
 
     # -- inputs ------------------------------------------------------------------------------------
     def step_index(self, i):
@@ -385,7 +376,8 @@ class SingleRow:
 
     def step_input(self, x):
         """Logits [C] after one step on the input vector ``x`` [D] (narrow inputs such as the key-melody
-        encoding's 74 take the dense product; wide one-hot-like ones only read their nonzero rows)."""
+        encoding's 74 take the dense product; wide one-hot-like ones only read their nonzero rows:
+        ``EventRnn.narrow_input``)."""
         if self.narrow:
             part = np.dot(x, self.in_rows)
         else:
@@ -403,7 +395,7 @@ class SingleRow:
             return np.dot(self.fc_in, self.model.fc_wb)
         wrapped = self.wrapped
         if self.composed is not None:
-            rows[0].step(np.add(part, np.dot(self.attns, self.composed[1]), out=self.proj))
+            rows[0].step(np.add(part, np.dot(self.attns, self.composed.attn_rows), out=self.proj))
         else:
             np.add(part, np.dot(self.attns, att.in_a), out=self.wrapper_x)
             rows[0].step()
@@ -419,7 +411,7 @@ class SingleRow:
         t = np.add(self.fts[at:at + length], self.y, out=self.t)
         np.tanh(t, out=t)
         sc = np.dot(t, att.attn_v)  # [L] scores
-        if not att.scores_bounded:
+        if not self.bounded:  # EventRnn.bounded_softmax: exp cannot overflow, the max changes only rounding
             sc -= sc.max()
         np.exp(sc, out=sc)
         sc /= sc.sum()
@@ -438,17 +430,6 @@ class SingleRow:
             rows[wrapped].step()
             step_rows(rows, wrapped + 1, len(rows))
         return np.dot(self.fc_in, self.model.fc_wb)
-
-    def products(self) -> list:
-        """The weight matrices one step multiplies a vector with (the one-hot / lookback input part
-        aside, which is row lookups): what a step must read, for the bench's bandwidth floor."""
-        mats = [r.kernel for r in self.rows]
-        if self.att is not None:
-            att = self.att
-            mats.append(self.composed[1] if self.composed is not None else att.in_a)
-            mats += [self.query_kb if self.query is not None else att.query_kernel,
-                     self.out_hb, att.out_a, att.attn_w]
-        return mats + [self.model.fc_wb]
 
     def state(self) -> tuple:
         """The batch-of-one state tuple (c0, h0, c1, h1, ..., [attns, window, features])."""
