@@ -1,4 +1,5 @@
-"""The core NumPy kit's fused LSTM pieces against the textbook LSTM formula (TF's gate order i, j, f, o)."""
+"""The core NumPy kit against the textbook LSTM formula (TF's gate order i, j, f, o): the plain cell the
+reference paths use, the fused and in-place layers of the fast paths, and the shared matmul and lookups."""
 
 import numpy as np
 import pytest
@@ -80,3 +81,46 @@ def test_input_less_row_lstm_takes_the_callers_projection(weights):
         c, h = textbook_step(kernel, bias, x, c, h)
         np.testing.assert_allclose(row.h, h, atol=1e-5)
     np.testing.assert_array_equal(row.c_h1, np.concatenate([row.c, row.h, [1.0]]))
+
+
+def test_lstm_cell_matches_the_textbook_formula(weights):
+    rng, m, n, kernel, bias = weights
+    cell = nn.LSTMCell(kernel, bias, forget_bias=1.0)
+    x, c, h = rng.standard_normal((3, m)), rng.standard_normal((3, n)), rng.standard_normal((3, n))
+    st = cell.step(x.astype(np.float32), nn.LSTMState(c.astype(np.float32), h.astype(np.float32)))
+    c_ref, h_ref = textbook_step(kernel, bias, x, c, h)
+    np.testing.assert_allclose(st.c, c_ref, atol=1e-5)
+    np.testing.assert_allclose(st.h, h_ref, atol=1e-5)
+
+
+def test_fused_layer_steps_equal_the_textbook_with_or_without_the_input_part(weights):
+    rng, m, n, kernel, bias = weights
+    layer = nn.FusedLSTM(nn.LSTMCell(kernel, bias))
+    assert (layer.units, layer.input_size) == (n, m) and np.shares_memory(layer.w_xh, layer.kernel)
+    x, c, h = (rng.standard_normal(s).astype(np.float32) for s in ((3, m), (3, n), (3, n)))
+    c_ref, h_ref = textbook_step(kernel, bias, x, c, h)
+    for c1, h1 in (layer.step_xh(x, c, h), layer.step(x @ layer.w_x + layer.bias, c, h)):
+        np.testing.assert_allclose(c1, c_ref, atol=1e-5)
+        np.testing.assert_allclose(h1, h_ref, atol=1e-5)
+
+
+def test_matmul_matches_plain_matmul_for_every_batch_size():
+    rng = np.random.default_rng(0)
+    # a cache-sized weight, one over SMALL_WEIGHT (per-row products) and one over BLOCK_ELEMENTS (in blocks)
+    for shape in ((64, 96), (300, 600), (1100, 1000)):
+        w = rng.standard_normal(shape).astype(np.float32)
+        for rows in (1, 2, 3, 5, 8, 9, 32):
+            x = rng.standard_normal((rows, shape[0])).astype(np.float32)
+            np.testing.assert_allclose(nn.matmul(x, w), x.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
+
+
+def test_variables_are_found_under_either_spelling_or_named_when_missing():
+    variables = {"a/weights": np.ones((2, 3), np.float64), "b/kernel": np.zeros((2, 3)), "b/bias": np.ones(3),
+                 "a/biases": np.arange(3)}
+    kernel, bias = nn.kernel_and_bias(variables, "a/")
+    assert kernel.dtype == np.float32 and kernel.flags.c_contiguous and bias.tolist() == [0, 1, 2]
+    assert nn.kernel_and_bias(variables, "x/", "b/")[1].tolist() == [1, 1, 1]  # the first scope that has them
+    with pytest.raises(nn.WeightsError, match="'c/kernel'"):
+        nn.kernel_and_bias(variables, "c/")
+    with pytest.raises(ValueError):  # WeightsError is a ValueError
+        nn.variable(variables, "a/missing", "a/other")
