@@ -372,11 +372,3 @@ class DrumsConverter(BaseConverter):
                     Window(piece, seq.start_step + end - self.num_steps, tuple(seq[end - self.num_steps : end]))
                 )
         return windows
-
-
-def make_converter(kind: str, **kw) -> BaseConverter:
-    if kind == "melody":
-        return MelodyConverter(**kw)
-    if kind == "drums":
-        return DrumsConverter(**kw)
-    raise ValueError(f"unknown converter {kind!r} (melody or drums)")

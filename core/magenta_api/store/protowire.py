@@ -1,6 +1,5 @@
 """A minimal protobuf wire-format decoder, so TensorFlow's checkpoint protos need no TF or generated code."""
 
-import struct
 
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
@@ -57,7 +56,3 @@ def fields(buf):
 def to_signed64(value):
     """Reinterpret a varint as int64 (negative numbers are 10-byte two's complement)."""
     return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def fixed32_uint(value):
-    return struct.unpack("<I", value)[0]

@@ -18,10 +18,6 @@ def unmask_crc(masked):
     return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
 
 
-def mask_crc(crc):
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
-
-
 def _handle(buf, pos):
     offset, pos = read_varint(buf, pos)
     size, pos = read_varint(buf, pos)
