@@ -10,6 +10,7 @@ primer ends.
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from note_seq import DrumTrack, Melody, sequences_lib
 
@@ -21,7 +22,7 @@ FIELD = "/primer"
 
 @dataclass
 class Primer:
-    track: object  # note_seq Melody or DrumTrack (start_step, steps_per_bar, ...)
+    track: Any  # note_seq Melody or DrumTrack (start_step, steps_per_bar, ...); note-seq has no types
     qpm: float | None = None  # the primer sequence's own tempo, if it has one
 
 

@@ -15,6 +15,7 @@ not 4/4) are a 422 that says why.
 """
 
 import logging
+from typing import Any
 
 import numpy as np
 from note_seq import sequences_lib
@@ -81,11 +82,11 @@ DEFAULT_SIMILARITY = 0.8
 
 def _resolve_hparams(spec_hparams: dict, checkpoint, engine: MusicVAEEngine) -> dict:
     """models.yaml hparams, else the Magenta.js config.json, else what the weights' shapes imply."""
-    hp = {"steps": 32, "steps_per_quarter": 4, "quarters_per_bar": 4}
+    hp: dict[str, Any] = {"steps": 32, "steps_per_quarter": 4, "quarters_per_bar": 4}
     config = (checkpoint.meta or {}).get("config") if checkpoint is not None else None
     if isinstance(config, dict):
         dc = config.get("dataConverter") or {}
-        kind = _JS_CONVERTERS.get(dc.get("type"))
+        kind = _JS_CONVERTERS.get(str(dc.get("type")))
         if kind:
             hp["converter"] = kind
         args = dc.get("args") or {}
