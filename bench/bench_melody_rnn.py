@@ -31,17 +31,26 @@ from benchlib import product_floor, thread_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
-CASES = (("n1", "continue 4 bars, n=1"), ("n8", "continue 4 bars, n=8"), ("beam_4x2", "beam 4 x branch 2, n=1"),
-         ("n1_b128", "n=1, magenta on a batch-128 bundle"))
+CASES = (
+    ("n1", "continue 4 bars, n=1"),
+    ("n8", "continue 4 bars, n=8"),
+    ("beam_4x2", "beam 4 x branch 2, n=1"),
+    ("n1_b128", "n=1, magenta on a batch-128 bundle"),
+)
 
 
 def magenta_server(config, threads):
     """Magenta's generator in a .venv-ref subprocess that times one run per request."""
     env = {**os.environ, **thread_env(threads), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     py = os.path.join(ROOT, ".venv-ref", "bin", "python")
-    proc = subprocess.Popen([py, os.path.join(ROOT, "bench", "melody_rnn_magenta.py"),
-                             os.path.join(OUT, "melody_rnn"), config, "--serve"],
-                            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [py, os.path.join(ROOT, "bench", "melody_rnn_magenta.py"), os.path.join(OUT, "melody_rnn"), config, "--serve"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     info = json.loads(proc.stdout.readline())
 
     def run(case):
@@ -66,8 +75,17 @@ def our_family(mag, primer, length):
 
     def run(case):
         n, extra = params[case]
-        req = GenerateRequest(mode="continue", num_outputs=n, temperature=1.0, length=length, qpm=120.0, seed=0,
-                              rng=np.random.default_rng(0), primer=primer, params=extra)
+        req = GenerateRequest(
+            mode="continue",
+            num_outputs=n,
+            temperature=1.0,
+            length=length,
+            qpm=120.0,
+            seed=0,
+            rng=np.random.default_rng(0),
+            primer=primer,
+            params=extra,
+        )
         t = time.perf_counter()
         out = fam.generate(req)
         elapsed = time.perf_counter() - t
@@ -119,8 +137,11 @@ def main(argv=None):
             m_med, u_med = statistics.median(m_times), statistics.median(u_times)
             # each pair ran back to back, so its ratio is the least disturbed by the machine's slow spells
             paired = statistics.median(m / u for m, u in zip(m_times, u_times))
-            results[config][key] = {"magenta": {"median": m_med, "min": min(m_times)},
-                                    "ours": {"median": u_med, "min": min(u_times)}, "paired_ratio": paired}
+            results[config][key] = {
+                "magenta": {"median": m_med, "min": min(m_times)},
+                "ours": {"median": u_med, "min": min(u_times)},
+                "paired_ratio": paired,
+            }
             rows.append((config, label, m_med * 1e3, u_med * 1e3, m_med / u_med, min(m_times) / min(u_times), paired))
         proc.stdin.close()
         proc.wait()
@@ -130,15 +151,19 @@ def main(argv=None):
         results[config]["n1_floor"] = {"seconds": floor, "bytes_per_step": nbytes, "ceiling": m_n1 / floor}
         floors.append((config, nbytes / 1e6, floor * 1e3, m_n1 / floor))
     threads = args.threads or f"library defaults ({os.cpu_count()} cores)"
-    print(f"threads={threads}; medians in ms; speed-up = magenta / ours (of medians, of minimums, and the median "
-          "of the back-to-back pairs' ratios)")
+    print(
+        f"threads={threads}; medians in ms; speed-up = magenta / ours (of medians, of minimums, and the median "
+        "of the back-to-back pairs' ratios)"
+    )
     print("| config | case | magenta ms | ours ms | speed-up (median) | speed-up (min) | speed-up (paired) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for config, label, m, u, r, rmin, paired in rows:
         print(f"| {config} | {label} | {m:.1f} | {u:.2f} | {r:.1f}x | {rmin:.1f}x | {paired:.1f}x |")
-    print("\nn=1 weight-product floor: the products of each step alone (no LSTM math, no sampling); "
-          "ceiling = magenta's n=1 median / floor, the most any float32 engine reading each weight once per "
-          "step could reach here")
+    print(
+        "\nn=1 weight-product floor: the products of each step alone (no LSTM math, no sampling); "
+        "ceiling = magenta's n=1 median / floor, the most any float32 engine reading each weight once per "
+        "step could reach here"
+    )
     print("| config | MB per step | floor ms | ceiling |\n|---|---:|---:|---:|")
     for config, mb, ms, ceiling in floors:
         print(f"| {config} | {mb:.2f} | {ms:.2f} | {ceiling:.1f}x |")

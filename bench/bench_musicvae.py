@@ -34,10 +34,17 @@ N_INTERP = 5
 def melody_json(offset):
     """A 2-bar monophonic melody as NoteSequence JSON (a note every two 16ths)."""
     step = 0.125
-    notes = [{"pitch": 60 + offset + (t * 7) % 12, "velocity": 90, "startTime": t * step, "endTime": (t + 2) * step}
-             for t in range(0, 32, 2)]
-    return {"ticksPerQuarter": 220, "tempos": [{"qpm": 120}], "timeSignatures": [{"numerator": 4, "denominator": 4}],
-            "notes": notes, "totalTime": 4.0}
+    notes = [
+        {"pitch": 60 + offset + (t * 7) % 12, "velocity": 90, "startTime": t * step, "endTime": (t + 2) * step}
+        for t in range(0, 32, 2)
+    ]
+    return {
+        "ticksPerQuarter": 220,
+        "tempos": [{"qpm": 120}],
+        "timeSignatures": [{"numerator": 4, "denominator": 4}],
+        "notes": notes,
+        "totalTime": 4.0,
+    }
 
 
 def timed(fn, reps):
@@ -51,6 +58,7 @@ def timed(fn, reps):
 
 
 # --- our side ----------------------------------------------------------------------------------
+
 
 def ours(size, ckpt, reps):
     import numpy as np
@@ -69,13 +77,24 @@ def ours(size, ckpt, reps):
     except ImportError:  # store not there: a dump made beside the checkpoint
         d = np.load(ckpt + ".npz")
         variables, meta, reader = {k: d[k] for k in d.files}, {}, "npz"
-    fam = MusicVAEFamily(ModelSpec(id=SIZES[size], family="musicvae", hparams={"converter": "melody"}),
-                         Checkpoint(variables, "tf", meta, ""))
+    fam = MusicVAEFamily(
+        ModelSpec(id=SIZES[size], family="musicvae", hparams={"converter": "melody"}),
+        Checkpoint(variables, "tf", meta, ""),
+    )
     load_s = time.perf_counter() - t0
 
     def req(mode, n, inputs=()):
-        return GenerateRequest(mode=mode, num_outputs=n, temperature=0.5, length=32, qpm=120.0, seed=0,
-                               rng=np.random.default_rng(0), inputs=list(inputs), params={})
+        return GenerateRequest(
+            mode=mode,
+            num_outputs=n,
+            temperature=0.5,
+            length=32,
+            qpm=120.0,
+            seed=0,
+            rng=np.random.default_rng(0),
+            inputs=list(inputs),
+            params={},
+        )
 
     a, b = melody_json(0), melody_json(5)
     out = fam.generate(req("sample", 32)).sequences
@@ -86,8 +105,13 @@ def ours(size, ckpt, reps):
         "encode": timed(lambda: fam.generate(req("encode", 1, [a])), reps),
         "interpolate": timed(lambda: fam.generate(req("interpolate", N_INTERP, [a, b])), reps),
     }
-    return {"ms": results, "load_s": load_s, "reader": reader, "z_size": fam.engine.z_size,
-            "n1_floor_ms": 1000.0 * product_floor(decoder_products(fam.engine), 32, reps)}
+    return {
+        "ms": results,
+        "load_s": load_s,
+        "reader": reader,
+        "z_size": fam.engine.z_size,
+        "n1_floor_ms": 1000.0 * product_floor(decoder_products(fam.engine), 32, reps),
+    }
 
 
 def decoder_products(engine):
@@ -101,13 +125,14 @@ def decoder_products(engine):
 
 # --- Magenta's side (runs in .venv-ref) ----------------------------------------------------------
 
+
 def magenta_worker(size, ckpt, reps):
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import note_seq
+    import tensorflow.compat.v1 as tf
     from google.protobuf import json_format
     from magenta.models.music_vae import TrainedModel, configs
-    import tensorflow.compat.v1 as tf
 
     tf.logging.set_verbosity(tf.logging.ERROR)
     config = configs.CONFIG_MAP[SIZES[size]]
@@ -120,8 +145,9 @@ def magenta_worker(size, ckpt, reps):
         "sample n=1": timed(lambda: models[1].sample(n=1, length=32, temperature=0.5), reps),
         "sample n=32": timed(lambda: models[32].sample(n=32, length=32, temperature=0.5), reps),
         "encode": timed(lambda: models[1].encode([a]), reps),
-        "interpolate": timed(lambda: models[N_INTERP].interpolate(a, b, num_steps=N_INTERP, length=32,
-                                                                 temperature=0.5), reps),
+        "interpolate": timed(
+            lambda: models[N_INTERP].interpolate(a, b, num_steps=N_INTERP, length=32, temperature=0.5), reps
+        ),
     }
     return {"ms": results, "load_s": load_s}
 
@@ -138,8 +164,16 @@ def best_of(results):
 
 def run_magenta(size, ckpt, reps, threads):
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", **thread_env(threads))
-    cmd = [os.path.join(ROOT, ".venv-ref", "bin", "python"), os.path.abspath(__file__), "--worker", size,
-           "--ckpt", ckpt, "--reps", str(reps)]
+    cmd = [
+        os.path.join(ROOT, ".venv-ref", "bin", "python"),
+        os.path.abspath(__file__),
+        "--worker",
+        size,
+        "--ckpt",
+        ckpt,
+        "--reps",
+        str(reps),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"magenta worker failed:\n{proc.stderr[-3000:]}")
@@ -150,7 +184,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="*", default=list(SIZES), choices=list(SIZES))
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions (default 20 small, 3 big)")
-    ap.add_argument("--threads", type=int, default=1, help="BLAS / TF intra-op threads for both sides; 0 = library defaults")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="BLAS / TF intra-op threads for both sides; 0 = library defaults"
+    )
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side; the best round counts")
     ap.add_argument("--worker", choices=list(SIZES), help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
@@ -163,12 +199,21 @@ def main():
     for size in args.sizes:
         ckpt = os.path.join(OUT, SIZES[size], "model.ckpt")
         if not os.path.exists(ckpt + ".index"):
-            print("making the bench checkpoints with magenta (reference/musicvae_reference.py --big) ...",
-                  file=sys.stderr, flush=True)
-            subprocess.run([os.path.join(ROOT, ".venv-ref", "bin", "python"),
-                            os.path.join(ROOT, "reference", "musicvae_reference.py"), "--big"],
-                           env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"),
-                           check=True, capture_output=True)
+            print(
+                "making the bench checkpoints with magenta (reference/musicvae_reference.py --big) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            subprocess.run(
+                [
+                    os.path.join(ROOT, ".venv-ref", "bin", "python"),
+                    os.path.join(ROOT, "reference", "musicvae_reference.py"),
+                    "--big",
+                ],
+                env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"),
+                check=True,
+                capture_output=True,
+            )
         reps = args.reps or (20 if size == "small" else 3)
         rounds = {"ours": [], "magenta": []}
         for r in range(args.rounds):  # alternate sides so a busy spell on the machine hits both
@@ -181,15 +226,26 @@ def main():
         for op in OPS:
             rows.append((size, op, us["ms"][op], them["ms"][op], them["ms"][op] / us["ms"][op]))
         rows.append((size, "load (s)", us["load_s"], them["load_s"], them["load_s"] / us["load_s"]))
-        rows.append((size, "n=1 weight-product floor (ceiling)", us["n1_floor_ms"], them["ms"]["sample n=1"],
-                     them["ms"]["sample n=1"] / us["n1_floor_ms"]))
-    print(f"\nMusicVAE vs Magenta 2.1.4 TrainedModel ({args.threads} thread(s); ms = median of {args.reps or '20/3'} "
-          f"runs, best of {args.rounds} alternating rounds; speed-up = magenta / ours)")
-    print(f"| dims | op | ours | magenta | speed-up |\n|---|---|---:|---:|---:|")
+        rows.append(
+            (
+                size,
+                "n=1 weight-product floor (ceiling)",
+                us["n1_floor_ms"],
+                them["ms"]["sample n=1"],
+                them["ms"]["sample n=1"] / us["n1_floor_ms"],
+            )
+        )
+    print(
+        f"\nMusicVAE vs Magenta 2.1.4 TrainedModel ({args.threads} thread(s); ms = median of {args.reps or '20/3'} "
+        f"runs, best of {args.rounds} alternating rounds; speed-up = magenta / ours)"
+    )
+    print("| dims | op | ours | magenta | speed-up |\n|---|---|---:|---:|---:|")
     for size, op, a, b, r in rows:
         print(f"| {SIZES[size]} | {op} | {a:.2f} | {b:.2f} | {r:.1f}x |")
-    print("(floor: the n=1 decoder's weight products alone, 32 steps; its speed-up is the ceiling any float32 "
-          "engine that reads each weight once per step could reach against Magenta's sample n=1)")
+    print(
+        "(floor: the n=1 decoder's weight products alone, 32 steps; its speed-up is the ceiling any float32 "
+        "engine that reads each weight once per step could reach against Magenta's sample n=1)"
+    )
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "musicvae_bench.json"), "w") as f:
         json.dump(report, f, indent=1)

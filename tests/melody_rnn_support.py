@@ -1,7 +1,7 @@
 """Shared loaders for the melody_rnn plugin's tests (fixtures made by reference/melody_rnn_reference.py)."""
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +18,17 @@ def config_of(name):
     return name.replace("_stacked", "")
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(name):
     return json.loads((FIX / name / "reference.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def arrays(name):
     return dict(np.load(FIX / name / "reference.npz"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def weights(name):
     return dict(np.load(FIX / name / "weights.npz"))
 
@@ -57,7 +57,15 @@ def family(name, variables=None, meta=None, hparams=None, fmt="native"):
 
 def request(primer=None, mode="continue", num_outputs=1, temperature=1.0, length=40, seed=0, rng=None, **params):
     payload = dict(params)
-    return GenerateRequest(mode=mode, num_outputs=num_outputs, temperature=temperature, length=length,
-                           qpm=float(params.get("qpm", 120.0)),
-                           seed=seed, rng=rng if rng is not None else np.random.default_rng(seed), primer=primer,
-                           params=payload, explicit=frozenset(params))
+    return GenerateRequest(
+        mode=mode,
+        num_outputs=num_outputs,
+        temperature=temperature,
+        length=length,
+        qpm=float(params.get("qpm", 120.0)),
+        seed=seed,
+        rng=rng if rng is not None else np.random.default_rng(seed),
+        primer=primer,
+        params=payload,
+        explicit=frozenset(params),
+    )

@@ -1,7 +1,7 @@
 """Loading the MusicVAE reference fixtures (made by reference/musicvae_reference.py)."""
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ FIX = Path(__file__).parent / "fixtures" / "musicvae"
 MODELS = ("mel_tiny", "drums_tiny", "mel_small")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name):
     """(variables, reference outputs, meta json) of one fixture model."""
     d = np.load(FIX / f"{name}.npz")
@@ -34,9 +34,18 @@ def request(mode="sample", num_outputs=1, temperature=0.5, seed=0, inputs=(), pr
     from magenta_api.family import GenerateRequest
 
     payload = dict(params, mode=mode, num_outputs=num_outputs, temperature=temperature)
-    return GenerateRequest(mode=mode, num_outputs=num_outputs, temperature=temperature, length=length, qpm=120.0,
-                           seed=seed, rng=np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed))),
-                           primer=primer, inputs=list(inputs), params=payload)
+    return GenerateRequest(
+        mode=mode,
+        num_outputs=num_outputs,
+        temperature=temperature,
+        length=length,
+        qpm=120.0,
+        seed=seed,
+        rng=np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed))),
+        primer=primer,
+        inputs=list(inputs),
+        params=payload,
+    )
 
 
 def seq_json(notes, qpm=120.0, numerator=4, drums=False):
@@ -46,8 +55,17 @@ def seq_json(notes, qpm=120.0, numerator=4, drums=False):
         "ticksPerQuarter": 220,
         "tempos": [{"qpm": qpm}],
         "timeSignatures": [{"numerator": numerator, "denominator": 4}],
-        "notes": [{"pitch": p, "velocity": 90, "startTime": s * spq, "endTime": e * spq, "isDrum": drums,
-                   **({"instrument": 9} if drums else {})} for p, s, e in notes],
+        "notes": [
+            {
+                "pitch": p,
+                "velocity": 90,
+                "startTime": s * spq,
+                "endTime": e * spq,
+                "isDrum": drums,
+                **({"instrument": 9} if drums else {}),
+            }
+            for p, s, e in notes
+        ],
         "totalTime": max(e for _, _, e in notes) * spq,
     }
 
@@ -58,5 +76,6 @@ def melody(bars=2, offset=0):
 
 
 def drums(bars=2):
-    return seq_json([(p, t, t + 1) for t in range(bars * 16) for p in ([36] if t % 4 == 0 else [42] if t % 2 else [38])],
-                    drums=True)
+    return seq_json(
+        [(p, t, t + 1) for t in range(bars * 16) for p in ([36] if t % 4 == 0 else [42] if t % 2 else [38])], drums=True
+    )

@@ -3,13 +3,13 @@ reference path and the fast paths, chosen through the engine's public ``fast=`` 
 
 import numpy as np
 import pytest
+from melody_rnn_support import CONFIGS, FIX, arrays, config_of, from_events, reference, to_events, weights
 
 from magenta_api import nn
 from magenta_api.store.readers.mag import read_mag
 from magenta_api_melody_rnn.beam import generate
 from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
 from magenta_api_melody_rnn.engine import REFERENCE, EventRnn, FastPaths
-from melody_rnn_support import CONFIGS, FIX, arrays, config_of, from_events, reference, to_events, weights
 
 CASES = [(name, primer) for name in CONFIGS for primer in reference(name)["primers"]]
 PATHS = pytest.mark.parametrize("fast", [FastPaths(), REFERENCE], ids=["fast", "reference"])
@@ -76,8 +76,9 @@ def test_seeded_sampling_replays_magentas_draws(name, primer, fast):
     entry = ref["primers"][primer]
     for sample in entry["samples"]:
         rng = np.random.RandomState(sample["seed"])
-        out = generate(model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1,
-                       sample["temperature"], rng)[0]
+        out = generate(
+            model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1, sample["temperature"], rng
+        )[0]
         assert from_events(name, out.events, entry["transpose"]) == sample["events"]
 
 
@@ -88,8 +89,18 @@ def test_beam_search_matches_magenta(name, primer, fast):
     entry = ref["primers"][primer]
     for b in entry["beams"]:
         rng = np.random.RandomState(b["seed"])
-        out = generate(model, encoder, to_events(name, entry["prepared"]), ref["num_steps"], 1, b["temperature"],
-                       rng, b["beam_size"], b["branch_factor"], b["steps_per_iteration"])[0]
+        out = generate(
+            model,
+            encoder,
+            to_events(name, entry["prepared"]),
+            ref["num_steps"],
+            1,
+            b["temperature"],
+            rng,
+            b["beam_size"],
+            b["branch_factor"],
+            b["steps_per_iteration"],
+        )[0]
         assert from_events(name, out.events, entry["transpose"]) == b["events"]
         assert out.score == pytest.approx(b["score"], abs=1e-3)
 
@@ -122,11 +133,18 @@ def test_tensorflow_0x_variable_names_give_the_same_logits():
     ref, model, encoder = _setup(name)
     old = {}
     for k, v in weights(name).items():
-        k = (k.replace("rnn/", "RNN/", 1).replace("attention_cell_wrapper/", "AttentionCellWrapper/")
-             .replace("multi_rnn_cell/", "MultiRNNCell/").replace("cell_0/", "Cell0/").replace("cell_1/", "Cell1/")
-             .replace("basic_lstm_cell/", "BasicLSTMCell/").replace("attn_output_projection/", "AttnOutputProjection/")
-             .replace("attention/attn_w", "AttnW_0").replace("attention/attn_v", "AttnV_0")
-             .replace("attention/", "Attention_0/"))
+        k = (
+            k.replace("rnn/", "RNN/", 1)
+            .replace("attention_cell_wrapper/", "AttentionCellWrapper/")
+            .replace("multi_rnn_cell/", "MultiRNNCell/")
+            .replace("cell_0/", "Cell0/")
+            .replace("cell_1/", "Cell1/")
+            .replace("basic_lstm_cell/", "BasicLSTMCell/")
+            .replace("attn_output_projection/", "AttnOutputProjection/")
+            .replace("attention/attn_w", "AttnW_0")
+            .replace("attention/attn_v", "AttnV_0")
+            .replace("attention/", "Attention_0/")
+        )
         if not k.startswith("fully_connected"):
             k = k.replace("/kernel", "/Linear/Matrix").replace("/bias", "/Linear/Bias")
         old[k] = v
@@ -155,13 +173,18 @@ def test_attention_input_projection_composed_or_not_matches_magenta(name, primer
     out = generate(model, encoder, events, ref["num_steps"], 1, 0.0, None)[0]
     assert from_events(name, out.events, entry["transpose"]) == entry["greedy"]
     for sample in entry["samples"]:
-        out = generate(model, encoder, events, ref["num_steps"], 1, sample["temperature"],
-                       np.random.RandomState(sample["seed"]))[0]
+        out = generate(
+            model, encoder, events, ref["num_steps"], 1, sample["temperature"], np.random.RandomState(sample["seed"])
+        )[0]
         assert from_events(name, out.events, entry["transpose"]) == sample["events"]
 
 
-LOOKBACK_CASES = [(name, primer, composed) for name, primer in CASES
-                  if config_of(name) in ("lookback_rnn", "drum_kit_rnn") for composed in (True, False)]
+LOOKBACK_CASES = [
+    (name, primer, composed)
+    for name, primer in CASES
+    if config_of(name) in ("lookback_rnn", "drum_kit_rnn")
+    for composed in (True, False)
+]
 
 
 @pytest.mark.parametrize("name,primer,composed", LOOKBACK_CASES)
@@ -180,7 +203,7 @@ def test_lookback_lookups_equal_the_dense_input_at_every_step(name, primer, comp
     for at in range(len(events)):
         row = np.zeros(encoder.input_size, np.float32)
         row[encoder.lookback_hots(events, at)] = 1.0
-        row[offset:offset + bits] = dense[at, offset:offset + bits]
+        row[offset : offset + bits] = dense[at, offset : offset + bits]
         np.testing.assert_array_equal(row, dense[at])
         a = by_hots.step_hots(encoder.lookback_hots(events, at), table, (at + 1) % (1 << bits))
         b = by_vector.step_input(dense[at])

@@ -3,10 +3,10 @@ reference and each fast path, chosen through the engine's public ``path=`` argum
 
 import numpy as np
 import pytest
+from musicvae_support import MODELS, load
 
 from magenta_api import nn
 from magenta_api_musicvae.engine import DECODER_PATHS, ENCODER_PATHS, FM_MIN, MusicVAEEngine, WeightsError
-from musicvae_support import MODELS, load
 
 TOL = 1e-4
 BATCHED = [p for p in DECODER_PATHS if p != "row"]  # the paths that decode any batch and return logits
@@ -42,8 +42,8 @@ def test_shorter_rows_are_masked_like_dynamic_rnn(model):
     engine, ref, _ = model
     short = int(np.argmin(ref["lengths"]))
     assert ref["lengths"][short] < ref["inputs"].shape[1]
-    mu_full, _ = engine.encode(ref["inputs"][short:short + 1])
-    mu_len, _ = engine.encode(ref["inputs"][short:short + 1], ref["lengths"][short:short + 1])
+    mu_full, _ = engine.encode(ref["inputs"][short : short + 1])
+    mu_len, _ = engine.encode(ref["inputs"][short : short + 1], ref["lengths"][short : short + 1])
     np.testing.assert_allclose(mu_len[0], ref["mu"][short], atol=TOL, rtol=0)
     assert np.abs(mu_full - mu_len).max() > 1e-3  # the length really changes the result
 
@@ -70,7 +70,7 @@ def test_one_z_decodes_in_place_like_magenta(model):
     engine, ref, _ = model
     assert engine.path_for(1) == "row" and engine.path_for(1, logits=True) == "rows"
     for b in range(ref["z"].shape[0]):
-        one = engine.sample(ref["z"][b:b + 1], ref["greedy"].shape[1], temperature=0)
+        one = engine.sample(ref["z"][b : b + 1], ref["greedy"].shape[1], temperature=0)
         np.testing.assert_array_equal(one[0], ref["greedy"][b])
 
 
@@ -121,8 +121,11 @@ def test_every_path_draws_the_same_samples():
         for temperature in (0, 0.5, 1.0):
             base = engine.sample(z, 32, temperature, np.random.default_rng(3), path="reference")
             for path in paths:
-                np.testing.assert_array_equal(engine.sample(z, 32, temperature, np.random.default_rng(3), path=path),
-                                              base, err_msg=f"{path} at T={temperature}")
+                np.testing.assert_array_equal(
+                    engine.sample(z, 32, temperature, np.random.default_rng(3), path=path),
+                    base,
+                    err_msg=f"{path} at T={temperature}",
+                )
             _, logits = engine.sample(z, 32, temperature, np.random.default_rng(3), return_logits=True)
             assert logits.shape == (z.shape[0], 32, engine.output_depth)
 

@@ -29,15 +29,15 @@ def weights():
 
 
 def test_fused_kernel_is_scaled_reordered_and_carries_the_bias_row(weights):
-    rng, m, n, kernel, bias = weights
+    _, m, n, kernel, bias = weights
     fused = nn.fused_lstm_kernel(kernel[:m], kernel[m:], bias, 1.0)
     assert fused.shape == (m + n + 1, 4 * n) and fused.dtype == np.float32 and fused.flags.c_contiguous
     i, j, f, o = np.split(np.vstack([kernel, bias[None]]), 4, axis=1)
     np.testing.assert_array_equal(fused[:, :n], i * 0.5)
-    np.testing.assert_array_equal(fused[:-1, n:2 * n], f[:-1] * 0.5)
-    np.testing.assert_allclose(fused[-1, n:2 * n], (f[-1] + 1.0) * 0.5, rtol=1e-6)
-    np.testing.assert_array_equal(fused[:, 2 * n:3 * n], o * 0.5)
-    np.testing.assert_array_equal(fused[:, 3 * n:], j)
+    np.testing.assert_array_equal(fused[:-1, n : 2 * n], f[:-1] * 0.5)
+    np.testing.assert_allclose(fused[-1, n : 2 * n], (f[-1] + 1.0) * 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(fused[:, 2 * n : 3 * n], o * 0.5)
+    np.testing.assert_array_equal(fused[:, 3 * n :], j)
 
 
 def test_fused_update_equals_the_textbook_step_for_a_batch(weights):
@@ -72,7 +72,7 @@ def test_input_less_row_lstm_takes_the_callers_projection(weights):
     rng, m, n, kernel, bias = weights
     fused = nn.fused_lstm_kernel(kernel[:m], kernel[m:], bias, 1.0)
     c, h = rng.standard_normal(n), rng.standard_normal(n)
-    row = nn.RowLSTM(fused[m:m + n], n, c.astype(np.float32), h.astype(np.float32))
+    row = nn.RowLSTM(fused[m : m + n], n, c.astype(np.float32), h.astype(np.float32))
     assert row.input_size == 0
     for _ in range(6):
         x = rng.standard_normal(m)
@@ -115,8 +115,12 @@ def test_matmul_matches_plain_matmul_for_every_batch_size():
 
 
 def test_variables_are_found_under_either_spelling_or_named_when_missing():
-    variables = {"a/weights": np.ones((2, 3), np.float64), "b/kernel": np.zeros((2, 3)), "b/bias": np.ones(3),
-                 "a/biases": np.arange(3)}
+    variables = {
+        "a/weights": np.ones((2, 3), np.float64),
+        "b/kernel": np.zeros((2, 3)),
+        "b/bias": np.ones(3),
+        "a/biases": np.arange(3),
+    }
     kernel, bias = nn.kernel_and_bias(variables, "a/")
     assert kernel.dtype == np.float32 and kernel.flags.c_contiguous and bias.tolist() == [0, 1, 2]
     assert nn.kernel_and_bias(variables, "x/", "b/")[1].tolist() == [1, 1, 1]  # the first scope that has them

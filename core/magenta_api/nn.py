@@ -10,8 +10,8 @@ The engines' rules that are not about one model live here once: how a batch meet
 to the fused :class:`FusedLSTM` and the in-place :class:`RowLSTM` that the fast paths step on.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -34,11 +34,13 @@ def variable(variables: Mapping, *names) -> np.ndarray:
     raise WeightsError(f"checkpoint lacks variable {names[0]!r}")
 
 
-def kernel_and_bias(variables: Mapping, *scopes) -> tuple:
+def kernel_and_bias(variables: Mapping, *scopes) -> tuple[np.ndarray, np.ndarray]:
     """(kernel, bias) of a dense layer under the first of ``scopes`` (each ending in ``/``) that has
     them, under either spelling of :data:`KERNEL_NAMES` / :data:`BIAS_NAMES`."""
-    return (variable(variables, *[s + k for s in scopes for k in KERNEL_NAMES]),
-            variable(variables, *[s + b for s in scopes for b in BIAS_NAMES]))
+    return (
+        variable(variables, *[s + k for s in scopes for k in KERNEL_NAMES]),
+        variable(variables, *[s + b for s in scopes for b in BIAS_NAMES]),
+    )
 
 
 def softplus(x):
@@ -69,7 +71,7 @@ def matmul(x, w):
     step = max(16, BLOCK_ELEMENTS // w.shape[1])
     out = (xs[:, :, :step] @ w[:step])[:, 0]
     for s in range(step, w.shape[0], step):
-        out += (xs[:, :, s:s + step] @ w[s:s + step])[:, 0]
+        out += (xs[:, :, s : s + step] @ w[s : s + step])[:, 0]
     return out
 
 
@@ -79,9 +81,9 @@ def gate_scale_shift(units: int, forget_bias: float) -> tuple:
     forget bias on f) give pre-activations that :func:`scaled_lstm_update` turns into the TF update."""
     n = units
     scale = np.ones(4 * n, np.float32)
-    scale[:n] = scale[2 * n:] = 0.5
+    scale[:n] = scale[2 * n :] = 0.5
     shift = np.zeros(4 * n, np.float32)
-    shift[2 * n:3 * n] = 0.5 * np.float32(forget_bias)
+    shift[2 * n : 3 * n] = 0.5 * np.float32(forget_bias)
     return scale, shift
 
 
@@ -91,10 +93,10 @@ def scaled_lstm_update(g, c_prev, n: int) -> tuple:
     np.tanh(g, out=g)
     sig = g * 0.5
     sig += 0.5  # sigmoid of i, f, o (its j quarter is unused)
-    c = sig[..., 2 * n:3 * n] * c_prev
-    c += sig[..., :n] * g[..., n:2 * n]
+    c = sig[..., 2 * n : 3 * n] * c_prev
+    c += sig[..., :n] * g[..., n : 2 * n]
     h = np.tanh(c)
-    h *= sig[..., 3 * n:]
+    h *= sig[..., 3 * n :]
     return c, h
 
 
@@ -118,7 +120,7 @@ def fused_lstm_kernel(w_x, w_h, bias, forget_bias: float) -> np.ndarray:
             else:
                 np.multiply(block, half, out=out[rows, cols])
         out[-1, cols] = bias[tf_cols] if src == 1 else bias[tf_cols] * half
-    out[-1, n:2 * n] += half * np.float32(forget_bias)
+    out[-1, n : 2 * n] += half * np.float32(forget_bias)
     return out
 
 
@@ -126,13 +128,13 @@ def fused_lstm_update(g, c_prev, n: int) -> tuple:
     """(c, h) of a TF LSTM step from pre-activations ``g`` [..., 4n] in the order and scaling of
     :func:`fused_lstm_kernel` (g is overwritten). Works on one row or a batch."""
     np.tanh(g, out=g)
-    sig = g[..., :3 * n]
+    sig = g[..., : 3 * n]
     sig *= 0.5
     sig += 0.5  # sigmoid of i, f, o
-    c = g[..., n:2 * n] * c_prev
-    c += g[..., :n] * g[..., 3 * n:]
+    c = g[..., n : 2 * n] * c_prev
+    c += g[..., :n] * g[..., 3 * n :]
     h = np.tanh(c)
-    h *= g[..., 2 * n:3 * n]
+    h *= g[..., 2 * n : 3 * n]
     return c, h
 
 
@@ -145,8 +147,12 @@ class FusedLSTM:
         n, m = cell.units, cell.input_size
         self.units, self.input_size = n, m
         self.kernel = fused_lstm_kernel(cell.w_x, cell.w_h, cell.bias, cell.forget_bias)
-        self.w_x, self.w_h, self.w_xh, self.bias = (self.kernel[:m], self.kernel[m:m + n],
-                                                    self.kernel[:m + n], self.kernel[-1])
+        self.w_x, self.w_h, self.w_xh, self.bias = (
+            self.kernel[:m],
+            self.kernel[m : m + n],
+            self.kernel[: m + n],
+            self.kernel[-1],
+        )
 
     def step(self, part, c, h) -> tuple:
         """(c, h) after one batched step, given the input part ``part`` [B, 4n] of the pre-activations
@@ -181,12 +187,12 @@ class RowLSTM:
         self.units, self.input_size = n, m
         self.buf = buf = np.zeros(6 * n + m + 1, np.float32)
         buf[-1] = 1.0
-        self.gates, self.sig, self.i_f = buf[:4 * n], buf[:3 * n], buf[:2 * n]
-        self.o, self.j_c, self.c = buf[2 * n:3 * n], buf[3 * n:5 * n], buf[4 * n:5 * n]
-        self.x, self.h = buf[5 * n:5 * n + m], buf[5 * n + m:6 * n + m]
-        self.h1 = buf[5 * n + m:]  # [h | 1]
-        self.c_h1 = buf[4 * n:] if m == 0 else None  # [c | h | 1]
-        self.inputs = buf[5 * n:]  # [x | h | 1]
+        self.gates, self.sig, self.i_f = buf[: 4 * n], buf[: 3 * n], buf[: 2 * n]
+        self.o, self.j_c, self.c = buf[2 * n : 3 * n], buf[3 * n : 5 * n], buf[4 * n : 5 * n]
+        self.x, self.h = buf[5 * n : 5 * n + m], buf[5 * n + m : 6 * n + m]
+        self.h1 = buf[5 * n + m :]  # [h | 1]
+        self.c_h1 = buf[4 * n :] if m == 0 else None  # [c | h | 1]
+        self.inputs = buf[5 * n :]  # [x | h | 1]
         self.kernel = kernel
         self.tmp = np.empty(2 * n, np.float32)
         self.c[:], self.h[:] = c, h
@@ -240,7 +246,7 @@ class LSTMCell:
         self.units = kernel.shape[1] // 4
         self.input_size = kernel.shape[0] - self.units
         self.w_x = np.ascontiguousarray(kernel[: self.input_size], dtype=np.float32)
-        self.w_h = np.ascontiguousarray(kernel[self.input_size:], dtype=np.float32)
+        self.w_h = np.ascontiguousarray(kernel[self.input_size :], dtype=np.float32)
         self.bias = np.ascontiguousarray(bias, dtype=np.float32)
         self.forget_bias = np.float32(forget_bias)
         # sigmoid(x) = (tanh(x / 2) + 1) / 2: scaling i, f, o by 1/2 (and adding half the forget
@@ -291,7 +297,7 @@ class MultiLSTM:
             x = st.h
         return x, new
 
-    def run(self, inputs, states=None, lengths: Optional[np.ndarray] = None):
+    def run(self, inputs, states=None, lengths: np.ndarray | None = None):
         """Run over ``inputs`` [B, T, D] as ``dynamic_rnn``: outputs past a row's length are
         zero and its state stops changing. Returns (outputs [B, T, H], final states)."""
         batch, steps = inputs.shape[:2]
@@ -308,10 +314,7 @@ class MultiLSTM:
                 out[:, t] = h
             else:
                 live = (t < lengths)[:, None]
-                states = [
-                    LSTMState(np.where(live, n.c, o.c), np.where(live, n.h, o.h))
-                    for n, o in zip(new, states)
-                ]
+                states = [LSTMState(np.where(live, n.c, o.c), np.where(live, n.h, o.h)) for n, o in zip(new, states)]
                 out[:, t] = np.where(live, h, 0.0)
         return out, states
 

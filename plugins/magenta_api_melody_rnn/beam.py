@@ -128,8 +128,12 @@ class Beam:
         """Per output, the rows of its k best entries by score (stable: ties keep entry order, as
         heapq.nlargest)."""
         width = len(self.scores) // outputs
-        return np.concatenate([o * width + np.argsort(-self.scores[o * width:(o + 1) * width], kind="stable")[:k]
-                               for o in range(outputs)])
+        return np.concatenate(
+            [
+                o * width + np.argsort(-self.scores[o * width : (o + 1) * width], kind="stable")[:k]
+                for o in range(outputs)
+            ]
+        )
 
     def advance(self, steps: int, final: bool):
         """Extend every entry by ``steps`` sampled events; ``final``: no model step after the last one."""
@@ -138,10 +142,10 @@ class Beam:
             idx, p = sample(self.pending, self.temperature, self.rng)
             self.scores = self.scores + np.log(p)
             vectors = []  # KeyMelody: push() already returns the new last input
-            for b, seq in enumerate(seqs):
+            for b, (seq, tracker) in enumerate(zip(seqs, trackers)):
                 seq.append(encoder.to_event(idx[b], seq))
-                if trackers[b] is not None:
-                    vectors.append(trackers[b].push(seq[-1]))
+                if tracker is not None:
+                    vectors.append(tracker.push(seq[-1]))
             if final and s == steps - 1:
                 break  # no model step after the final sample
             if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
@@ -157,8 +161,9 @@ def branched(order, outputs: int, branch_factor: int):
     return np.tile(order.reshape(outputs, -1), (1, branch_factor)).reshape(-1)
 
 
-def sample_single(model: EventRnn, encoder, primer: list, logits, state, score, steps: int, temperature,
-                  rng) -> Generated:
+def sample_single(
+    model: EventRnn, encoder, primer: list, logits, state, score, steps: int, temperature, rng
+) -> Generated:
     """Plain sampling of one sequence on the model's single-row stepper (the n=1 fast path): a
     :class:`Beam` of one entry, without the batch bookkeeping. ``logits`` [C] and ``state`` (a batch of
     one) are the primer's."""
@@ -181,8 +186,18 @@ def sample_single(model: EventRnn, encoder, primer: list, logits, state, score, 
     return Generated(seq, float(score))
 
 
-def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs: int, temperature: float,
-             rng, beam_size: int = 1, branch_factor: int = 1, steps_per_iteration: int = 1) -> list:
+def generate(
+    model: EventRnn,
+    encoder,
+    primer: list,
+    num_steps: int,
+    num_outputs: int,
+    temperature: float,
+    rng,
+    beam_size: int = 1,
+    branch_factor: int = 1,
+    steps_per_iteration: int = 1,
+) -> list:
     """Extend ``primer`` (a non-empty event list) to ``num_steps`` events, ``num_outputs`` times.
     ``encoder`` is an :class:`~magenta_api_melody_rnn.encoders.InputEncoder`. Returns [Generated]."""
     total = num_steps - len(primer)
@@ -203,8 +218,7 @@ def generate(model: EventRnn, encoder, primer: list, num_steps: int, num_outputs
     beam.advance(first, iterations == 0)
     for it in range(iterations):
         order = beam.best(num_outputs, beam_size)
-        beam.select(branched(order, num_outputs, branch_factor) if branch_factor > 1 else order,
-                    copy=branch_factor > 1)
+        beam.select(branched(order, num_outputs, branch_factor) if branch_factor > 1 else order, copy=branch_factor > 1)
         beam.advance(steps_per_iteration, it == iterations - 1)
     if beam_size * branch_factor > 1:
         beam.select(beam.best(num_outputs, 1), copy=False)

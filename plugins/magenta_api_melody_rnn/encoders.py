@@ -7,7 +7,7 @@ are Magenta's by construction.
 """
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any
 
 import numpy as np
 from note_seq import encoder_decoder as ed
@@ -27,14 +27,14 @@ class RnnConfig:
     drums: bool
     min_note: int = 48
     max_note: int = 84  # exclusive, as magenta's MelodyRnnConfig
-    transpose_to_key: Optional[int] = 0
+    transpose_to_key: int | None = 0
     attn_length: int = 0
     steps_per_quarter: int = 4
-    binary_counter_bits: Optional[int] = None  # drum_kit: 6 (lookback encoder without lookbacks)
+    binary_counter_bits: int | None = None  # drum_kit: 6 (lookback encoder without lookbacks)
     default_primer: list = field(default_factory=list)
 
 
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "basic_rnn": dict(drums=False, min_note=48, max_note=84, transpose_to_key=0),
     "mono_rnn": dict(drums=False, min_note=0, max_note=128, transpose_to_key=None),
     "lookback_rnn": dict(drums=False, min_note=48, max_note=84, transpose_to_key=0),
@@ -47,7 +47,7 @@ DEFAULT_MELODY_PRIMER = [60]
 DEFAULT_DRUMS_PRIMER = [[36]]
 
 
-def make_config(name: str, overrides: Optional[dict] = None) -> RnnConfig:
+def make_config(name: str, overrides: dict | None = None) -> RnnConfig:
     if name not in DEFAULTS:
         raise ValueError(f"unknown melody_rnn config {name!r}; expected one of {', '.join(CONFIG_NAMES)}")
     values = dict(DEFAULTS[name])
@@ -62,7 +62,8 @@ def make_encoder(cfg: RnnConfig):
     if cfg.drums:
         if cfg.binary_counter_bits:
             return ed.LookbackEventSequenceEncoderDecoder(
-                MultiDrumOneHotEncoding(), lookback_distances=[], binary_counter_bits=cfg.binary_counter_bits)
+                MultiDrumOneHotEncoding(), lookback_distances=[], binary_counter_bits=cfg.binary_counter_bits
+            )
         return ed.OneHotEventSequenceEncoderDecoder(MultiDrumOneHotEncoding())
     if cfg.name == "attention_rnn":
         return KeyMelodyEncoderDecoder(min_note=cfg.min_note, max_note=cfg.max_note)
@@ -86,11 +87,7 @@ class InputEncoder:
         self.encoder = encoder
         self.input_size = encoder.input_size
         self.num_classes = encoder.num_classes
-        self._one_hot = (
-            encoder._one_hot_encoding
-            if type(encoder) is ed.OneHotEventSequenceEncoderDecoder
-            else None
-        )
+        self._one_hot = encoder._one_hot_encoding if type(encoder) is ed.OneHotEventSequenceEncoderDecoder else None
         self._key = type(encoder) is KeyMelodyEncoderDecoder
         self._lookback = type(encoder) is ed.LookbackEventSequenceEncoderDecoder
         # Decoding depends on the history only through lookback classes; without them, cache it.
@@ -158,7 +155,7 @@ class InputEncoder:
         row = np.zeros(self.input_size, np.float32)
         row[self.lookback_hots(events, position)] = 1.0
         offset, bits = self.counter_layout
-        row[offset:offset + bits] = np.where((position + 1) >> np.arange(bits) & 1, 1.0, -1.0)
+        row[offset : offset + bits] = np.where((position + 1) >> np.arange(bits) & 1, 1.0, -1.0)
         return row
 
     @property
@@ -171,8 +168,7 @@ class InputEncoder:
         """(offset, bits) of the lookback encoding's binary counter, which holds ``(position + 1)``
         with +1 for a set bit and -1 for a clear one."""
         enc = self.encoder
-        return (enc._one_hot_encoding.num_classes * (1 + len(enc._lookback_distances)),
-                enc._binary_counter_bits)
+        return (enc._one_hot_encoding.num_classes * (1 + len(enc._lookback_distances)), enc._binary_counter_bits)
 
     def lookback_hots(self, events, position) -> list:
         """Indices of the ones in the lookback input of ``position``: the current event, the next

@@ -20,8 +20,9 @@ their thresholds are read, and the ``fast=`` argument of :class:`EventRnn` /
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from magenta_api.nn import LSTMCell, RowLSTM, WeightsError, matmul, step_rows
 
 from .attention import Attention, AttentionWeights
 
-__all__ = ["EventRnn", "FastPaths", "REFERENCE", "SingleRow", "WeightsError", "gather_state", "normalize_names"]
+__all__ = ["REFERENCE", "EventRnn", "FastPaths", "SingleRow", "WeightsError", "gather_state", "normalize_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ _LEGACY = [
 def normalize_names(variables: Mapping) -> dict:
     """Variables under the names this engine looks up: TF 0.x names are mapped onto TF 1.x+ ones
     (names already in the modern form are kept as they are)."""
-    out = {}
+    out: dict = {}
     for name, value in variables.items():
         new = name
         for pattern, repl in _LEGACY:
@@ -108,12 +109,31 @@ class ComposedInput(NamedTuple):
     attn_rows: np.ndarray  # [attn_size, 4H]
     bias: np.ndarray  # [4H]
 
+    @classmethod
+    def fold(cls, att: Attention, first: nn.FusedLSTM) -> "ComposedInput":
+        """linear([x; attns]) feeds only layer 0's ``x @ w_x``, so (x in_x + a in_a + b_in) w_x + b =
+        x (in_x w_x) + a (in_a w_x) + (b_in w_x + b); products taken in float64 and rounded once
+        (drum_kit: [attn 256 -> 518] then [518 -> 4x256] becomes one [256 -> 4x256])."""
+        w = first.w_x.astype(np.float64)
+        return cls(
+            (att.in_x.astype(np.float64) @ w).astype(np.float32),
+            (att.in_a.astype(np.float64) @ w).astype(np.float32),
+            (att.in_bias.astype(np.float64) @ w + first.bias).astype(np.float32),
+        )
+
 
 class EventRnn:
     """LSTM stack (+ attention) + output layer; ``step`` maps inputs [B, D] to logits [B, C]."""
 
-    def __init__(self, cells, fc_w, fc_b, attention: Optional[Attention] = None, wrapped: int = 0,
-                 fast: Union[bool, FastPaths] = True):
+    def __init__(
+        self,
+        cells,
+        fc_w,
+        fc_b,
+        attention: Attention | None = None,
+        wrapped: int = 0,
+        fast: bool | FastPaths = True,
+    ):
         self.cells = list(cells)
         self.layers = [nn.FusedLSTM(c) for c in self.cells]
         self.fc_w = fc_w
@@ -125,7 +145,7 @@ class EventRnn:
         self.layer_sizes = [c.units for c in self.cells]
         self.fc_wb = np.ascontiguousarray(np.concatenate([fc_w, np.asarray(fc_b, np.float32)[None]]))
         self.fast = fast if isinstance(fast, FastPaths) else FastPaths() if fast else REFERENCE
-        self._tables = {}
+        self._tables: dict = {}  # input-map lookup tables, built on first use
         self._plan()
 
     # -- where the fast paths are chosen ----------------------------------------------------------
@@ -135,9 +155,12 @@ class EventRnn:
         att, first, fast = self.attention, self.layers[0], self.fast
         self.composed = None
         # composing pays when [attn -> input] and [input -> 4H] read more bytes than [attn -> 4H] would
-        if att is not None and fast.composed_input and \
-                att.in_a.size + first.w_x.size > 1.5 * att.in_a.shape[0] * first.w_x.shape[1]:
-            self.composed = self._compose_attention_input()
+        if (
+            att is not None
+            and fast.composed_input
+            and att.in_a.size + first.w_x.size > 1.5 * att.in_a.shape[0] * first.w_x.shape[1]
+        ):
+            self.composed = ComposedInput.fold(att, first)
         self.bounded_softmax = bool(att is not None and fast.bounded_softmax and att.scores_bounded)
         self.narrow_input = self.input_map()[1].shape[0] <= NARROW_INPUT
 
@@ -175,25 +198,11 @@ class EventRnn:
         if key not in self._tables:
             values = np.arange(1 << bits)[:, None] >> np.arange(bits) & 1
             signs = np.where(values, 1.0, -1.0)
-            self._tables[key] = (signs @ rows[offset:offset + bits].astype(np.float64) + beta).astype(np.float32)
+            self._tables[key] = (signs @ rows[offset : offset + bits].astype(np.float64) + beta).astype(np.float32)
         return self._tables[key]
 
-    def _compose_attention_input(self) -> ComposedInput:
-        """The wrapper's input projection folded into layer 0's input kernel (drum_kit: [attn 256 -> 518]
-        then [518 -> 4x256] becomes one [256 -> 4x256]).
-
-        linear([x; attns]) feeds only layer 0's ``x @ w_x``, so (x in_x + a in_a + b_in) w_x + b =
-        x (in_x w_x) + a (in_a w_x) + (b_in w_x + b); products taken in float64 and rounded once.
-        """
-        att, first = self.attention, self.layers[0]
-        w = first.w_x.astype(np.float64)
-        return ComposedInput((att.in_x.astype(np.float64) @ w).astype(np.float32),
-                             (att.in_a.astype(np.float64) @ w).astype(np.float32),
-                             (att.in_bias.astype(np.float64) @ w + first.bias).astype(np.float32))
-
     @classmethod
-    def from_variables(cls, variables: Mapping, attn_length: int = 0,
-                       fast: Union[bool, FastPaths] = True) -> "EventRnn":
+    def from_variables(cls, variables: Mapping, attn_length: int = 0, fast: bool | FastPaths = True) -> "EventRnn":
         """Build from Magenta variable names (``kernel``/``bias``, TF 1.0's ``weights``/``biases`` or TF 0.x's
         ``Linear/Matrix``); ``fast`` as for :class:`EventRnn`."""
         variables = normalize_names(variables)
@@ -221,18 +230,25 @@ class EventRnn:
             ik, ib = nn.kernel_and_bias(variables, attn_prefix)
             qk, qb = nn.kernel_and_bias(variables, attn_prefix + "attention/")
             # Magenta.js names the output projection attention_output_projection
-            ok, ob = nn.kernel_and_bias(variables, attn_prefix + "attn_output_projection/",
-                                        attn_prefix + "attention_output_projection/")
+            ok, ob = nn.kernel_and_bias(
+                variables, attn_prefix + "attn_output_projection/", attn_prefix + "attention_output_projection/"
+            )
             attn_w = nn.variable(variables, attn_prefix + "attention/attn_w")
             attn_w = attn_w.reshape(attn_w.shape[-2], attn_w.shape[-1])
-            w = AttentionWeights(ik, ib, attn_w, nn.variable(variables, attn_prefix + "attention/attn_v").reshape(-1),
-                                 qk, qb, ok, ob)
+            w = AttentionWeights(
+                ik, ib, attn_w, nn.variable(variables, attn_prefix + "attention/attn_v").reshape(-1), qk, qb, ok, ob
+            )
             attention = Attention(w, attn_length)
         wrapped = (len(cells) if layout == "stack" else 1) if attention else 0
         model = cls(cells, fc_w, fc_b, attention, wrapped, fast)
-        logger.debug("events rnn: layers %s, attention %s (%s), input %d, classes %d",
-                     model.layer_sizes, attn_length if attention else 0, layout, model.input_size,
-                     model.num_classes)
+        logger.debug(
+            "events rnn: layers %s, attention %s (%s), input %d, classes %d",
+            model.layer_sizes,
+            attn_length if attention else 0,
+            layout,
+            model.input_size,
+            model.num_classes,
+        )
         return model
 
     # -- state ------------------------------------------------------------------------------------
@@ -274,14 +290,14 @@ class EventRnn:
             out = self._run_layers(0, n, None, new, part)
         else:
             att = self.attention
-            attns, window, feats = state[2 * n:]
+            attns, window, feats = state[2 * n :]
             if self.composed is not None:  # layer 0's input part straight from [x; attns]
                 h = self._run_layers(0, self.wrapped, None, new, part + matmul(attns, self.composed.attn_rows))
             else:
                 h = self._run_layers(0, self.wrapped, part + matmul(attns, att.in_a), new)
             query = np.concatenate(new[: 2 * self.wrapped], axis=1)
             out, attns, window, feats = att.read(query, h, window, feats)
-            new[2 * n:] = [attns, window, feats]
+            new[2 * n :] = [attns, window, feats]
             out = self._run_layers(self.wrapped, n, out, new)
         return matmul(out, self.fc_w) + self.fc_b, tuple(new)
 
@@ -331,12 +347,13 @@ class SingleRow:
         self.rows = []
         for k, lay in enumerate(model.layers):
             own_input = k > 0 or self.map_name == "wrapper"
-            self.rows.append(RowLSTM(lay.kernel if own_input else lay.w_h, lay.units,
-                                     state[2 * k][0], state[2 * k + 1][0]))
+            self.rows.append(
+                RowLSTM(lay.kernel if own_input else lay.w_h, lay.units, state[2 * k][0], state[2 * k + 1][0])
+            )
         top = self.rows[-1]
         self.fc_in = top.h1
         if att is not None:
-            attns, window, feats = state[2 * n:]
+            attns, window, feats = state[2 * n :]
             length = window.shape[1]
             self.wrapped = model.wrapped
             inner = self.rows[self.wrapped - 1]
@@ -408,20 +425,20 @@ class SingleRow:
             np.dot(q, att.query_kernel, out=self.y)
             self.y += att.query_bias
         at, length = self.at, self.length
-        t = np.add(self.fts[at:at + length], self.y, out=self.t)
+        t = np.add(self.fts[at : at + length], self.y, out=self.t)
         np.tanh(t, out=t)
         sc = np.dot(t, att.attn_v)  # [L] scores
         if not self.bounded:  # EventRnn.bounded_softmax: exp cannot overflow, the max changes only rounding
             sc -= sc.max()
         np.exp(sc, out=sc)
         sc /= sc.sum()
-        self.attns = np.dot(sc, self.win[at:at + length])
+        self.attns = np.dot(sc, self.win[at : at + length])
         out = self.out
         np.dot(self.inner_h1, self.out_hb, out=out)
         out += np.dot(self.attns, att.out_a)
         if at + length == len(self.win):  # buffer end: move the newest length-1 rows to the front
-            self.win[:length - 1] = self.win[at + 1:]
-            self.fts[:length - 1] = self.fts[at + 1:]
+            self.win[: length - 1] = self.win[at + 1 :]
+            self.fts[: length - 1] = self.fts[at + 1 :]
             at = -1
         self.win[at + length] = out
         np.dot(out, att.attn_w, out=self.fts[at + length])
@@ -438,5 +455,5 @@ class SingleRow:
             out += [r.c[None].copy(), r.h[None].copy()]
         if self.att is not None:
             at, length = self.at, self.length
-            out += [self.attns[None], self.win[None, at:at + length].copy(), self.fts[None, at:at + length].copy()]
+            out += [self.attns[None], self.win[None, at : at + length].copy(), self.fts[None, at : at + length].copy()]
         return tuple(out)

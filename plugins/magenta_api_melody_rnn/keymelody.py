@@ -22,7 +22,7 @@ def _key_flags(note_counts):
     return (hist == hist.max()).astype(np.float32)
 
 
-_RECENT_FLAGS = {}
+_RECENT_FLAGS: dict[tuple, np.ndarray] = {}
 
 
 def _recent_key_flags(last3):
@@ -41,7 +41,7 @@ def _recent_key_flags(last3):
 class KeyMelodyTracker:
     """Running state of one melody for a ``KeyMelodyEncoderDecoder``; :meth:`push` each event."""
 
-    __slots__ = ("enc", "recent", "length", "current", "attack", "ascending", "last3", "hist", "flags")
+    __slots__ = ("ascending", "attack", "current", "enc", "flags", "hist", "last3", "length", "recent")
 
     def __init__(self, encoder):
         self.enc = encoder
@@ -118,7 +118,7 @@ class KeyMelodyTracker:
             off += 1
         n = self.length
         for i in range(enc._binary_counter_bits):
-            out[off] = 1.0 if (n // 2 ** i) % 2 else -1.0
+            out[off] = 1.0 if (n // 2**i) % 2 else -1.0
             off += 1
         if n % DEFAULT_STEPS_PER_BAR == 0:
             out[off] = 1.0

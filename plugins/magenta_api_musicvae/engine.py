@@ -28,14 +28,14 @@ Every path gives magenta's numbers (up to float rounding) and draws the same noi
 
 import logging
 import re
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import numpy as np
 
 from magenta_api import nn
 from magenta_api.nn import WeightsError
 
-__all__ = ["MusicVAEEngine", "WeightsError", "DECODER_PATHS", "ENCODER_PATHS", "FM_MIN"]
+__all__ = ["DECODER_PATHS", "ENCODER_PATHS", "FM_MIN", "MusicVAEEngine", "WeightsError"]
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,13 @@ class MusicVAEEngine:
         def cell(scope):
             return nn.LSTMCell(*nn.kernel_and_bias(variables, scope + "/lstm_cell/"))
 
-        self.enc = [(nn.MultiLSTM([cell(f"encoder/cell_{i}/bidirectional_rnn/fw/multi_rnn_cell/cell_0")]),
-                     nn.MultiLSTM([cell(f"encoder/cell_{i}/bidirectional_rnn/bw/multi_rnn_cell/cell_0")]))
-                    for i in enc_layers]
+        self.enc = [
+            (
+                nn.MultiLSTM([cell(f"encoder/cell_{i}/bidirectional_rnn/fw/multi_rnn_cell/cell_0")]),
+                nn.MultiLSTM([cell(f"encoder/cell_{i}/bidirectional_rnn/bw/multi_rnn_cell/cell_0")]),
+            )
+            for i in enc_layers
+        ]
         self.mu_k, self.mu_b = nn.kernel_and_bias(variables, "encoder/mu/")
         self.sigma_k, self.sigma_b = nn.kernel_and_bias(variables, "encoder/sigma/")
         self.dec = nn.MultiLSTM([cell(f"decoder/multi_rnn_cell/cell_{k}") for k in dec_layers])
@@ -91,7 +95,8 @@ class MusicVAEEngine:
         first = self.dec.cells[0]
         if first.input_size != self.output_depth + self.z_size:
             raise WeightsError(
-                f"decoder input size {first.input_size} != output depth {self.output_depth} + z size {self.z_size}")
+                f"decoder input size {first.input_size} != output depth {self.output_depth} + z size {self.z_size}"
+            )
         if self.init_k.shape != (self.z_size, 2 * sum(c.units for c in self.dec.cells)):
             raise WeightsError("decoder/z_to_initial_state does not match the decoder layers")
         # The fast paths' decoder: fused [w_x; w_h; bias] kernels (gates i, f, o, j, sigmoids folded into
@@ -118,7 +123,7 @@ class MusicVAEEngine:
 
     # --- encoder ---------------------------------------------------------------------------------
 
-    def encode(self, inputs, lengths=None, path: Optional[str] = None):
+    def encode(self, inputs, lengths=None, path: str | None = None):
         """(mu, sigma) for ``inputs`` [B, T, input_depth] with optional per-row ``lengths``."""
         x = np.asarray(inputs, dtype=np.float32)
         if x.ndim != 3 or x.shape[2] != self.input_depth:
@@ -128,8 +133,9 @@ class MusicVAEEngine:
         full = bool(np.all(lengths >= steps))
         path = path or self.encoder_path_for(full)
         if path not in ENCODER_PATHS or (path == "full" and not full):
-            raise ValueError(f"encoder path {path!r}: expected one of {ENCODER_PATHS} ('full' only when "
-                             "every row is full length)")
+            raise ValueError(
+                f"encoder path {path!r}: expected one of {ENCODER_PATHS} ('full' only when every row is full length)"
+            )
         enc = self._encode_full(x) if path == "full" else self._encode_reference(x, lengths)  # [B, 2H]
         mu = enc @ self.mu_k + self.mu_b
         sigma = nn.softplus(enc @ self.sigma_k + self.sigma_b).astype(np.float32)
@@ -176,11 +182,13 @@ class MusicVAEEngine:
         flat = np.tanh(z @ self.init_k + self.init_b)  # [B, 2 * sum(H)]
         states, at = [], 0
         for c in self.dec.cells:
-            states.append(nn.LSTMState(flat[:, at:at + c.units].copy(), flat[:, at + c.units:at + 2 * c.units].copy()))
+            states.append(
+                nn.LSTMState(flat[:, at : at + c.units].copy(), flat[:, at + c.units : at + 2 * c.units].copy())
+            )
             at += 2 * c.units
         return states
 
-    def decode_logits(self, z, targets, path: Optional[str] = None):
+    def decode_logits(self, z, targets, path: str | None = None):
         """Teacher-forced logits [B, T, C]: step t reads the class of ``targets`` [B, T] (indices)
         or [B, T, C] (one-hot) at t-1, as magenta's TrainingHelper with ``x_input`` shifted."""
         z = np.asarray(z, dtype=np.float32)
@@ -192,8 +200,15 @@ class MusicVAEEngine:
             out[:, t] = step(None if t == 0 else idx[:, t - 1])
         return out
 
-    def sample(self, z, length: int, temperature: float = 1.0, rng: Optional[np.random.Generator] = None,
-               return_logits: bool = False, path: Optional[str] = None):
+    def sample(
+        self,
+        z,
+        length: int,
+        temperature: float = 1.0,
+        rng: np.random.Generator | None = None,
+        return_logits: bool = False,
+        path: str | None = None,
+    ):
         """Free-running decode of ``length`` steps from ``z`` [B, z_size]; each step samples from
         softmax(logits / temperature) (argmax when ``temperature`` is 0) and feeds the one-hot back.
         Returns class indices [B, length] (and the logits if asked)."""
@@ -213,7 +228,7 @@ class MusicVAEEngine:
             return self._sample_row(z, length, noise, scale)
         step = self._stepper(path, z, scale)
         classes = np.empty((batch, length), np.int64)
-        all_logits = np.empty((batch, length, self.output_depth), np.float32) if return_logits else None
+        all_logits = np.empty((batch, length if return_logits else 0, self.output_depth), np.float32)
         prev = None
         for t in range(length):
             logits = step(prev)  # [B, C]
@@ -230,30 +245,32 @@ class MusicVAEEngine:
     def _decoder_path(self, path, batch, logits):
         path = path or self.path_for(batch, logits)
         if path not in DECODER_PATHS or (path == "row" and (batch != 1 or logits)):
-            raise ValueError(f"decoder path {path!r}: expected one of {DECODER_PATHS} ('row' samples one z "
-                             "and returns no logits)")
+            raise ValueError(
+                f"decoder path {path!r}: expected one of {DECODER_PATHS} ('row' samples one z and returns no logits)"
+            )
         return path
 
     def _stepper(self, path, z, scale=None):
         """``step(prev) -> logits [B, C]`` of a batched path; ``prev`` is None at the first step, else the
         previous classes [B]. ``scale`` multiplies the output projection."""
         out_k, out_b = (self.out_k, self.out_b) if scale is None else (self.out_k * scale, self.out_b * scale)
-        return {"reference": _Reference, "rows": _RowMajor, "feature_major": _FeatureMajor}[path](
-            self, z, out_k, out_b)
+        return {"reference": _Reference, "rows": _RowMajor, "feature_major": _FeatureMajor}[path](self, z, out_k, out_b)
 
     def _start(self, z):
         """(layer 0's per-sequence input part from z, bias included [B, 4H], the initial (c, h) per
         layer) for the fused kernels."""
         first = self.layers[0]
-        return z @ first.w_x[self.output_depth:] + first.bias, [(s.c, s.h) for s in self.initial_state(z)]
+        return z @ first.w_x[self.output_depth :] + first.bias, [(s.c, s.h) for s in self.initial_state(z)]
 
     def _sample_row(self, z, length, noise, scale):
         """Sampling for a single z on :class:`~magenta_api.nn.RowLSTM` layers stepped in place (at this
         size a step is bound by reading the weights and by per-call overhead, not arithmetic)."""
         const0, states = self._start(z)
-        table = self.layers[0].w_x[:self.output_depth] + const0  # [C, 4H]: layer 0's input part per previous class
-        rows = [nn.RowLSTM(lay.w_h if k == 0 else lay.kernel, lay.units, c[0], h[0])
-                for k, (lay, (c, h)) in enumerate(zip(self.layers, states))]
+        table = self.layers[0].w_x[: self.output_depth] + const0  # [C, 4H]: layer 0's input part per previous class
+        rows = [
+            nn.RowLSTM(lay.w_h if k == 0 else lay.kernel, lay.units, c[0], h[0])
+            for k, (lay, (c, h)) in enumerate(zip(self.layers, states))
+        ]
         out_kb = np.concatenate([self.out_k, self.out_b[None]])  # [H + 1, C]: the top layer's [h | 1] reads it
         if scale is not None:
             out_kb *= scale
@@ -283,7 +300,7 @@ class MusicVAEEngine:
                 mats = [np.ascontiguousarray(w.T) for w in ((lay.w_h,) if k == 0 else (lay.w_x, lay.w_h))]
                 rows = max(64, self.block_elements // mats[0].shape[1])
                 cuts = list(range(0, mats[0].shape[0], rows))
-                blocks = [tuple(m[a:a + rows] for m in mats) for a in cuts]
+                blocks = [tuple(m[a : a + rows] for m in mats) for a in cuts]
                 layers.append((lay.units, cuts, rows, blocks, lay.bias[:, None].copy()))
             self._fm = layers
         return self._fm
@@ -297,11 +314,11 @@ class _Reference:
         self.dec, self.depth, self.out_k, self.out_b = engine.dec, engine.output_depth, out_k, out_b
         self.states = engine.initial_state(z)
         self.x = np.zeros((z.shape[0], engine.output_depth + engine.z_size), np.float32)  # [B, C + Z]
-        self.x[:, engine.output_depth:] = z
+        self.x[:, engine.output_depth :] = z
 
     def __call__(self, prev):
         if prev is not None:
-            self.x[:, :self.depth] = 0.0
+            self.x[:, : self.depth] = 0.0
             self.x[np.arange(len(prev)), prev] = 1.0
         h, self.states = self.dec.step(self.x, self.states)  # [B, H]
         return h @ self.out_k + self.out_b  # [B, C]
@@ -313,7 +330,7 @@ class _RowMajor:
 
     def __init__(self, engine, z, out_k, out_b):
         self.layers, self.out_k, self.out_b = engine.layers, out_k, out_b
-        self.onehot = engine.layers[0].w_x[:engine.output_depth]  # [C, 4H]
+        self.onehot = engine.layers[0].w_x[: engine.output_depth]  # [C, 4H]
         self.const0, self.states = engine._start(z)
 
     def __call__(self, prev):
@@ -340,7 +357,7 @@ class _FeatureMajor:
 
     def __init__(self, engine, z, out_k, out_b):
         self.layers = engine._feature_major()
-        self.onehot = engine.layers[0].w_x[:engine.output_depth]  # [C, 4H]
+        self.onehot = engine.layers[0].w_x[: engine.output_depth]  # [C, 4H]
         self.out_kT, self.out_b = np.ascontiguousarray(out_k.T), out_b  # [C, H]
         const0, states = engine._start(z)
         self.const0 = np.ascontiguousarray(const0.T)  # [4H, B]
@@ -373,10 +390,10 @@ def _gates_fm(blocks, cuts, rows, inputs, batch):
     tmp = np.empty((rows, batch), np.float32) if len(inputs) > 1 else None
     mm = np.matmul
     for a, ws in zip(cuts, blocks):
-        o = g[a:a + len(ws[0])]
+        o = g[a : a + len(ws[0])]
         mm(ws[0], inputs[0], out=o)
         for w, x in zip(ws[1:], inputs[1:]):
-            t = tmp[:len(w)]
+            t = tmp[: len(w)]
             mm(w, x, out=t)
             o += t
     return g
