@@ -22,6 +22,7 @@ def needs(*modules):
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     return pytest.mark.skipif(bool(missing), reason=f"{TRAIN_EXTRA}: no {', '.join(missing)}")
 
+
 ABC = """X:1
 T:Test Tune
 M:C|

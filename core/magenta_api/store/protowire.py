@@ -1,6 +1,5 @@
 """A minimal protobuf wire-format decoder, so TensorFlow's checkpoint protos need no TF or generated code."""
 
-
 VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
 
 
