@@ -59,7 +59,8 @@ def test_same_seed_same_bytes_without_cache(tmp_path):
     c = app.test_client()
     a = c.post("/v1/generate", json={"model": "toy-a", "seed": 9})
     b = c.post("/v1/generate", json={"model": "toy-a", "seed": 9})
-    assert a.data == b.data and a.headers["X-Cache"] == b.headers["X-Cache"] == "MISS"
+    assert a.data == b.data
+    assert "X-Cache" not in a.headers and "X-Cache" not in b.headers  # no cache was consulted
     assert not (tmp_path / "cache").exists()
 
 

@@ -77,7 +77,7 @@ def test_every_domain_error_has_a_status_and_an_exit_code():
         assert not hasattr(exc, "status"), cls
         assert cli.exit_code_of(exc) in (2, 3, 4), cls
         if cls.__name__ != "ModelsFileError":  # a start-up error, never raised by a request
-            assert web.status_of(exc) in (400, 404, 422, 503), cls
+            assert web.status_of(exc) in (400, 404, 406, 413, 422, 503), cls
 
 
 def test_a_family_that_cannot_build_its_model_is_a_503_not_a_500(tmp_path):

@@ -7,8 +7,9 @@ import json
 
 from flask import Blueprint, Response, current_app, request
 
-from .errors import InvalidRequest
-from .render import MIDI_TYPE
+from .errors import NotAcceptable
+from .render import CONTENT_TYPES, ZIP_TYPE
+from .request_builder import parse_json
 from .service import Service
 
 bp = Blueprint("api", __name__)
@@ -16,7 +17,8 @@ bp = Blueprint("api", __name__)
 ERRORS = {
     "400": "malformed JSON or schema violation",
     "404": "unknown model",
-    "413": "request body too large",
+    "406": "the Accept header names no format the service renders",
+    "413": "request body too large or too deeply nested",
     "422": "valid request the model cannot do",
     "500": "internal error (quote the request id)",
     "503": "checkpoint or family not available",
@@ -39,6 +41,20 @@ def service() -> Service:
 
 def json_response(data, status: int = 200, headers=None) -> Response:
     return Response(json.dumps(data), status=status, mimetype="application/json", headers=headers)
+
+
+def accepted_format() -> str:
+    """The output format the Accept header prefers (JSON without one); a body's ``format`` wins over it."""
+    accept = request.accept_mimetypes
+    if not accept:
+        return "json"
+    best = accept.best_match([*CONTENT_TYPES.values(), ZIP_TYPE])
+    if best is None:
+        raise NotAcceptable(
+            f"cannot answer with {request.headers.get('Accept')!r}",
+            {"available": sorted({*CONTENT_TYPES.values(), ZIP_TYPE})},
+        )
+    return "midi" if best in (CONTENT_TYPES["midi"], ZIP_TYPE) else "json"
 
 
 @bp.get("/healthz")
@@ -90,14 +106,11 @@ def openapi():
     {"200": "NoteSequences as JSON, or a MIDI file (zip of MIDI files when num_outputs > 1)", **ERRORS},
 )
 def generate():
-    raw = request.get_data(cache=False)
-    try:
-        payload = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"malformed JSON: {exc}", {"field": ""}, code="malformed_json") from exc
-    default_format = "midi" if request.accept_mimetypes.best == MIDI_TYPE else "json"
-    rendered = service().generate(payload, default_format)
-    headers = {"X-Cache": rendered.cache, "X-Seed": json.dumps(rendered.seed)}
+    payload = parse_json(request.get_data(cache=False))
+    rendered = service().generate(payload, accepted_format())
+    headers = {"X-Seed": json.dumps(rendered.seed)}
+    if rendered.cache:  # only when the result cache was consulted
+        headers["X-Cache"] = rendered.cache
     if rendered.filename:
         headers["Content-Disposition"] = f'attachment; filename="{rendered.filename}"'
     return Response(rendered.body, status=200, mimetype=rendered.content_type, headers=headers)

@@ -14,7 +14,16 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import api
 from .config import Settings
-from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, UnknownModel, Unprocessable
+from .errors import (
+    FamilyUnavailable,
+    InvalidRequest,
+    MagentaApiError,
+    ModelBroken,
+    NotAcceptable,
+    TooLarge,
+    UnknownModel,
+    Unprocessable,
+)
 from .logs import request_id_var
 from .service import Service
 from .store import CheckpointError
@@ -22,11 +31,14 @@ from .store import CheckpointError
 logger = logging.getLogger(__name__)
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+RETRY_AFTER_S = 30  # what a 503 suggests when the error does not know better (details.retry_after)
 
 # Every domain error's HTTP status, by class (a subclass takes its nearest listed base's status).
 STATUS = {
     InvalidRequest: 400,
     UnknownModel: 404,
+    NotAcceptable: 406,
+    TooLarge: 413,
     Unprocessable: 422,
     FamilyUnavailable: 503,
     ModelBroken: 503,
@@ -45,6 +57,9 @@ def error_response(code: str, message: str, details: dict | None, status: int, h
     }
     level = logging.ERROR if status >= 500 else logging.INFO
     logger.log(level, "error %s %s: %s", status, code, message)
+    headers = dict(headers or {})
+    if status == 503:  # every 503 says when to try again
+        headers.setdefault("Retry-After", str(int((details or {}).get("retry_after") or RETRY_AFTER_S)))
     return api.json_response(body, status, headers)
 
 

@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 from .config import Settings
-from .errors import FamilyUnavailable, InvalidRequest, MagentaApiError, ModelBroken, UnknownModel, Unprocessable
+from .errors import (
+    FamilyUnavailable,
+    InvalidRequest,
+    MagentaApiError,
+    ModelBroken,
+    NotAcceptable,
+    TooLarge,
+    UnknownModel,
+    Unprocessable,
+)
 from .logs import setup_logging
 from .models_file import ModelsFileError
 from .store import CheckpointError
@@ -20,6 +29,8 @@ from .store import CheckpointError
 EXIT_CODES = {
     InvalidRequest: 2,  # the command line or request is malformed
     UnknownModel: 2,
+    TooLarge: 2,
+    NotAcceptable: 2,
     ModelsFileError: 2,  # a models.yaml cannot be used
     Unprocessable: 3,  # the model cannot do what was asked
     FamilyUnavailable: 4,  # the model cannot be served here now

@@ -30,6 +30,18 @@ class InvalidRequest(MagentaApiError):
     code = "bad_request"
 
 
+class TooLarge(MagentaApiError):
+    """The request is over a size the service accepts before reading it: body bytes, JSON nesting."""
+
+    code = "payload_too_large"
+
+
+class NotAcceptable(MagentaApiError):
+    """The client accepts no format the service can render."""
+
+    code = "not_acceptable"
+
+
 class Unprocessable(MagentaApiError):
     """A well-formed request the model cannot do: unsupported mode, unusable primer, over a limit."""
 

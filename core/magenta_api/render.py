@@ -23,7 +23,7 @@ class Rendered:
     content_type: str
     filename: str | None
     seed: object
-    cache: str = "MISS"  # HIT when served from the result cache
+    cache: str | None = None  # HIT or MISS when the result cache was consulted
 
 
 def render_json(model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
@@ -55,6 +55,7 @@ def render_midi(model_id: str, request: GenerateRequest, result: GenerateResult)
 
 
 RENDERERS: dict = {"json": render_json, "midi": render_midi}
+CONTENT_TYPES = {"json": JSON_TYPE, "midi": MIDI_TYPE}  # what each format answers with (MIDI: zip for several)
 Renderer = Callable[[str, GenerateRequest, GenerateResult], Rendered]
 
 

@@ -6,6 +6,7 @@ The checks run in this order, each exactly once: the JSON Schemas (the core's, t
 is refused before any checkpoint is fetched.
 """
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +15,49 @@ import jsonschema
 import numpy as np
 
 from . import schemas
-from .errors import InvalidRequest, Unprocessable
+from .errors import InvalidRequest, TooLarge, Unprocessable
 from .family import GenerateRequest, ModelSpec
 
 CORE_DEFAULTS = {"num_outputs": 1, "temperature": 1.0, "length": None, "qpm": 120.0}
 SHARED_FIELDS = ("num_outputs", "temperature", "length", "qpm")  # typed fields of GenerateRequest
 LIMITED_FIELDS = ("num_outputs", "length")  # fields a models.yaml ``limits`` entry may cap
+# How many items a request's lists may hold unless the model's ``limits`` say otherwise: a request can
+# only grow them so far before it ties a worker up.
+LIST_LIMITS = {"inputs": ("inputs", 64), "primer": ("primer_events", 4096)}
+MAX_DEPTH = 32  # JSON nesting: a NoteSequence in ``inputs`` is 5 deep
+
+
+def parse_json(raw: bytes):
+    """A request body as JSON, refusing what JSON is not (``NaN``, ``Infinity``, which Python's parser
+    accepts) and nesting deeper than :data:`MAX_DEPTH` (which would exhaust the recursion limit)."""
+
+    def refuse_constant(name):
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        payload = json.loads(raw or b"null", parse_constant=refuse_constant)
+    except RecursionError:
+        raise TooLarge(
+            f"the JSON body is nested more than {MAX_DEPTH} levels deep", {"limit": MAX_DEPTH}, code="too_deeply_nested"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}", {"field": ""}, code="malformed_json") from exc
+    _check_depth(payload)
+    return payload
+
+
+def _check_depth(value) -> None:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TooLarge(
+                f"the JSON body is nested more than {MAX_DEPTH} levels deep",
+                {"limit": MAX_DEPTH},
+                code="too_deeply_nested",
+            )
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
 
 
 def core_fields() -> set:
@@ -100,7 +138,16 @@ def _check_mode(mode: str, cls, spec: ModelSpec) -> None:
         )
 
 
-def _check_limits(opts: dict, spec: ModelSpec) -> None:
+def _check_limits(payload: dict, opts: dict, spec: ModelSpec) -> None:
+    for field, (limit_name, default) in LIST_LIMITS.items():
+        limit = spec.limits.get(limit_name, default)
+        value = payload.get(field)
+        if isinstance(value, list) and len(value) > limit:
+            raise Unprocessable(
+                f"{field} has {len(value)} items; this model takes at most {limit}",
+                {"field": f"/{field}", "limit": limit},
+                code="over_limit",
+            )
     for name in LIMITED_FIELDS:
         limit = spec.limits.get(name)
         if limit is not None and opts.get(name) is not None and opts[name] > limit:
@@ -118,8 +165,9 @@ def _seed(payload: dict):
         raise InvalidRequest("give either seed or seed_sequence, not two different ones", {"field": "/seed_sequence"})
     seed = payload.get("seed", payload.get("seed_sequence"))
     if seed is None:
-        seed = secrets.randbits(53)  # fits a JavaScript number, so any client can send it back
-    return seed
+        return secrets.randbits(53)  # fits a JavaScript number, so any client can send it back
+    # JSON has one number type: the schema's integers include 2.0 and 1e20, which SeedSequence refuses.
+    return [int(s) for s in seed] if isinstance(seed, list) else int(seed)
 
 
 def build_request(payload, registry, default_format: str = "json") -> BuiltRequest:
@@ -136,7 +184,7 @@ def build_request(payload, registry, default_format: str = "json") -> BuiltReque
     opts = {**model_defaults(spec, cls), **{k: payload[k] for k in SHARED_FIELDS if k in payload}}
     mode = payload.get("mode") or opts["mode"]
     _check_mode(mode, cls, spec)
-    _check_limits(opts, spec)
+    _check_limits(payload, opts, spec)
     seed = _seed(payload)
     request = GenerateRequest(
         mode=mode,

@@ -60,9 +60,13 @@ class Service:
     def readiness(self) -> dict:
         """Which models can serve a request now (checkpoint on disk, family loaded), and plugin errors."""
         ready = [m["id"] for m in self.models() if m["available"] and m["state"] == "ready"]
+        cache = self.cache.health()
+        degraded = [name for name, part in (("cache", cache),) if part.get("state") == "degraded"]
         return {
-            "status": "ready" if ready else "not_ready",
+            "status": ("degraded" if degraded else "ready") if ready else "not_ready",
             "models_ready": ready,
+            "degraded": degraded,
+            "cache": cache,
             "plugin_errors": self.registry.plugin_errors(),
         }
 
@@ -130,4 +134,5 @@ class Service:
         if key is not None:
             with stage(logger, "cache", op="set"):
                 self.cache.set(key, CachedResponse(rendered.body, rendered.content_type, rendered.filename))
+            rendered.cache = "MISS"
         return rendered
