@@ -39,7 +39,7 @@ def openapi_document(app) -> dict:
             if method == "POST":
                 op["requestBody"] = {
                     "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GenerateRequest"}}},
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GenerateBody"}}},
                 }
                 op["responses"]["200"]["content"] = {
                     "application/json": {"schema": {"type": "object"}},
@@ -49,6 +49,7 @@ def openapi_document(app) -> dict:
             paths.setdefault(path, {})[method.lower()] = op
     generate = {k: v for k, v in schemas.load("generate").items() if not k.startswith("$") or k == "$defs"}
     generate, defs = _rebase_defs(generate)
+    per_model = _model_bodies(app, generate)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -60,6 +61,14 @@ def openapi_document(app) -> dict:
         "components": {
             "schemas": {
                 "GenerateRequest": generate,
+                "GenerateBody": {
+                    "description": "A request body: one of the per-model schemas (a body without `model` goes to "
+                    "the default model)",
+                    "oneOf": [{"$ref": f"#/components/schemas/{name}"} for name in per_model],
+                }
+                if per_model
+                else {"$ref": "#/components/schemas/GenerateRequest"},
+                **per_model,
                 **defs,
                 "Error": {
                     "type": "object",
@@ -87,3 +96,27 @@ def _rebase_defs(schema: dict) -> tuple:
     defs = schema.pop("$defs", {})
     text = json.dumps(schema).replace('"#/$defs/', '"#/components/schemas/GenerateRequest_')
     return json.loads(text), {f"GenerateRequest_{k}": v for k, v in defs.items()}
+
+
+def _model_bodies(app, generate: dict) -> dict:
+    """One request schema per servable model: the core's fields with ``model`` fixed to its id, ``mode`` to
+    its family's modes, the family's own fields, and no other field unless the family takes free-form
+    ones; the default model's ``model`` may be left out. Keys are component names."""
+    service = app.extensions.get("magenta_api")
+    if service is None:
+        return {}
+    bodies = {}
+    for model in service.models():
+        if not model["available"]:
+            continue
+        family = model["parameters"]["allOf"][1]
+        props = {**generate["properties"], **family.get("properties", {})}
+        props["model"] = {"const": model["id"]}
+        props["mode"] = {"enum": model["capabilities"]}
+        body = {"type": "object", "properties": props}
+        if family.get("additionalProperties") is not True:
+            body["additionalProperties"] = False
+        if not model["default"]:
+            body["required"] = ["model"]
+        bodies[f"GenerateFor_{model['id']}"] = body
+    return bodies
