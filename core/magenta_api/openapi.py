@@ -113,7 +113,7 @@ def _model_bodies(app, generate: dict) -> dict:
         props = {**generate["properties"], **family.get("properties", {})}
         props["model"] = {"const": model["id"]}
         props["mode"] = {"enum": model["capabilities"]}
-        body = {"type": "object", "properties": props}
+        body: dict = {"type": "object", "properties": props}
         if family.get("additionalProperties") is not True:
             body["additionalProperties"] = False
         if not model["default"]:
