@@ -29,6 +29,25 @@ def test_installed_example_plugin_appears_and_generates(site_app):
     }
     resp = client.post("/v1/generate", json={"model": "markov-melody", "mode": "continue", "primer": primer, "seed": 1})
     assert resp.status_code == 200
+    notes = resp.get_json()["notes"]
+    assert [n["pitch"] for n in notes[:5]] == [60, 62, 64, 65, 67]  # the output starts with the primer
+    assert all(n.get("startTime", 0) >= 1.25 - 1e-9 for n in notes[5:])
+
+
+def test_example_plugin_continues_an_event_list_primer_as_the_readme_sends_it(site_app):
+    client = site_app.test_client()
+    primer = [60, -2, 62, -2, 64, -2, 67, -2]
+    resp = client.post(
+        "/v1/generate", json={"model": "markov-melody", "mode": "continue", "primer": primer, "length": 24, "seed": 1}
+    )
+    assert resp.status_code == 200, resp.get_json()
+    notes = resp.get_json()["notes"]
+    assert [n["pitch"] for n in notes[:4]] == [60, 62, 64, 67]
+    assert notes[3]["endTime"] == pytest.approx(1.0) and len(notes) > 4
+    too_long = client.post(
+        "/v1/generate", json={"model": "markov-melody", "mode": "continue", "primer": primer, "length": 8}
+    )
+    assert too_long.status_code == 422 and too_long.get_json()["error"]["details"]["primer_steps"] == 8
 
 
 def test_broken_plugins_are_listed_and_do_not_stop_the_service(site_app):

@@ -5,8 +5,10 @@ base64 MIDI) adds its own degree-to-degree transitions, so continuations sound l
 """
 
 import itertools
+import math
 
 import numpy as np
+from note_seq import Melody
 from note_seq.protobuf import music_pb2
 
 from magenta_api import Family, GenerateResult, Unprocessable
@@ -63,28 +65,51 @@ class MarkovMelody(Family):
             degrees.append(d)
         return degrees
 
+    def _primer_sequence(self, request):
+        """The primer as a NoteSequence: Magenta's event list (pitch, -1 note-off, -2 hold per 16th
+        step), NoteSequence JSON or base64 MIDI, as the other ``continue`` models take it."""
+        raw = request.primer
+        if isinstance(raw, list):
+            if not all(isinstance(e, int) and not isinstance(e, bool) and -2 <= e <= 127 for e in raw):
+                raise Unprocessable(
+                    "an event-list primer holds MIDI pitches 0..127, -1 (note-off) or -2 (hold)", {"field": "/primer"}
+                )
+            return Melody(raw, steps_per_quarter=self.steps_per_quarter).to_sequence(qpm=request.qpm)
+        return parse_sequence(raw, "/primer")
+
     def generate(self, request):
         counts = self.prior.copy()
         start = DEGREES // 2
+        seconds_per_step = 60.0 / request.qpm / self.steps_per_quarter
+        primer_seq, primer_steps = None, 0
         if request.mode == "continue":
             if request.primer is None:
                 raise Unprocessable("mode 'continue' needs a primer", {"field": "/primer"})
-            primer = self._degrees_of(parse_sequence(request.primer, "/primer"))
+            primer_seq = self._primer_sequence(request)
+            primer = self._degrees_of(primer_seq)
             if not primer:
                 raise Unprocessable("the primer has no notes", {"field": "/primer"})
             for a, b in itertools.pairwise(primer):
                 counts[a, b] += 4.0
             start = primer[-1]
+            # Like every ``continue``: the output starts with the primer and ``length`` counts its steps.
+            primer_steps = math.ceil(round(primer_seq.total_time / seconds_per_step, 6))
+            if primer_steps >= request.length:
+                raise Unprocessable(
+                    f"the primer lasts {primer_steps} steps; length ({request.length}) counts them and must be greater",
+                    {"field": "/length", "primer_steps": primer_steps},
+                )
         power = 1.0 / max(request.temperature, 1e-3)
         probs = counts**power
         probs /= probs.sum(axis=1, keepdims=True)
         rest_p = float(request.params.get("rest_probability", 0.15))
-        seconds_per_step = 60.0 / request.qpm / self.steps_per_quarter
         sequences = []
         for _ in range(request.num_outputs):
             seq = music_pb2.NoteSequence(ticks_per_quarter=220)
             seq.tempos.add(qpm=request.qpm)
-            degree, step = start, 0
+            if primer_seq is not None:
+                seq.notes.extend(primer_seq.notes)
+            degree, step = start, primer_steps
             while step < request.length:
                 duration = int(request.rng.choice([1, 2, 2, 4]))
                 duration = min(duration, request.length - step)
