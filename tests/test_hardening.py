@@ -223,3 +223,19 @@ def test_listing_models_creates_no_cache_folder(tmp_path):
 def test_nothing_in_a_json_answer_is_not_json(client):
     body = strict_json(post(client, {"model": MEL, "seed": 1, "temperature": 0}))
     assert all(math.isfinite(n.get("startTime", 0.0)) for n in body["notes"])
+
+
+def test_cors_is_off_by_default_and_names_only_the_configured_origins(client, tmp_path):
+    origin = {"Origin": "https://studio.example"}
+    assert "Access-Control-Allow-Origin" not in post(client, {"model": MEL}, headers=origin).headers
+    allowed = make_app(tmp_path, entry_points=BUILT_IN, cors_origins=["https://studio.example"]).test_client()
+    preflight = allowed.options(
+        "/v1/generate",
+        headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "Content-Type"},
+    )
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://studio.example"
+    resp = post(allowed, {"model": MEL, "seed": 1}, headers=origin)
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://studio.example"
+    assert "X-Seed" in resp.headers["Access-Control-Expose-Headers"]
+    other = post(allowed, {"model": MEL}, headers={"Origin": "https://elsewhere.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers

@@ -10,6 +10,7 @@ import time
 import uuid
 
 from flask import Flask, g, request
+from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import api
@@ -72,6 +73,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     register_request_ids(app)
     register_error_handlers(app)
     app.register_blueprint(api.bp)
+    if service.settings.cors_origins:  # off unless CORS_ORIGINS names the origins (or "*")
+        CORS(app, origins=service.settings.cors_origins, expose_headers=["X-Request-ID", "X-Seed", "X-Cache"])
     return app
 
 
