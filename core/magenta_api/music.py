@@ -69,8 +69,17 @@ def check_sequence(seq, pointer: str = ""):
     return seq
 
 
-def sequence_to_json(seq) -> dict:
-    """Protobuf JSON mapping (camelCase field names, int64 as strings as the mapping says)."""
+JSON_STYLES = ("proto", "magentajs")
+
+
+def sequence_to_json(seq, style: str = "proto") -> dict:
+    """A NoteSequence as JSON. ``proto``: the protobuf JSON mapping (camelCase, zero values and empty lists
+    left out, int64 as strings). ``magentajs``: every field spelt out (zero times, empty lists, int64 and
+    enums as numbers), which Magenta.js functions such as ``sequenceProtoToMidi`` read as is."""
+    if style == "magentajs":
+        return json_format.MessageToDict(
+            seq, always_print_fields_with_no_presence=True, use_integers_for_enums=True, unquote_int64_if_possible=True
+        )
     return json_format.MessageToDict(seq)
 
 

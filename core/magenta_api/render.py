@@ -26,8 +26,8 @@ class Rendered:
     cache: str | None = None  # HIT or MISS when the result cache was consulted
 
 
-def render_json(model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
-    sequences = [sequence_to_json(s) for s in result.sequences]
+def render_json(model_id: str, request: GenerateRequest, result: GenerateResult, options: dict) -> Rendered:
+    sequences = [sequence_to_json(s, options.get("json_style", "proto")) for s in result.sequences]
     body = {
         "model": model_id,
         "mode": request.mode,
@@ -40,7 +40,7 @@ def render_json(model_id: str, request: GenerateRequest, result: GenerateResult)
     return Rendered(json.dumps(body).encode(), JSON_TYPE, None, request.seed)
 
 
-def render_midi(model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
+def render_midi(model_id: str, request: GenerateRequest, result: GenerateResult, options: dict) -> Rendered:
     if not result.sequences:
         raise Unprocessable(f"mode {request.mode!r} returns no music to render as MIDI", {"field": "/format"})
     base = f"{model_id}-{request.mode}"
@@ -56,8 +56,9 @@ def render_midi(model_id: str, request: GenerateRequest, result: GenerateResult)
 
 RENDERERS: dict = {"json": render_json, "midi": render_midi}
 CONTENT_TYPES = {"json": JSON_TYPE, "midi": MIDI_TYPE}  # what each format answers with (MIDI: zip for several)
-Renderer = Callable[[str, GenerateRequest, GenerateResult], Rendered]
+Renderer = Callable[[str, GenerateRequest, GenerateResult, dict], Rendered]
 
 
-def render(fmt: str, model_id: str, request: GenerateRequest, result: GenerateResult) -> Rendered:
-    return RENDERERS[fmt](model_id, request, result)
+def render(fmt: str, model_id: str, request: GenerateRequest, result: GenerateResult, **options) -> Rendered:
+    """Bytes of ``result`` in ``fmt``; ``options`` are the request's rendering fields (``json_style``)."""
+    return RENDERERS[fmt](model_id, request, result, options)

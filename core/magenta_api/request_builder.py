@@ -88,6 +88,10 @@ class BuiltRequest:
     seeded: bool  # the client chose the seed, so the result is worth caching
     payload: dict
 
+    def render_options(self) -> dict:
+        """The fields that say how to write the result, not what to generate."""
+        return {"json_style": self.payload.get("json_style", "proto")}
+
     def cache_fields(self) -> dict:
         """What identifies the result (with the checkpoint and the plugin's version): the payload with
         its defaults resolved, so that a default spelt out hits the same entry."""

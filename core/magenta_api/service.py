@@ -130,7 +130,7 @@ class Service:
         with stage(logger, "generate", model=spec.id, mode=request.mode, n=request.num_outputs):
             result = model.generate(request)
         with stage(logger, "render", format=built.format):
-            rendered = render(built.format, spec.id, request, result)
+            rendered = render(built.format, spec.id, request, result, **built.render_options())
         if key is not None:
             with stage(logger, "cache", op="set"):
                 self.cache.set(key, CachedResponse(rendered.body, rendered.content_type, rendered.filename))
