@@ -239,3 +239,39 @@ def test_cors_is_off_by_default_and_names_only_the_configured_origins(client, tm
     assert "X-Seed" in resp.headers["Access-Control-Expose-Headers"]
     other = post(allowed, {"model": MEL}, headers={"Origin": "https://elsewhere.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"model": "slow-rnn", "primer": [60], "length": 4000, "seed": 1, "beam_size": 4, "branch_factor": 4},
+        {"model": "slow-rnn", "primer": [60], "length": 4000, "seed": 1},
+        {"model": "slow-vae", "num_outputs": 32, "seed": 1},
+        {"model": "slow-vae", "num_outputs": 1, "seed": 1},
+    ],
+)
+def test_a_generation_past_its_time_limit_stops_with_a_422(tmp_path, body):
+    import time
+
+    models = {
+        "slow-rnn": {
+            "family": "melody_rnn",
+            "hparams": {"config": "basic_rnn"},
+            "limits": {"seconds": 0.05},
+            "checkpoint": {"url": "embedded-basic_rnn.safetensors", "format": "native"},
+        },
+        "slow-vae": {
+            "family": "musicvae",
+            "limits": {"seconds": 1e-6},
+            "checkpoint": {"url": "embedded-mel_2bar.safetensors", "format": "native"},
+        },
+    }
+    import magenta_api_embedded
+
+    for m in models.values():
+        m["checkpoint"]["url"] = (magenta_api_embedded.HERE / m["checkpoint"]["url"]).as_uri()
+    client = make_app(tmp_path, entry_points=BUILT_IN, models=models).test_client()
+    started = time.monotonic()
+    err = error(post(client, body), 422, "time_limit_exceeded")
+    assert time.monotonic() - started < 5  # stopped, not finished (4000 steps of beam 16 take far longer)
+    assert err["details"]["limit_seconds"] == models[body["model"]]["limits"]["seconds"]

@@ -34,6 +34,7 @@ class Settings:
     load_plugins: list | None = None  # None: every installed plugin
     default_model: str | None = None
     max_body_bytes: int = 2 << 20
+    generate_seconds: float = 120.0  # GENERATE_SECONDS: time limit of a generation without limits.seconds
     cors_origins: list = field(default_factory=list)  # CORS_ORIGINS: browser origins allowed to call the API
     host: str = "127.0.0.1"
     port: int = 5000
@@ -55,6 +56,7 @@ class Settings:
             load_plugins=[p.strip() for p in plugins.split(",") if p.strip()] if plugins is not None else None,
             default_model=env.get("MAGENTA_API_DEFAULT_MODEL") or None,
             max_body_bytes=int(env.get("MAX_BODY_BYTES", 2 << 20)),
+            generate_seconds=float(env.get("GENERATE_SECONDS", 120)),
             cors_origins=[o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()],
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "5000")),

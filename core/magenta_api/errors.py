@@ -60,6 +60,12 @@ class FamilyUnavailable(MagentaApiError):
     code = "family_unavailable"
 
 
+class TimeLimitExceeded(Unprocessable):
+    """The generation ran past its time limit (the model's ``limits.seconds``) and was stopped."""
+
+    code = "time_limit_exceeded"
+
+
 class ModelBroken(MagentaApiError):
     """The checkpoint was read but the family cannot build a model from it (wrong shapes or hparams)."""
 

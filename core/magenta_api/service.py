@@ -7,6 +7,7 @@ line per stage with its duration. The service only orchestrates: checks live in
 
 import logging
 
+from . import deadline
 from .cache import CachedResponse, DiskCache, NullCache, cache_key
 from .config import Settings
 from .family import ModelSpec
@@ -127,7 +128,11 @@ class Service:
             if hit is not None:
                 return Rendered(hit.body, hit.content_type, hit.filename, request.seed, "HIT")
         model = self.loader.load(spec, entry.cls)
-        with stage(logger, "generate", model=spec.id, mode=request.mode, n=request.num_outputs):
+        seconds = spec.limits.get("seconds", self.settings.generate_seconds)
+        with (
+            stage(logger, "generate", model=spec.id, mode=request.mode, n=request.num_outputs),
+            deadline.limit(seconds, spec.id),
+        ):
             result = model.generate(request)
         with stage(logger, "render", format=built.format):
             rendered = render(built.format, spec.id, request, result, **built.render_options())

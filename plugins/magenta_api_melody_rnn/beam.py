@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from magenta_api import deadline
 from magenta_api.nn import log_softmax
 
 from .engine import EventRnn, gather_state
@@ -144,6 +145,7 @@ class Beam:
         """Extend every entry by ``steps`` sampled events; ``final``: no model step after the last one."""
         model, encoder, seqs, trackers = self.model, self.encoder, self.seqs, self.trackers
         for s in range(steps):
+            deadline.check()
             idx, p = sample(self.pending, self.temperature, self.rng)
             self.scores = self.scores + np.log(p)
             vectors = []  # KeyMelody: push() already returns the new last input
@@ -176,6 +178,7 @@ def sample_single(
     runner = model.single(state)
     step_lookback = lookback_stepper(model, encoder, runner) if encoder.lookback else None
     for s in range(steps):
+        deadline.check()
         i, p = sample(logits, temperature, rng)
         score = score + np.log(p)
         seq.append(encoder.to_event(i, seq))

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from magenta_api import nn
+from magenta_api import deadline, nn
 from magenta_api.nn import WeightsError
 
 __all__ = ["DECODER_PATHS", "ENCODER_PATHS", "FM_MIN", "MusicVAEEngine", "WeightsError"]
@@ -231,6 +231,7 @@ class MusicVAEEngine:
         all_logits = np.empty((batch, length if return_logits else 0, self.output_depth), np.float32)
         prev = None
         for t in range(length):
+            deadline.check()
             logits = step(prev)  # [B, C]
             if return_logits:
                 all_logits[:, t] = logits
@@ -280,6 +281,7 @@ class MusicVAEEngine:
         classes = np.empty((1, length), np.int64)
         row = const0[0]
         for t in range(length):
+            deadline.check()
             rows[0].step(row)
             nn.step_rows(rows, 1, len(rows))
             np.dot(top, out_kb, out=logits)
