@@ -116,6 +116,17 @@ def test_every_error_status(server):
     assert "[trace-me]" in text and "ZeroDivisionError" in text  # the log keeps what the client must not see
 
 
+def test_long_urls_and_headers_are_json_errors_with_a_request_id(server):
+    base, _ = server
+    assert err(requests.get(f"{base}/v1/models?x={'a' * 9000}"), 414)["code"] == "uri_too_long"
+    assert err(requests.get(f"{base}/v1/models?x={'a' * 100_000}"), 414)["message"]
+    big_header = requests.get(f"{base}/v1/models", headers={"X-Big": "b" * 9000})
+    assert err(big_header, 431)["code"] == "request_header_fields_too_large"
+    many = requests.get(f"{base}/v1/models", headers={f"X-H{i}": "v" for i in range(150)})
+    assert err(many, 431)["code"] == "request_header_fields_too_large"
+    assert requests.get(f"{base}/v1/models?x={'a' * 4000}").status_code == 200
+
+
 def test_stage_lines_are_logged_with_request_id(server):
     base, log = server
     requests.post(f"{base}/v1/generate", json={"model": "markov-melody", "seed": 77}, headers={"X-Request-ID": "r77"})

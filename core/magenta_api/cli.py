@@ -81,6 +81,8 @@ def cmd_serve(args, settings: Settings) -> int:
         str(args.timeout),
         "--access-logfile",
         "-",
+        "--worker-class",
+        "magenta_api.gunicorn_worker.JsonErrorsWorker",  # gthread; its own 400/414/431 answers in JSON
         "magenta_api.wsgi:app",
     ]
     os.execvp(argv[0], argv)
