@@ -3,8 +3,10 @@ by the real checkpoint store."""
 
 import base64
 import io
+import json
 
 import note_seq
+import numpy as np
 import pretty_midi
 import pytest
 from google.protobuf import json_format
@@ -63,11 +65,14 @@ def test_continuation_from_each_primer_form_is_magentas(client, mid):
     forms = [entry["primer"], json_format.MessageToDict(seq), base64.b64encode(sequence_to_midi(seq)).decode()]
     outs = []
     for primer in forms:
-        r = gen(client, model=mid, primer=primer, temperature=0, length=40, seed=1)
+        r = gen(client, model=mid, primer=primer, temperature=0, length=40, seed=1, start_step=len(entry["primer"]))
         assert r.status_code == 200, r.get_json()
         outs.append(r.get_json())
+    # Started right after the primer: magenta's generate_melody on the event list.
     assert outs[0]["events"][0] == entry["greedy"]
     assert outs[0]["sequences"] == outs[1]["sequences"] == outs[2]["sequences"]
+    # By default all three start where MelodyRnnSequenceGenerator does: one step later.
+    assert {gen(client, model=mid, primer=p, temperature=0).get_json()["start_step"] for p in forms} == {17}
 
 
 def test_drums_continuation_and_midi_output(client):
@@ -78,7 +83,8 @@ def test_drums_continuation_and_midi_output(client):
     assert pm.instruments[0].is_drum
     ns = note_seq.midi_to_note_sequence(r.data)
     assert ns.notes and all(n.is_drum for n in ns.notes)
-    body = gen(client, model="drums", primer=entry["primer"], temperature=0, length=40).get_json()
+    # Started right after the event list (start_step = its length): magenta's generate_drum_track on it.
+    body = gen(client, model="drums", primer=entry["primer"], temperature=0, length=40, start_step=16).get_json()
     assert body["events"][0] == entry["greedy"]
 
 
@@ -123,3 +129,43 @@ def test_unusable_requests_are_422_with_a_reason(client, payload, field):
     assert r.status_code == 422
     err = r.get_json()["error"]
     assert err["details"]["field"] == field and err["message"]
+
+
+COMPAT = FIX.parents[2].parent / "shared" / "compat" / "magentajs"
+
+
+def _improv_folder(folder):
+    """A Magenta.js checkpoint with the variable names and shapes of the official chord_pitches_improv
+    (its weights_manifest.json and config.json from ../shared/compat), zeros for weights."""
+    manifest = json.loads((COMPAT / "chord_pitches_improv" / "weights_manifest.json").read_text())
+    entries = [w for group in manifest for w in group["weights"]]
+    folder.mkdir()
+    with open(folder / "group1-shard1of1", "wb") as f:
+        for w in entries:
+            f.write(np.zeros(w["shape"], np.float32).tobytes())
+    (folder / "weights_manifest.json").write_text(json.dumps([{"paths": ["group1-shard1of1"], "weights": entries}]))
+    (folder / "config.json").write_bytes((COMPAT / "chord_pitches_improv" / "config.json").read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize("hparams", [{"config": "basic_rnn"}, {}])
+def test_an_improv_rnn_checkpoint_declared_as_melody_rnn_says_what_it_is(tmp_path, hparams):
+    from magenta_api.testing import make_app
+
+    folder = _improv_folder(tmp_path / "chord_pitches_improv")
+    app = make_app(
+        tmp_path / "state",
+        plugins=[magenta_api_melody_rnn],
+        models={
+            "improv": {
+                "family": "melody_rnn",
+                "hparams": hparams,
+                "checkpoint": {"url": folder.as_uri(), "sha256": "", "size": None, "format": "magentajs"},
+            }
+        },
+    )
+    r = app.test_client().post("/v1/generate", json={"model": "improv", "primer": [60, -2, 62]})
+    assert r.status_code == 503, r.get_json()
+    message = r.get_json()["error"]["message"]
+    assert "this looks like an ImprovRNN checkpoint (chord_pitches_improv): 75 inputs = 38 melody + 37 chord" in message
+    assert "the melody_rnn family does not run it" in message and "min_note" not in message

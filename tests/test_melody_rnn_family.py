@@ -23,12 +23,18 @@ def _notes(seq):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_notesequence_primer_matches_magentas_sequence_generator(name):
+    """reference.json's generator call starts half a step before the primer sequence's end (step 18):
+    start_step 18 asks for that start; by default the continuation starts where a generate section at
+    the primer's end starts, one step later."""
     sg = reference(name)["sequence_generator"]
     fam = family(name)
-    out = run_family(fam, request(sg["primer_sequence"], temperature=0.0, length=reference(name)["num_steps"]))
+    length = reference(name)["num_steps"]
+    out = run_family(fam, request(sg["primer_sequence"], temperature=0.0, length=length, start_step=sg["start_step"]))
     assert _notes(out.sequences[0]) == sg["notes"]
     assert out.sequences[0].total_time == pytest.approx(sg["total_time"])
-    assert out.extra["primer_steps"] == sg["start_step"]
+    assert out.extra["primer_steps"] == out.extra["start_step"] == sg["start_step"]
+    default = run_family(fam, request(sg["primer_sequence"], temperature=0.0, length=length))
+    assert default.extra["start_step"] == sg["start_step"] + 1 and default.extra["primer_steps"] == sg["start_step"]
 
 
 @pytest.mark.parametrize("name", ["basic_rnn", "attention_rnn", "drum_kit_rnn"])
@@ -36,11 +42,12 @@ def test_event_list_json_and_midi_primers_agree(name):
     ref = reference(name)
     entry = next(iter(ref["primers"].values()))
     fam = family(name)
-    by_events = run_family(fam, request(entry["primer"], temperature=0.0))
+    by_events = run_family(fam, request(entry["primer"], temperature=0.0, start_step=len(entry["primer"])))
     assert by_events.extra["events"][0] == entry["greedy"]
     # A sequence ends with its last note, so compare on a primer whose last step is not a rest.
     primer = entry["primer"][:-1] if name.startswith("drum") else entry["primer"]
     by_events = run_family(fam, request(primer, temperature=0.0))
+    assert by_events.extra["start_step"] == len(primer) + 1
     track = (DrumTrack if name.startswith("drum") else Melody)(to_events(name, primer))
     seq = track.to_sequence(qpm=120)
     assert seq.total_time == pytest.approx(len(primer) * 0.125)
@@ -55,7 +62,7 @@ def test_event_list_json_and_midi_primers_agree(name):
 def test_drums_continuation_outputs_drum_notes():
     ref = reference("drum_kit_rnn")
     entry = ref["primers"]["beat"]
-    out = family("drum_kit_rnn").generate(request(entry["primer"], temperature=0.0, num_outputs=2))
+    out = family("drum_kit_rnn").generate(request(entry["primer"], temperature=0.0, num_outputs=2, start_step=16))
     assert out.extra["events"] == [entry["greedy"], entry["greedy"]]
     seq = out.sequences[0]
     assert seq.notes and all(n.is_drum and n.instrument == 9 for n in seq.notes)
@@ -65,9 +72,10 @@ def test_drums_continuation_outputs_drum_notes():
 
 def test_no_primer_starts_from_magentas_default():
     mel = family("basic_rnn").generate(request(None, length=16))
-    assert mel.extra["events"][0][0] == 60 and len(mel.extra["events"][0]) == 16
+    assert mel.extra["events"][0][:2] == [60, -1] and len(mel.extra["events"][0]) == 16  # [60], then a rest
     drums = family("drum_kit_rnn").generate(request(None, mode="sample", length=16))
-    assert drums.extra["events"][0][0] == [36] and len(drums.extra["events"][0]) == 16
+    assert drums.extra["events"][0][:2] == [[36], []] and len(drums.extra["events"][0]) == 16
+    assert mel.extra["start_step"] == drums.extra["start_step"] == 2
 
 
 def test_seeded_requests_are_reproducible():
@@ -137,7 +145,7 @@ def test_qpm_follows_request_then_primer():
 @pytest.mark.parametrize(
     "primer,length,match",
     [
-        ([60, -2, 62, -2], 4, "length counts the primer"),
+        ([60, -2, 62, -2], 4, "length counts every step before generation"),
         ([60, 128], 16, "expected a MIDI pitch"),
         ([60, [60, 64]], 16, "chord"),
         ([60, "C4"], 16, "expected a MIDI pitch"),
@@ -182,8 +190,10 @@ def test_config_from_mag_generator_id_and_checkpoint_mismatch():
     variables, meta = read_mag(FIX / "drum_kit_rnn" / "drum_kit_rnn.mag")
     fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={}, fmt="mag")
     assert fam.config.name == "drum_kit_rnn" and fam.config.binary_counter_bits == 6
-    with pytest.raises(ValueError, match="check min_note/max_note"):
+    with pytest.raises(ValueError, match=r"the weights fit config basic_rnn: set hparams.config"):
         family("basic_rnn", hparams={"config": "mono_rnn"})
+    with pytest.raises(ValueError, match=r"pitch range is 36 pitches.*max_note 84 with min_note 48"):
+        family("basic_rnn", hparams={"config": "basic_rnn", "max_note": 80})
 
 
 def test_magentajs_basic_rnn_names_and_config():
@@ -195,7 +205,8 @@ def test_magentajs_basic_rnn_names_and_config():
     fam = family("basic_rnn", meta={"config": config}, hparams={"config": "basic_rnn"}, fmt="magentajs")
     assert (fam.config.min_note, fam.config.max_note) == (48, 84)  # maxPitch 83 is inclusive
     entry = reference("basic_rnn")["primers"]["twinkle"]
-    assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    out = run_family(fam, request(entry["primer"], temperature=0.0, start_step=len(entry["primer"])))
+    assert out.extra["events"][0] == entry["greedy"]
     wide = {"type": "MusicRNN", "dataConverter": {"type": "MelodyConverter", "args": {"minPitch": 0, "maxPitch": 127}}}
     with pytest.raises(ValueError, match="38 classes"):
         family("basic_rnn", meta={"config": wide}, hparams={"config": "basic_rnn"}, fmt="magentajs")
@@ -214,8 +225,9 @@ def test_magentajs_style_quantized_primer_in_steps_only():
         ],
     }
     steps_only["notes"][-1]["quantizedEndStep"] = 16
-    out = run_family(fam, request(steps_only, temperature=0.0))
+    out = run_family(fam, request(steps_only, temperature=0.0, start_step=16))
     assert out.extra["events"][0] == entry["greedy"]
+    assert run_family(fam, request(steps_only, temperature=0.0)).extra["start_step"] == 17
 
 
 def _write_magentajs(folder, variables, config):
@@ -249,7 +261,8 @@ def test_magentajs_attention_drum_checkpoint_through_the_store_reader(tmp_path):
     )
     assert fam.model.wrapped == 2 and fam.model.attention.length == 40
     entry = reference("attention_rnn_stacked")["primers"]["twinkle"]
-    assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    out = run_family(fam, request(entry["primer"], temperature=0.0, start_step=len(entry["primer"])))
+    assert out.extra["events"][0] == entry["greedy"]
     # A drum config takes its counter bits from the aux input spec.
     drums = {
         "type": "MusicRNN",
@@ -262,4 +275,68 @@ def test_magentajs_attention_drum_checkpoint_through_the_store_reader(tmp_path):
     fam = family("drum_kit_rnn", variables=variables, meta=meta, hparams={"config": "drum_kit_rnn"}, fmt="magentajs")
     assert fam.config.binary_counter_bits == 6 and fam.config.attn_length == 32
     entry = reference("drum_kit_rnn")["primers"]["beat"]
-    assert run_family(fam, request(entry["primer"], temperature=0.0)).extra["events"][0] == entry["greedy"]
+    out = run_family(fam, request(entry["primer"], temperature=0.0, start_step=len(entry["primer"])))
+    assert out.extra["events"][0] == entry["greedy"]
+
+
+def _lstm_variables(inputs, classes, units=8, layers=2):
+    """Variables of a Magenta events RNN (magenta 2.x names) with the given input and class counts."""
+    out = {}
+    for i in range(layers):
+        width = (inputs if i == 0 else units) + units
+        out[f"rnn/multi_rnn_cell/cell_{i}/basic_lstm_cell/kernel"] = np.zeros((width, 4 * units), np.float32)
+        out[f"rnn/multi_rnn_cell/cell_{i}/basic_lstm_cell/bias"] = np.zeros(4 * units, np.float32)
+    out["fully_connected/weights"] = np.zeros((units, classes), np.float32)
+    out["fully_connected/biases"] = np.zeros(classes, np.float32)
+    return out
+
+
+@pytest.mark.parametrize(
+    "improv,inputs,chord",
+    [("chord_pitches_improv", 75, 37), ("basic_improv", 87, 49)],
+)
+@pytest.mark.parametrize("config", ["basic_rnn", "mono_rnn", "lookback_rnn", "attention_rnn", "drum_kit_rnn"])
+def test_improv_rnn_weights_are_named_not_blamed_on_the_pitch_range(improv, inputs, chord, config):
+    """A TF/.mag ImprovRNN checkpoint declared with a melody config: 38 melody inputs + the chord's."""
+    variables = _lstm_variables(inputs, 38)
+    with pytest.raises(ValueError) as err:
+        family("x", variables=variables, hparams={"config": config})
+    message = str(err.value)
+    assert f"this looks like an ImprovRNN checkpoint ({improv}): {inputs} inputs = 38 melody + {chord} chord" in message
+    assert "the melody_rnn family does not run it" in message and "min_note" not in message
+
+
+def test_improv_rnn_bundle_is_named_by_its_generator_id():
+    variables = _lstm_variables(75, 38)
+    with pytest.raises(ValueError, match=r"\(chord_pitches_improv\): 75 inputs = 38 melody \+ 37 chord"):
+        family("x", variables=variables, meta={"generator_id": "chord_pitches_improv"}, hparams={}, fmt="mag")
+    odd = _lstm_variables(70, 38)  # an improv bundle whose sizes say nothing more
+    with pytest.raises(ValueError, match=r"ImprovRNN checkpoint .its bundle's generator is basic_improv"):
+        family("x", variables=odd, meta={"generator_id": "basic_improv"}, hparams={}, fmt="mag")
+
+
+def test_a_melody_checkpoint_that_fits_no_config_says_so():
+    with pytest.raises(ValueError, match="no melody_rnn config or pitch range makes those sizes"):
+        family("x", variables=_lstm_variables(50, 38), hparams={"config": "basic_rnn"})
+
+
+def test_unnamed_configs_and_unreadable_improv_weights_still_say_why():
+    with pytest.raises(ValueError, match=r"set hparams.config to one of basic_rnn"):
+        family("basic_rnn", hparams={})
+    config = {"type": "MusicRNN", "chordEncoder": "PitchChordEncoder"}
+    broken = {k: v for k, v in _lstm_variables(75, 38).items() if not k.startswith("fully_connected")}
+    with pytest.raises(ValueError, match=r"ImprovRNN checkpoint .its config.json names the chord encoder Pitch"):
+        family("x", variables=broken, meta={"config": config}, hparams={}, fmt="magentajs")
+
+
+def test_a_primer_sequence_without_notes_or_length_is_422():
+    with pytest.raises(Unprocessable, match="no notes and no length") as err:
+        run_family(family("basic_rnn"), request({"notes": [], "totalTime": 0}))
+    assert err.value.code == "invalid_primer"
+    silence = {"totalTime": 2.0, "tempos": [{"qpm": 120}]}  # one bar of silence: a rest, then generation
+    out = run_family(family("basic_rnn"), request(silence, temperature=0.0, length=4, start_step=30))
+    assert out.extra["events_start_step"] == 29 and out.extra["events"][0][0] == -2
+    assert out.extra["primer_steps"] == 0 and out.extra["start_step"] == 30 and len(out.extra["events"][0]) == 4
+    with pytest.raises(Unprocessable, match="length is 1") as err:
+        run_family(family("basic_rnn"), request(silence, length=1))
+    assert err.value.code == "primer_too_long" and err.value.details["start_step"] == 17

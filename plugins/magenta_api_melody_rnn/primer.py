@@ -1,11 +1,18 @@
-"""A request's ``primer`` as the event track Magenta's sequence generators would start from.
+"""A request's ``primer`` as the event track Magenta's sequence generators would start from, and the
+step where they start generating.
 
 Forms: Magenta's event list (melody: pitch, -1 note-off, -2 hold; drums: a list of pitch lists, ``[]``
 a rest), NoteSequence JSON or base64 MIDI. Sequences are quantized (``steps_per_quarter``) and the
 melody / drum track extracted as ``melody_rnn_sequence_generator`` / ``drums_rnn_sequence_generator``
 do (magenta's ``extract_melodies`` / ``extract_drum_tracks`` with ``min_bars=0``,
-``gap_bars=inf``, polyphony resolved to the highest pitch); generation starts where the quantized
-primer ends.
+``gap_bars=inf``, polyphony resolved to the highest pitch).
+
+Where generation starts (:func:`generator_start_step`): the sequence generators are given a generate
+section that begins at the primer's end, and they start at ``quantize_to_step(start_time,
+steps_per_second, quantize_cutoff=0)``: the first step *after* that time, never before the last note
+ends. A primer ending exactly on step ``k`` (an event list of ``k`` events, any MIDI file) therefore
+starts at ``k + 1`` (step ``k`` is a rest); one ending at step 15.4 starts at 16. A request's
+``start_step`` moves the start to any step from the primer's end on (:meth:`Primer.align`).
 """
 
 import math
@@ -18,12 +25,65 @@ from magenta_api import Unprocessable
 from magenta_api.music import parse_sequence
 
 FIELD = "/primer"
+DEFAULT_QPM = 120.0  # note_seq.DEFAULT_QUARTERS_PER_MINUTE, what the generators use without a tempo
 
 
 @dataclass
 class Primer:
-    track: Any  # note_seq Melody or DrumTrack (start_step, steps_per_bar, ...); note-seq has no types
+    """A parsed primer: its events, where it ends, and where Magenta's generator would start."""
+
+    track: Any  # note_seq Melody or DrumTrack (start_step, steps_per_bar, ...), or None: no notes
+    end_step: int  # the step the primer ends on (exclusive), counted from the primer's time 0
+    start_step: int  # where the sequence generators start generating this primer
+    steps_per_bar: int = 16
+    steps_per_quarter: int = 4
+    drums: bool = False
     qpm: float | None = None  # the primer sequence's own tempo, if it has one
+
+    def align(self, start_step: int | None, length: int):
+        """The track the model continues: the primer's events up to ``start_step`` (default: the
+        generator's start), padded as the generators pad it (``set_length``: a held melody note ends,
+        then rests). ``length`` counts the track's events from its first step, generated ones included.
+        Returns (track, start_step)."""
+        start = self.start_step if start_step is None else int(start_step)
+        if start_step is not None and start < self.end_step:
+            raise Unprocessable(
+                f"start_step {start} is inside the primer, which ends at step {self.end_step}: generation can "
+                f"start at step {self.end_step} or later (by default it starts at step {self.start_step}, "
+                "as Magenta's sequence generator does)",
+                {"field": "/start_step", "primer_end_step": self.end_step, "default_start_step": self.start_step},
+                code="invalid_primer",
+            )
+        track = self.track
+        if track is None:
+            # As the sequence generators: an empty track 1 step before the start, so 1 step of silence.
+            cls = DrumTrack if self.drums else Melody
+            track = cls(
+                [],
+                start_step=max(0, start - 1),
+                steps_per_bar=self.steps_per_bar,
+                steps_per_quarter=self.steps_per_quarter,
+            )
+        steps = start - track.start_step
+        if steps >= length:
+            raise primer_too_long(self.steps_before(start, track), steps, start, length)
+        track.set_length(steps)
+        return track, start
+
+    def steps_before(self, start: int, track=None) -> int:
+        """How many of the aligned track's steps are the primer's own (the rest is padding)."""
+        track = self.track if track is None else track
+        first = track.start_step if track is not None else start
+        return max(0, min(self.end_step, start) - first)
+
+
+def primer_too_long(primer_steps: int, steps: int, start: int, length: int) -> Unprocessable:
+    return Unprocessable(
+        f"primer is {primer_steps} steps and generation starts at step {start} ({steps} steps before it), "
+        f"but length is {length}: length counts every step before generation too and must be greater than {steps}",
+        {"field": "/length", "primer_steps": primer_steps, "start_step": start},
+        code="primer_too_long",
+    )
 
 
 def _bad(message, **details):
@@ -54,6 +114,19 @@ def drums_from_events(events) -> DrumTrack:
             raise _bad(f"primer event {i} is {e!r}: expected a list of MIDI drum pitches 0..127 ([] = rest)", index=i)
         out.append(frozenset(pitches))
     return DrumTrack(out)
+
+
+def generator_start_step(end_time: float, qpm: float, steps_per_quarter: int) -> int:
+    """The first step ``MelodyRnnSequenceGenerator`` / ``DrumsRnnSequenceGenerator`` generate for a
+    generate section starting at ``end_time`` seconds: note-seq's ``quantize_to_step`` with
+    ``quantize_cutoff=0`` (the same floating-point arithmetic, so the same step)."""
+    steps_per_second = sequences_lib.steps_per_quarter_to_steps_per_second(steps_per_quarter, qpm)
+    return int(sequences_lib.quantize_to_step(end_time, steps_per_second, quantize_cutoff=0.0))
+
+
+def sequence_end_time(seq) -> float:
+    """Where a primer sequence ends: its total_time, and never before its last note ends."""
+    return max([seq.total_time] + [n.end_time for n in seq.notes])
 
 
 def _quantize(seq, steps_per_quarter):
@@ -99,7 +172,7 @@ def _times_from_steps(seq):
     spq = seq.quantization_info.steps_per_quarter
     if not spq or not seq.notes or any(n.end_time for n in seq.notes):
         return seq
-    qpm = seq.tempos[0].qpm if seq.tempos and seq.tempos[0].qpm else 120.0
+    qpm = seq.tempos[0].qpm if seq.tempos and seq.tempos[0].qpm else DEFAULT_QPM
     seconds = 60.0 / qpm / spq
     out = type(seq)()
     out.CopyFrom(seq)
@@ -130,26 +203,42 @@ def from_sequence(seq, drums: bool, steps_per_quarter: int) -> Primer:
         raise
     except Exception as exc:  # NonIntegerStepsPerBarError and the like
         raise _bad(f"cannot extract a {'drum track' if drums else 'melody'} from the primer: {exc}") from exc
-    start_step = int(q.total_quantized_steps)  # the generate section starts where the primer ends
-    if track is None:
-        if start_step == 0:
-            raise _bad("primer sequence has no notes and no length")
-        # As the sequence generators: one step of silence just before generation starts.
-        steps_per_bar = int(sequences_lib.steps_per_bar_in_quantized_sequence(q))
-        cls = DrumTrack if drums else Melody
-        track = cls([], start_step=start_step - 1, steps_per_bar=steps_per_bar, steps_per_quarter=steps_per_quarter)
-    track.set_length(start_step - track.start_step)
-    qpm = seq.tempos[0].qpm if seq.tempos and seq.tempos[0].qpm else None
-    return Primer(track, qpm)
+    end_step = int(q.total_quantized_steps)
+    if track is None and end_step == 0:
+        raise _bad("primer sequence has no notes and no length")
+    # The generators' tempo: the sequence's first tempo, else 120 qpm (as they quantize with).
+    qpm = seq.tempos[0].qpm if seq.tempos else DEFAULT_QPM
+    return Primer(
+        track,
+        end_step=end_step,
+        start_step=generator_start_step(sequence_end_time(seq), qpm, steps_per_quarter),
+        steps_per_bar=int(sequences_lib.steps_per_bar_in_quantized_sequence(q)),
+        steps_per_quarter=steps_per_quarter,
+        drums=drums,
+        qpm=seq.tempos[0].qpm if seq.tempos and seq.tempos[0].qpm else None,
+    )
+
+
+def from_events(events, drums: bool, steps_per_quarter: int) -> Primer:
+    """An event list of ``n`` events lasts ``n`` steps from step 0: it ends exactly on step ``n``, so the
+    generators start at ``n + 1`` (its sequence, ``to_sequence`` with ``total_time`` at step ``n``)."""
+    if not events:
+        raise _bad("primer is an empty event list; give at least one event (or no primer)")
+    track = drums_from_events(events) if drums else melody_from_events(events)
+    return Primer(
+        track,
+        end_step=len(events),
+        start_step=len(events) + 1,
+        steps_per_bar=track.steps_per_bar,
+        steps_per_quarter=steps_per_quarter,
+        drums=drums,
+    )
 
 
 def parse_primer(raw, drums: bool, steps_per_quarter: int, default: list) -> Primer:
-    """The primer track for a request value (``None`` = the model's default primer)."""
+    """The primer for a request value (``None`` = the model's default primer)."""
     if raw is None:
         raw = default
     if isinstance(raw, list):
-        if not raw:
-            raise _bad("primer is an empty event list; give at least one event (or no primer)")
-        track = drums_from_events(raw) if drums else melody_from_events(raw)
-        return Primer(track)
+        return from_events(raw, drums, steps_per_quarter)
     return from_sequence(parse_sequence(raw, FIELD), drums, steps_per_quarter)
