@@ -13,6 +13,8 @@ from musicvae_support import FIX, drums, melody
 import magenta_api_musicvae
 from magenta_api.music import sequence_from_json, sequence_to_midi
 
+COMPLEX = FIX / "midi" / "example_complex.mid"  # note-seq testdata: 18 instruments, a tempo change
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
@@ -124,3 +126,35 @@ def test_unusable_inputs_are_422_and_bad_params_400(client):
     over = gen(client, model="mel-tiny", mode="decode", z=[[0.0] * 16] * 9)
     assert over.status_code == 422 and over.get_json()["error"]["code"] == "over_limit"
     assert gen(client, model="drums-tiny", mode="interpolate", inputs=[drums(2)], num_outputs=3).status_code == 422
+
+
+def test_http_multi_track_midi_is_refused_then_chosen(client):
+    midi = base64.b64encode(COMPLEX.read_bytes()).decode()
+    r = client.post("/v1/generate", json={"model": "mel-tiny", "mode": "encode", "inputs": [midi]})
+    assert r.status_code == 422
+    err = r.get_json()["error"]
+    assert err["code"] == "ambiguous_input" and err["details"]["field"] == "/inputs/0"
+    assert len(err["details"]["instruments"]) == 8
+    r = client.post(
+        "/v1/generate", json={"model": "mel-tiny", "mode": "similar", "primer": midi, "instrument": 4, "seed": 1}
+    )
+    assert r.status_code == 200, r.get_json()
+    used = r.get_json()["inputs_used"][0]
+    assert (used["instrument"], used["program"], used["piece"]) == (4, 5, 1) and used["windows"] == 103
+    assert used["start_step"] == 112
+
+
+def test_http_instrument_is_validated(client):
+    for bad in (-1, "0", 1.5, [0, "x"]):
+        r = client.post(
+            "/v1/generate", json={"model": "mel-tiny", "mode": "encode", "inputs": [melody(2)], "instrument": bad}
+        )
+        assert r.status_code == 400, bad
+    r = client.post(
+        "/v1/generate", json={"model": "mel-tiny", "mode": "encode", "inputs": [melody(2)], "instrument": [0, None]}
+    )
+    assert r.status_code == 422 and r.get_json()["error"]["details"]["field"] == "/instrument"
+    r = client.post(
+        "/v1/generate", json={"model": "mel-tiny", "mode": "encode", "inputs": [melody(2)], "instrument": [None]}
+    )
+    assert r.status_code == 200 and r.get_json()["inputs_used"][0]["instrument"] == 0

@@ -1,6 +1,7 @@
 """The musicvae family: modes, hparams, and 422s for inputs the converter cannot use."""
 
 import base64
+import json
 
 import jsonschema
 import numpy as np
@@ -13,6 +14,11 @@ from magenta_api.errors import Unprocessable
 from magenta_api.music import sequence_from_json, sequence_to_midi
 from magenta_api.testing import run_family
 from magenta_api_musicvae.family import MusicVAEFamily, slerp
+
+# note-seq's testdata: 18 instruments, drums on instrument 3, a tempo change (so two pieces)
+COMPLEX = FIX / "midi" / "example_complex.mid"
+MAGENTA = json.loads((FIX / "converters.json").read_text())
+MAGENTA_TENSORS = np.load(FIX / "converters.npz")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +84,15 @@ def test_encode_returns_z_mu_sigma_like_the_engine(mel):
     np.testing.assert_allclose(mu, emu, atol=1e-6)
     np.testing.assert_allclose(sigma, esigma, atol=1e-6)
     assert np.abs(z - mu).max() > 0 and np.all(np.abs(z - mu) < 6 * sigma)
-    assert res.extra["inputs_used"][0] == {"windows": 1, "piece": 0, "start_step": 0}
+    assert res.extra["inputs_used"][0] == {
+        "windows": 1,
+        "piece": 0,
+        "start_step": 0,
+        "instrument": 0,
+        "instruments": [0],
+        "program": 0,
+        "name": None,
+    }
 
 
 def test_base64_midi_input_and_longer_inputs_use_their_first_window(mel):
@@ -246,3 +260,122 @@ def test_quantized_magentajs_style_input_is_accepted(mel):
     a = run_family(mel, request("encode", inputs=[quantized])).extra["mu"]
     b = run_family(mel, request("encode", inputs=[melody(2)])).extra["mu"]
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+# -- inputs with several instruments (tracks) -----------------------------------------------------
+
+
+def _b64(path):
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def two_parts():
+    """A melody on instrument 0 ("Flute") and a lower line on instrument 1 ("Bass"), both usable."""
+    top = seq_json([(72 + (t * 5) % 7, t, t + 2) for t in range(0, 32, 2)])
+    low = seq_json([(40 + (t * 3) % 5, t, t + 4) for t in range(0, 32, 4)])
+    for n in low["notes"]:
+        n["instrument"], n["program"] = 1, 0
+    top["notes"] += low["notes"]
+    top["instrumentInfos"] = [{"instrument": 0, "name": "Flute"}, {"instrument": 1, "name": "Bass"}]
+    return top
+
+
+def test_several_usable_melodies_are_ambiguous_where_magenta_raises(mel):
+    assert MAGENTA["melody/all/example_complex.mid"]["count"] > 1  # magenta: MultipleExtractedExamplesError
+    with pytest.raises(Unprocessable, match=r'usable melody on 8 instruments.*send "instrument"') as err:
+        run_family(mel, request("encode", inputs=[_b64(COMPLEX)]))
+    assert err.value.code == "ambiguous_input" and err.value.details["field"] == "/inputs/0"
+    choices = err.value.details["instruments"]
+    assert [c["instrument"] for c in choices] == [2, 4, 5, 6, 8, 9, 15, 16]
+    assert choices[0] == {"instrument": 2, "program": 25, "name": None, "windows": 99, "start_step": 96}
+
+
+@pytest.mark.parametrize("instrument", [2, 4, 9])
+def test_the_chosen_instrument_encodes_one_of_magentas_windows(mel, instrument):
+    res = run_family(mel, request("encode", inputs=[_b64(COMPLEX)], instrument=instrument))
+    used = res.extra["inputs_used"][0]
+    assert used["instrument"] == instrument and used["instruments"] == [instrument]
+    assert used["program"] == {2: 25, 4: 5, 9: 29}[instrument]
+    # The window encoded is one of the examples magenta's converter extracts from the whole file.
+    window = next(
+        w
+        for w in mel.converter.windows(sequence_from_json(_only(COMPLEX, instrument)))
+        if (w.piece, w.start_step) == (used["piece"], used["start_step"])
+    )
+    x, _ = mel.converter.encode_window(window)
+    magentas = MAGENTA_TENSORS["melody/all/example_complex.mid/inputs"].astype(np.float32)
+    assert any(np.array_equal(x, m) for m in magentas)
+    mu, _ = mel.engine.encode(x[None])
+    np.testing.assert_allclose(res.extra["mu"][0], mu[0], atol=1e-6)
+
+
+def _only(path, instrument):
+    from google.protobuf import json_format
+    from note_seq import midi_io
+
+    ns = midi_io.midi_to_note_sequence(path.read_bytes())
+    keep = [n for n in ns.notes if n.instrument == instrument]
+    del ns.notes[:]
+    ns.notes.extend(keep)
+    return json_format.MessageToDict(ns)
+
+
+def test_one_usable_part_among_others_is_used_and_named(mel):
+    """Drums and an out-of-range line yield no melody: the one usable part is taken, and only it is
+    checked (a chord on the unused part is not the input's problem)."""
+    seq = seq_json([(60 + (t * 7) % 12, t, t + 2) for t in range(0, 32, 2)])
+    seq["notes"] += [
+        {
+            "pitch": 36,
+            "velocity": 90,
+            "startTime": t * 0.125,
+            "endTime": t * 0.125 + 0.1,
+            "isDrum": True,
+            "instrument": 9,
+        }
+        for t in range(0, 32, 4)
+    ]
+    seq["notes"] += [
+        {"pitch": p, "velocity": 90, "startTime": 0.0, "endTime": 4.0, "instrument": 3, "program": 40} for p in (50, 54)
+    ]
+    res = run_family(mel, request("encode", inputs=[seq]))
+    assert res.extra["inputs_used"][0]["instrument"] == 0
+    alone = run_family(mel, request("encode", inputs=[melody(2)]))  # the same line on its own
+    np.testing.assert_allclose(res.extra["mu"], alone.extra["mu"], atol=1e-6)
+
+
+def test_instrument_per_input_and_names_from_the_midi_tracks(mel):
+    parts = two_parts()
+    midi = base64.b64encode(sequence_to_midi(sequence_from_json(parts))).decode()
+    with pytest.raises(Unprocessable, match=r"0 'Flute' .program 0.*1 'Bass' .program 0.") as err:
+        run_family(mel, request("similar", inputs=[midi]))
+    assert [c["name"] for c in err.value.details["instruments"]] == ["Flute", "Bass"]
+    res = run_family(mel, request("interpolate", inputs=[midi, parts], instrument=[1, 0], num_outputs=3, seed=1))
+    first, second = res.extra["inputs_used"]
+    assert (first["instrument"], first["name"]) == (1, "Bass") and (second["instrument"], second["name"]) == (
+        0,
+        "Flute",
+    )
+    one = run_family(mel, request("encode", inputs=[parts, parts], instrument=1)).extra
+    assert one["mu"][0] == one["mu"][1] and [u["instrument"] for u in one["inputs_used"]] == [1, 1]
+    with pytest.raises(Unprocessable, match="2 instruments for 1 inputs"):
+        run_family(mel, request("encode", inputs=[parts], instrument=[0, 1]))
+    with pytest.raises(Unprocessable, match=r"no notes on instrument 7; its instruments are .0, 1.") as err:
+        run_family(mel, request("encode", inputs=[parts], instrument=7))
+    assert err.value.details == {"field": "/inputs/0", "instruments": [0, 1]}
+
+
+def test_drum_parts_merge_as_magenta_merges_them_unless_one_is_chosen():
+    drm = family("drums_tiny")
+    seq = seq_json([(36, t, t + 1) for t in range(0, 32, 4)], drums=True)
+    seq["notes"] += [
+        dict(n, pitch=42, instrument=10)
+        for n in seq_json([(42, t, t + 1) for t in range(2, 32, 4)], drums=True)["notes"]
+    ]
+    merged = run_family(drm, request("encode", inputs=[seq])).extra
+    assert merged["inputs_used"][0]["instrument"] is None and merged["inputs_used"][0]["instruments"] == [9, 10]
+    kick = run_family(drm, request("encode", inputs=[seq], instrument=9)).extra
+    assert kick["inputs_used"][0]["instrument"] == 9 and kick["inputs_used"][0]["instruments"] == [9]
+    assert not np.allclose(kick["mu"], merged["mu"])
+    with pytest.raises(Unprocessable, match="instrument 0: the input has no drum notes"):
+        run_family(family("drums_tiny"), request("encode", inputs=[_b64(COMPLEX)], instrument=0))

@@ -52,6 +52,8 @@ class Window:
     piece: int  # index of the part after splitting on tempo / time-signature changes
     start_step: int  # first step of the window within that part
     events: tuple
+    instrument: int | None = None  # the NoteSequence instrument a melody window comes from (None: drums)
+    instruments: tuple = ()  # the instruments whose notes the window holds (drums merge every instrument)
 
 
 def _onehot(indices, depth):
@@ -88,8 +90,28 @@ class BaseConverter:
     def _filter(self, ns):  # before quantization
         return ns
 
-    def _extract(self, quantized) -> list:  # list of event sequences (Melody / DrumTrack)
+    def _extract(self, quantized) -> list:  # list of (instrument or None, Melody / DrumTrack)
         raise NotImplementedError
+
+    def _slices(self, piece: int, q, tracks) -> list[Window]:
+        """The ``num_steps`` windows of each extracted track, one bar apart (or each whole track)."""
+        windows = []
+        for instrument, seq in tracks:
+            spans = (
+                [(end - self.num_steps, end) for end in range(self.num_steps, len(seq) + 1, self.steps_per_bar)]
+                if self.num_steps
+                else [(0, len(seq))]
+            )
+            for a, b in spans:
+                start = seq.start_step + a
+                if instrument is not None:
+                    instruments: tuple = (instrument,)
+                else:  # drums: the instruments of the notes that start inside the window
+                    instruments = tuple(
+                        sorted({n.instrument for n in q.notes if start <= n.quantized_start_step < start + b - a})
+                    )
+                windows.append(Window(piece, start, tuple(seq[a:b]), instrument, instruments))
+        return windows
 
     def _dedupe_key(self, events):
         return tuple(events)
@@ -115,16 +137,7 @@ class BaseConverter:
         q = self._quantize(self._filter(ns))
         if q is None:
             return []
-        windows = []
-        for seq in self._extract(q):
-            if self.num_steps:
-                for end in range(self.num_steps, len(seq) + 1, self.steps_per_bar):
-                    windows.append(
-                        Window(piece, seq.start_step + end - self.num_steps, tuple(seq[end - self.num_steps : end]))
-                    )
-            else:
-                windows.append(Window(piece, seq.start_step, tuple(seq)))
-        return windows
+        return self._slices(piece, q, self._extract(q))
 
     def windows(self, ns) -> list[Window]:
         """Every window magenta would consider, in time order (piece, start step), not deduplicated."""
@@ -250,7 +263,7 @@ class MelodyConverter(BaseConverter):
                     mel.set_length(self.max_steps_truncate - self.max_steps_truncate % mel.steps_per_bar)
                 if np.count_nonzero(mel.get_note_histogram()) < 1:  # min_unique_pitches=1
                     continue
-                melodies.append(mel)
+                melodies.append((instrument, mel))
         return melodies
 
     def _dedupe_key(self, events):
@@ -325,7 +338,7 @@ class DrumsConverter(BaseConverter):
                 continue
             if self.max_steps_truncate is not None and len(track) > self.max_steps_truncate:
                 track.set_length(self.max_steps_truncate - self.max_steps_truncate % track.steps_per_bar)
-            tracks.append(track)
+            tracks.append((None, track))
         return tracks
 
     def _encode(self, events):
@@ -365,10 +378,4 @@ class DrumsConverter(BaseConverter):
         q = self._quantize(ns)
         if q is None:
             return []
-        windows = []
-        for seq in self._extract(q):
-            for end in range(self.num_steps, len(seq) + 1, self.steps_per_bar):
-                windows.append(
-                    Window(piece, seq.start_step + end - self.num_steps, tuple(seq[end - self.num_steps : end]))
-                )
-        return windows
+        return self._slices(piece, q, self._extract(q))

@@ -74,6 +74,16 @@ PARAMS_SCHEMA = {
             "description": "melody models: refuse chords and out-of-range notes (422) "
             "instead of dropping them as magenta does (default true)",
         },
+        "instrument": {
+            "type": ["integer", "array"],
+            "minimum": 0,
+            "maximum": 2**31 - 1,
+            "maxItems": 256,
+            "items": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31 - 1},
+            "description": "the NoteSequence instrument (a MIDI file's track/instrument, numbered from 0 as "
+            "note-seq reads it) to take from each input; a list gives one per input (null: the default). "
+            "Default: the only instrument with a usable part; a melody input with several is refused",
+        },
     },
 }
 
@@ -158,7 +168,15 @@ class MusicVAEFamily(Family):
                 raise Unprocessable("similar needs exactly one input (in `inputs` or `primer`)", {"field": "/inputs"})
         elif mode == "encode" and n_in == 0 and request.primer is None:
             raise Unprocessable("encode needs at least one input", {"field": "/inputs"})
-        elif mode == "decode":
+        if isinstance(request.params.get("instrument"), list) and mode in ("interpolate", "similar", "encode"):
+            given = n_in if n_in else int(request.primer is not None)
+            if len(request.params["instrument"]) != given:
+                raise Unprocessable(
+                    f"instrument lists {len(request.params['instrument'])} instruments for {given} inputs; "
+                    "give one per input (null for the default), or one number for all",
+                    {"field": "/instrument"},
+                )
+        if mode == "decode":
             z = request.params.get("z")
             if not z:
                 raise Unprocessable("decode needs latent vectors in `z`", {"field": "/z"})
@@ -251,24 +269,59 @@ class MusicVAEFamily(Family):
         Returns (mu, sigma, what was used per input)."""
         xs, used = [], []
         strict = request.params.get("strict_inputs", True)
+        choices = request.params.get("instrument")
         for i, raw in enumerate(raw_inputs):
             where = f"{pointer}/{i}" if pointer == "/inputs" else pointer
             ns = _normalize_input(parse_sequence(raw, where))
+            choice = choices[i] if isinstance(choices, list) else choices
+            ns, windows = self._part(ns, choice, where)
             if strict and isinstance(self.converter, MelodyConverter):
                 self._check_melody(ns, where)
-            windows = self.converter.windows(ns)
             if not windows:
+                on = f"instrument {choice}: " if choice is not None else ""
                 raise Unprocessable(
-                    f"cannot use input: {self.converter.explain(ns)}",
+                    f"cannot use input: {on}{self.converter.explain(ns)}",
                     {"field": where, "converter": self.converter.kind, "steps": self.converter.num_steps},
                     code="unusable_input",
                 )
             w = windows[0]
             x, _ = self.converter.encode_window(w)
             xs.append(x)
-            used.append({"windows": len(windows), "piece": w.piece, "start_step": w.start_step})
+            used.append({"windows": len(windows), "piece": w.piece, "start_step": w.start_step, **_named(ns, w)})
         mu, sigma = self.engine.encode(np.stack(xs))
         return mu, sigma, used
+
+    def _part(self, ns, choice, where):
+        """The part of an input the model takes, and its windows in time order.
+
+        Magenta's ``TrainedModel.encode`` refuses any input that yields more than one example
+        (MultipleExtractedExamplesError). The service takes the first 2-bar window of one part instead:
+        the instrument the request names, else the only instrument with a usable melody. Drum notes of
+        every instrument form one kit, as Magenta's drum extraction merges them. A melody input with
+        usable windows on several instruments is ambiguous (which line is the melody?) and refused."""
+        present = sorted({n.instrument for n in ns.notes})
+        if choice is not None:
+            if choice not in present:
+                raise Unprocessable(
+                    f"the input has no notes on instrument {choice}; its instruments are {present}",
+                    {"field": where, "instruments": present},
+                    code="unusable_input",
+                )
+            ns = _only_instrument(ns, choice)
+            return ns, self.converter.windows(ns)
+        windows = self.converter.windows(ns)
+        parts = sorted({w.instrument for w in windows if w.instrument is not None})
+        if len(parts) > 1:
+            options = [_describe(ns, k, [w for w in windows if w.instrument == k]) for k in parts]
+            raise Unprocessable(
+                f"the input has a usable melody on {len(parts)} instruments ({'; '.join(o['text'] for o in options)}); "
+                'send "instrument": <number> to pick one (Magenta refuses an input with several examples)',
+                {"field": where, "instruments": [{k: v for k, v in o.items() if k != "text"} for o in options]},
+                code="ambiguous_input",
+            )
+        if parts and len(present) > 1:  # one usable part among others: check and encode that part alone
+            return _only_instrument(ns, parts[0]), windows
+        return ns, windows
 
     def _check_melody(self, ns, where):
         """Refuse what magenta would silently drop: notes out of the model's range, and chords."""
@@ -290,12 +343,13 @@ class MusicVAEFamily(Family):
             if n.is_drum or n.velocity == 0:
                 continue
             onsets.setdefault((n.instrument, n.quantized_start_step), []).append(n.pitch)
-        chords = [(step, sorted(p)) for (_, step), p in sorted(onsets.items()) if len(p) > 1]
+        chords = [(step, inst, sorted(p)) for (inst, step), p in sorted(onsets.items()) if len(p) > 1]
         if chords:
-            step, pitches = chords[0]
+            step, inst, pitches = min(chords)
+            on = f" on instrument {inst}" if len({i for i, _ in onsets}) > 1 else ""
             raise Unprocessable(
                 f"polyphonic input: {len(chords)} step(s) start several notes at once (first at 16th step "
-                f"{step}: pitches {pitches}); this melody model needs one note at a time "
+                f"{step}{on}: pitches {pitches}); this melody model needs one note at a time "
                 f"(send strict_inputs=false to keep only the highest, as magenta does)",
                 {"field": where},
                 code="unusable_input",
@@ -311,6 +365,45 @@ def slerp(p0, p1, t):
     if so < 1e-8:
         return (1.0 - t) * p0 + t * p1
     return np.sin((1.0 - t) * omega) / so * p0 + np.sin(t * omega) / so * p1
+
+
+def _only_instrument(ns, instrument):
+    """A copy of ``ns`` with the notes of one instrument (tempos, time signatures and times kept)."""
+    out = type(ns)()
+    out.CopyFrom(ns)
+    del out.notes[:]
+    out.notes.extend(n for n in ns.notes if n.instrument == instrument)
+    return out
+
+
+def _instrument_info(ns, instrument):
+    """(program, name) of an instrument: its notes' program and its MIDI track name, if any."""
+    program = next((n.program for n in ns.notes if n.instrument == instrument), None)
+    name = next((i.name for i in ns.instrument_infos if i.instrument == instrument and i.name), None)
+    return program, name
+
+
+def _named(ns, window) -> dict:
+    """Which instrument a window came from, for ``inputs_used``."""
+    instrument = window.instrument
+    if instrument is None and len(window.instruments) == 1:
+        instrument = window.instruments[0]
+    program, name = _instrument_info(ns, instrument) if instrument is not None else (None, None)
+    return {"instrument": instrument, "instruments": list(window.instruments), "program": program, "name": name}
+
+
+def _describe(ns, instrument, windows) -> dict:
+    program, name = _instrument_info(ns, instrument)
+    label = f"{instrument}" + (f" {name!r}" if name else "") + f" (program {program})"
+    text = f"{label}: {len(windows)} window(s) from step {windows[0].start_step}"
+    return {
+        "instrument": instrument,
+        "program": program,
+        "name": name,
+        "windows": len(windows),
+        "start_step": windows[0].start_step,
+        "text": text,
+    }
 
 
 def _normalize_input(ns):
