@@ -1,6 +1,7 @@
 """A model's checkpoint through the whole service: served over HTTP on 127.0.0.1, state `missing`,
 fetched on first use (or by `magenta-api fetch`), verified, then `ready`; offline gives 503 with the fix."""
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -9,11 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import store_helpers
 import toy_plugin
-from store_helpers import http_server  # noqa: F401  (fixture)
+from store_helpers import Strict, http_server  # noqa: F401  (fixture)
 
-from magenta_api.store import save_native
-from magenta_api.testing import make_app
+from magenta_api.errors import ModelBroken
+from magenta_api.store import CheckpointStore, save_native
+from magenta_api.testing import make_app, make_service
 
 
 @pytest.fixture
@@ -49,8 +52,9 @@ def test_wrong_hash_is_503_and_nothing_is_kept(tmp_path, http_server, native_byt
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, "0" * 64)).test_client()
     resp = client.post("/v1/generate", json={"model": "scaled-a"})
     assert resp.status_code == 503
-    assert "sha256" in resp.get_json()["error"]["message"]
-    assert client.get("/v1/models/scaled-a").get_json()["state"] == "missing"
+    error = resp.get_json()["error"]
+    assert "sha256" in error["message"] and "models.yaml" in error["details"]["fix"]
+    assert client.get("/v1/models/scaled-a").get_json()["state"] == "failed"
     leftovers = [p for p in (tmp_path / "models").rglob("*") if p.is_file() and p.suffix in (".safetensors", ".part")]
     assert leftovers == []
 
@@ -60,7 +64,9 @@ def test_offline_is_503_with_the_fetch_command(tmp_path, http_server, native_byt
     client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url), offline=True).test_client()
     resp = client.post("/v1/generate", json={"model": "scaled-a"})
     assert resp.status_code == 503
-    assert resp.get_json()["error"]["details"]["fix"] == "magenta-api fetch scaled-a"
+    details = resp.get_json()["error"]["details"]
+    assert details["place"] == str(tmp_path / "models" / "scaled-a")
+    assert "on a machine with network access" in details["fix"] and "magenta-api fetch scaled-a" in details["fix"]
     assert http_server.count("/w.safetensors") == 0
 
 
@@ -155,8 +161,6 @@ class CountingStore:
 
 @pytest.mark.parametrize("declared", [True, False])
 def test_a_request_calls_the_store_at_most_once(tmp_path, http_server, native_bytes, declared):
-    from magenta_api.store import CheckpointStore
-
     url = http_server.add("/w.safetensors", native_bytes)
     sha = hashlib.sha256(native_bytes).hexdigest() if declared else ""
     store = CountingStore(CheckpointStore(tmp_path / "models"))
@@ -168,3 +172,58 @@ def test_a_request_calls_the_store_at_most_once(tmp_path, http_server, native_by
         assert len(store.calls) <= 1, (seed, store.calls)
         assert store.calls == ([] if seed != 1 else ["open"])
     assert http_server.count("/w.safetensors") == 1
+
+
+def test_a_checkpoint_the_family_cannot_run_fails_fast_until_it_changes(tmp_path, http_server):
+    def weights(n):
+        path = tmp_path / f"w{n}.safetensors"
+        save_native(path, {f"w{i}": np.full(2, i, np.float32) for i in range(n)})
+        return path.read_bytes()
+
+    url = http_server.add("/w.safetensors", weights(9))
+    models = {
+        "strict-a": {"family": "strict", "hparams": {"tensors": 3}, "checkpoint": {"url": url, "format": "native"}}
+    }
+    store = CountingStore(CheckpointStore(tmp_path / "models", fetch_wait_s=30))
+    app = make_app(tmp_path, plugins=[store_helpers], models=models, store=store)
+    client = app.test_client()
+    attempts = Strict.attempts
+    resp = client.post("/v1/generate", json={"model": "strict-a"})
+    assert resp.status_code == 503
+    err = resp.get_json()["error"]
+    assert err["code"] == "checkpoint_incompatible"
+    assert "cannot run this checkpoint" in err["message"] and "has 9 weights, a 3-weight model" in err["message"]
+    assert err["details"]["reason"] == "this checkpoint has 9 weights, a 3-weight model was declared"
+    assert "models.yaml" in err["details"]["fix"] and resp.headers["Retry-After"]
+    assert Strict.attempts == attempts + 1
+    info = client.get("/v1/models/strict-a").get_json()
+    assert info["state"] == "error" and not info["loaded"]
+    # later requests fail at once: no open, no new build, the same answer
+    store.calls.clear()
+    again = client.post("/v1/generate", json={"model": "strict-a"})
+    assert again.status_code == 503 and again.get_json()["error"]["message"] == err["message"]
+    assert store.calls == ["status"] and Strict.attempts == attempts + 1
+    # the checkpoint changes (the operator re-pins a corrected file): the model is tried again and loads
+    http_server.add("/w.safetensors", weights(3))
+    CheckpointStore(tmp_path / "models").prepare("strict-a", models["strict-a"]["checkpoint"], repin=True)
+    assert client.post("/v1/generate", json={"model": "strict-a"}).status_code == 200
+    assert client.get("/v1/models/strict-a").get_json()["state"] == "ready"
+
+
+def test_a_broken_model_is_remembered_until_its_declaration_changes(tmp_path, http_server):
+    path = tmp_path / "w.safetensors"
+    save_native(path, {"a": np.zeros(1, np.float32), "b": np.zeros(1, np.float32)})
+    url = http_server.add("/w.safetensors", path.read_bytes())
+    models = {
+        "strict-b": {"family": "strict", "hparams": {"tensors": 5}, "checkpoint": {"url": url, "format": "native"}}
+    }
+    service = make_service(tmp_path, plugins=[store_helpers], models=models, store=CheckpointStore(tmp_path / "models"))
+    spec = service.registry.spec("strict-b")
+    with pytest.raises(ModelBroken) as err:
+        service.loader.load(spec, store_helpers.Strict)
+    status = service.loader.status(spec, store_helpers.Strict)
+    assert status["state"] == "error" and status["error"] == err.value.message
+    assert status["error_code"] == "checkpoint_incompatible"
+    fixed = dataclasses.replace(spec, hparams={"tensors": 2})
+    assert service.loader.status(fixed, store_helpers.Strict)["state"] == "ready"
+    assert service.loader.load(fixed, store_helpers.Strict).spec.hparams == {"tensors": 2}

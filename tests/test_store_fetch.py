@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 
 import numpy as np
 import pytest
 import requests_mock
-from store_helpers import http_server  # noqa: F401  (pytest fixture)
+from store_helpers import http_server, v2_tar  # noqa: F401  (pytest fixture)
 
 from magenta_api.checkpoint import Checkpoint
 from magenta_api.store import CheckpointInvalid, CheckpointStore, CheckpointUnavailable, sources
@@ -27,19 +28,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def sha(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def v2_tar(prefix_dir="cat-mel_2bar_tiny", padding=0):
-    """A .tar like the published MusicVAE ones: a folder with the V2 checkpoint files (+ an unrelated file)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for f in sorted((FIX / "v2").iterdir()):
-            tar.add(f, arcname=f"{prefix_dir}/{f.name}")
-        if padding:
-            info = tarfile.TarInfo(f"{prefix_dir}/README.txt")
-            info.size = padding
-            tar.addfile(info, io.BytesIO(os.urandom(padding)))
-    return buf.getvalue()
 
 
 def tf_expected():
@@ -61,6 +49,17 @@ def fast_store(tmp_path, **kw):
     return CheckpointStore(tmp_path / "models", backoff=0.01, **kw)
 
 
+def native_blob(nbytes, seed=0):
+    """The bytes of a real native (safetensors) checkpoint of about ``nbytes``, random weights."""
+    from magenta_api.store.readers.native import encode_meta, write_native
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "w.safetensors"
+        write_native(path, {"w": rng.standard_normal(max(1, nbytes // 4)).astype(np.float32)}, encode_meta({}))
+        return path.read_bytes()
+
+
 def test_http_download_open_and_reload(tmp_path, http_server):
     data = v2_tar()
     ckpt = {
@@ -78,9 +77,10 @@ def test_http_download_open_and_reload(tmp_path, http_server):
     st = store.status("tiny", ckpt)
     assert st["state"] == "ready" and st["bytes_done"] == st["size"] == len(data) and st["sha256"] == sha(data)
     assert not list((tmp_path / "models" / "tiny").rglob("*.part"))
-    # later opens memory-map the native copy: no network, no re-reading the TF files
-    shutil.rmtree(tmp_path / "models" / "tiny" / "src" / "cat-mel_2bar_tiny")
-    (tmp_path / "models" / "tiny" / "src" / "cat-mel_2bar_tiny").mkdir()
+    # the extracted source is deleted once the native copy is verified; later opens memory-map that copy
+    root = tmp_path / "models" / "tiny"
+    assert not (root / "src").exists() and (root / "native.safetensors").exists()
+    assert st["path"] == str(root / "native.safetensors")
     again = fast_store(tmp_path).open("tiny", dict(ckpt))
     assert isinstance(next(iter(again.variables.values())), np.memmap)
     assert_weights(again)
@@ -88,8 +88,7 @@ def test_http_download_open_and_reload(tmp_path, http_server):
 
 
 def test_resume_after_connection_cut(tmp_path, http_server):
-    data = os.urandom(300_000)
-    (tmp_path / "n.safetensors").write_bytes(data)  # content is irrelevant to fetch
+    data = native_blob(300_000)
     url = http_server.add("/big.safetensors", data)
     http_server.cut_after["/big.safetensors"] = 100_000
     path = fast_store(tmp_path).fetch("big", {"url": url, "sha256": sha(data), "size": len(data), "format": "native"})
@@ -104,12 +103,14 @@ def test_sha256_mismatch_rejected_and_removed(tmp_path, http_server):
     data = v2_tar()
     url = http_server.add("/t.tar", data)
     store = fast_store(tmp_path)
-    with pytest.raises(CheckpointInvalid, match="sha256"):
+    with pytest.raises(CheckpointInvalid, match="sha256") as err:
         store.fetch("m", {"url": url, "sha256": "0" * 64, "size": None, "format": "tf-tar"})
+    assert "models.yaml" in err.value.fix  # a declared hash is fixed where it is declared
     root = tmp_path / "models" / "m"
     assert not (root / "fetched.json").exists() and not (root / "src").exists()
-    assert not [p for p in root.rglob("*") if p.is_file() and p.name not in (".lock",)]
-    assert store.status("m", {"url": url, "sha256": "0" * 64, "format": "tf-tar"})["state"] == "missing"
+    assert not [p for p in root.rglob("*") if p.is_file() and p.name not in (".lock", "failed.json")]
+    st = store.status("m", {"url": url, "sha256": "0" * 64, "format": "tf-tar"})
+    assert st["state"] == "failed" and "does not match" in st["reason"] and st["fix"] == err.value.fix
 
 
 def test_size_mismatch_rejected(tmp_path, http_server):
@@ -130,10 +131,19 @@ def test_trust_on_first_use(tmp_path, http_server):
     assert store.status("m", ckpt)["sha256"] == sha(data)
     # the published file changes under the same URL: a fresh download must be refused
     shutil.rmtree(tmp_path / "models" / "m")
-    http_server.add("/t.tar", v2_tar("other_folder"))
-    with pytest.raises(CheckpointInvalid, match="sha256"):
+    other = v2_tar("other_folder")
+    http_server.add("/t.tar", other)
+    with pytest.raises(CheckpointInvalid, match="sha256") as err:
         store.fetch("m", ckpt)
-    assert store.status("m", ckpt)["state"] == "missing"
+    assert err.value.fix == "magenta-api fetch --repin m" and "pinned" in err.value.message
+    st = store.status("m", ckpt)
+    assert st["state"] == "failed" and st["fix"] == "magenta-api fetch --repin m"
+    assert not (tmp_path / "models" / "m" / "src").exists()
+    # --repin on purpose: the new file is verified, then replaces the pin
+    st = store.prepare("m", ckpt, repin=True)
+    assert st["state"] == "ready" and st["sha256"] == sha(other)
+    assert json.loads((tmp_path / "models" / "checkpoints.lock").read_text())["models"]["m"]["sha256"] == sha(other)
+    assert_weights(store.open("m", ckpt))
 
 
 def test_http_404_is_clear_unavailable(tmp_path, http_server):
@@ -185,10 +195,11 @@ def test_gs_urls_map_to_public_https(tmp_path):
     data = (FIX / "basic_rnn_tiny.mag").read_bytes()
     with requests_mock.Mocker() as m:
         m.get("https://storage.googleapis.com/bucket/dir/b.mag", content=data)
-        path = CheckpointStore(tmp_path).fetch("b", {"url": "gs://bucket/dir/b.mag", "format": "mag"})
-    assert path.name == "b.mag" and path.read_bytes() == data
-    with pytest.raises(CheckpointInvalid, match="scheme"):
+        path = CheckpointStore(tmp_path, keep_source=True).fetch("b", {"url": "gs://bucket/dir/b.mag", "format": "mag"})
+    assert path.name == "native.safetensors" and (tmp_path / "b" / "src" / "b.mag").read_bytes() == data
+    with pytest.raises(CheckpointInvalid, match="scheme") as err:
         CheckpointStore(tmp_path).fetch("b", {"url": "ftp://x/b.mag", "format": "mag"})
+    assert err.value.details["fix"] == "correct the model's checkpoint entry (url, format) in its models.yaml"
 
 
 def test_mirror_used_when_primary_fails(tmp_path, http_server):
@@ -205,9 +216,17 @@ def test_offline_gives_503_with_fetch_hint(tmp_path, http_server):
     offline = fast_store(tmp_path, offline=True)
     with pytest.raises(CheckpointUnavailable) as err:
         offline.open("basic_rnn", ckpt)
-    assert "offline" in err.value.message and err.value.fix == "magenta-api fetch basic_rnn"
+    place = tmp_path / "models" / "basic_rnn"
+    assert "offline" in err.value.message and err.value.details["place"] == str(place)
+    # the fix says how to place the files: `magenta-api fetch` on a connected machine, then copy the folder
+    fix = err.value.fix
+    assert "MAGENTA_API_OFFLINE" in fix and "magenta-api fetch basic_rnn" in fix and f"{place}/" in fix
     assert http_server.count("/b.mag") == 0
-    fast_store(tmp_path).fetch("basic_rnn", ckpt)  # what `magenta-api fetch` does
+    assert offline.status("basic_rnn", ckpt)["state"] == "missing"
+    connected = CheckpointStore(tmp_path / "elsewhere", backoff=0.01)
+    connected.prepare("basic_rnn", ckpt)  # what `magenta-api fetch` does on the connected machine
+    shutil.copytree(tmp_path / "elsewhere" / "basic_rnn", place)
+    assert offline.status("basic_rnn", ckpt)["state"] == "ready"
     assert offline.open("basic_rnn", ckpt).meta["generator_id"] == "basic_rnn"
 
 
@@ -223,8 +242,12 @@ def test_local_native_opened_in_place(tmp_path):
     np.testing.assert_array_equal(ck["w"], np.arange(6))
     assert not (tmp_path / "models").exists()  # nothing copied
     assert store.status("emb", ckpt)["state"] == "ready"
-    with pytest.raises(CheckpointInvalid, match="sha256"):
+    with pytest.raises(CheckpointInvalid, match="sha256") as err:
         CheckpointStore(tmp_path / "models").open("emb", dict(ckpt, sha256="1" * 64))
+    assert err.value.fix.startswith(f"{path} is not the file declared for emb") and "models.yaml" in err.value.fix
+    with pytest.raises(CheckpointUnavailable, match="does not exist") as err:
+        store.open("emb", dict(ckpt, url=(tmp_path / "gone.safetensors").as_uri()))
+    assert err.value.fix.startswith(f"put the checkpoint file at {tmp_path / 'gone.safetensors'}")
 
 
 def test_every_format_from_file_urls(tmp_path):
@@ -300,12 +323,15 @@ def test_malicious_tar_refused(tmp_path, members):
     url = tmp_path / "evil.tar"
     url.write_bytes(data)
     store = CheckpointStore(tmp_path / "models")
-    with pytest.raises(CheckpointInvalid, match="unsafe"):
+    with pytest.raises(CheckpointInvalid, match="unsafe") as err:
         store.fetch("evil", {"url": url.as_uri(), "format": "tf-tar"})
+    assert "point checkpoint.url in its models.yaml at a safe one" in err.value.fix
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "models" / "evil.txt").exists()
     assert not pathlib.Path("/tmp/evil_abs.txt").exists()
     assert not (tmp_path / "models" / "evil" / "fetched.json").exists()
-    assert store.status("evil", {"url": url.as_uri(), "format": "tf-tar"})["state"] == "missing"
+    assert store.status("evil", {"url": url.as_uri(), "format": "tf-tar"})["state"] == "failed"
+    assert not (tmp_path / "models" / "checkpoints.lock").exists()  # never pinned
+    assert sorted(p.name for p in (tmp_path / "models" / "evil").iterdir()) == [".lock", "failed.json"]
 
 
 # ---- processes --------------------------------------------------------------------------------------
@@ -405,11 +431,14 @@ def test_sigkill_with_corrupt_partial_refetches(tmp_path, http_server):
     with pytest.raises(CheckpointInvalid, match="sha256"):
         store.fetch("tiny", ckpt)
     assert not (staging / "t.tar.part").exists()
+    with pytest.raises(CheckpointInvalid, match="next one is due"):  # a request waits for the backoff
+        store.open("tiny", ckpt)
+    assert store.prepare("tiny", ckpt)["state"] == "ready"  # `magenta-api fetch` tries again at once
     assert_weights(store.open("tiny", ckpt))
 
 
 def test_status_reports_progress_while_downloading(tmp_path, http_server):
-    data = os.urandom(200_000)
+    data = native_blob(200_000)
     http_server.delay = 0.01
     http_server.chunk = 2048
     ckpt = {"url": http_server.add("/p.safetensors", data), "sha256": "", "size": None, "format": "native"}
@@ -471,7 +500,7 @@ def test_prepare_then_read_only_model_dir(tmp_path, http_server):
 
 
 def test_progress_bar_on_stderr(tmp_path, http_server, capsys):
-    data = os.urandom(100_000)
+    data = native_blob(100_000)
     ckpt = {"url": http_server.add("/x.safetensors", data), "format": "native"}
     fast_store(tmp_path).fetch("x", ckpt, progress=True)
     err = capsys.readouterr().err
@@ -480,14 +509,14 @@ def test_progress_bar_on_stderr(tmp_path, http_server, capsys):
 
 def test_complete_part_file_is_not_downloaded_again(tmp_path, http_server):
     """Killed after the last byte but before the rename: the 416 answer says the .part is whole."""
-    data = os.urandom(50_000)
+    data = native_blob(50_000)
     ckpt = {"url": http_server.add("/w.safetensors", data), "sha256": sha(data), "format": "native"}
     staging = tmp_path / "models" / "w" / ".staging"
     staging.mkdir(parents=True)
     (staging / "w.safetensors.part").write_bytes(data)
     path = fast_store(tmp_path).fetch("w", ckpt)
     assert path.read_bytes() == data
-    assert http_server.ranges == [("/w.safetensors", "bytes=50000-")]
+    assert http_server.ranges == [("/w.safetensors", f"bytes={len(data)}-")]
 
 
 def test_threads_share_one_download(tmp_path, http_server):

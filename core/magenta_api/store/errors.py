@@ -1,7 +1,9 @@
 """What the checkpoint store raises: the checkpoint is either not obtainable now, or obtainable but wrong.
 
-Both carry the model id and a ``fix`` command when the store knows them, so that every caller (the web
-layer, the CLI) can tell the user what to do without re-wrapping the error.
+Both carry the model id and a ``fix`` (the command, or for an offline machine the steps, that repair
+that exact state) when the store knows them, so that every caller (the web layer, the CLI) can tell the
+user what to do without re-wrapping the error. ``details.retry_after`` says in how many seconds the
+state may have changed (the web layer sends it as ``Retry-After``).
 """
 
 from ..errors import MagentaApiError
@@ -12,8 +14,9 @@ class CheckpointError(MagentaApiError):
 
     code = "checkpoint_error"
 
-    def __init__(self, message: str, model_id: str | None = None, fix: str | None = None):
+    def __init__(self, message: str, model_id: str | None = None, fix: str | None = None, extra: dict | None = None):
         details = {k: v for k, v in (("model", model_id), ("fix", fix)) if v}
+        details.update(extra or {})
         super().__init__(message, details)
         self.model_id = model_id
         self.fix = fix
@@ -32,11 +35,22 @@ class CheckpointUnavailable(CheckpointError):
     code = "checkpoint_unavailable"
 
 
+class CheckpointDownloading(CheckpointUnavailable):
+    """The checkpoint is being fetched (by this process or another): ``details`` has ``bytes_done``,
+    ``size``, ``phase`` (downloading, extracting, converting) and ``retry_after``."""
+
+    code = "downloading"
+
+
 class CheckpointInvalid(CheckpointError):
     """The checkpoint is here but wrong: corrupt, hash or size mismatch, unsafe archive, unreadable
     format, or declared with an unusable URL or format."""
 
     code = "checkpoint_invalid"
+
+
+class ChecksumMismatch(CheckpointInvalid):
+    """The bytes are not the ones expected: their sha256 or size differs from the declared or pinned one."""
 
 
 class SourceMissing(CheckpointUnavailable):

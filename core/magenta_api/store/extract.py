@@ -1,5 +1,6 @@
 """Safe extraction of checkpoint tarballs: nothing may land outside the target folder."""
 
+import errno
 import logging
 import os
 import pathlib
@@ -10,19 +11,39 @@ from .errors import CheckpointInvalid
 
 log = logging.getLogger(__name__)
 
+UNSAFE_FIX = "the archive at the checkpoint URL is unsafe: point checkpoint.url in its models.yaml at a safe one"
+
+# errnos that mean the target cannot be written (full, over quota or size limit, read-only, refused)
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
 
 def _check_members(tar, dest):
     root = os.path.realpath(dest)
     for member in tar.getmembers():
         target = os.path.realpath(os.path.join(root, member.name))
         if os.path.isabs(member.name) or not (target == root or target.startswith(root + os.sep)):
-            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} would be written outside the model folder")
+            raise CheckpointInvalid(
+                f"unsafe archive: member {member.name!r} would be written outside the model folder", fix=UNSAFE_FIX
+            )
         if member.issym() or member.islnk() or member.isdev():
-            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} is a link or device file")
+            raise CheckpointInvalid(f"unsafe archive: member {member.name!r} is a link or device file", fix=UNSAFE_FIX)
 
 
-def safe_extract(archive, dest):
-    """Extract a .tar/.tar.gz into ``dest`` (created fresh, atomically renamed into place)."""
+def _reporting(members, progress):
+    """The members, calling ``progress(bytes done, total)`` as each one is reached and at the end."""
+    total = sum(m.size for m in members if m.isfile())
+    done = 0
+    for member in members:
+        yield member
+        if member.isfile():
+            done += member.size
+            progress(done, total)
+    progress(done, total)
+
+
+def safe_extract(archive, dest, progress=None):
+    """Extract a .tar/.tar.gz into ``dest`` (created fresh, atomically renamed into place);
+    ``progress(bytes done, total)`` is called as members are written."""
     dest = pathlib.Path(dest)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.extracting")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -31,11 +52,16 @@ def safe_extract(archive, dest):
         try:
             with tarfile.open(archive, "r:*") as tar:
                 _check_members(tar, tmp)
+                members = tar.getmembers()
                 # The data filter refuses absolute paths, '..', links out of tree, devices (PEP 706).
-                tar.extractall(tmp, filter="data")
+                tar.extractall(tmp, members=_reporting(members, progress) if progress else members, filter="data")
         except tarfile.FilterError as exc:
-            raise CheckpointInvalid(f"unsafe archive {archive}: {exc}") from exc
-        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise CheckpointInvalid(f"unsafe archive {archive}: {exc}", fix=UNSAFE_FIX) from exc
+        except OSError as exc:
+            if exc.errno in _CANNOT_WRITE:  # the disk, not the archive: the store reports it as such
+                raise
+            raise CheckpointInvalid(f"cannot extract {archive}: {exc}") from exc
+        except (tarfile.TarError, EOFError) as exc:
             raise CheckpointInvalid(f"cannot extract {archive}: {exc}") from exc
         if dest.exists():
             shutil.rmtree(dest)

@@ -1,6 +1,7 @@
 """The checkpoint formats the store knows, in one table: how each is fetched, found on disk and read.
 
-Every format reads with the same signature, ``read(path) -> (variables, meta)``: variables by Magenta's
+Every format reads with the same signature, ``read(path, progress=None) -> (variables, meta)``
+(``progress(bytes done, total)`` follows a long read): variables by Magenta's
 names (NumPy arrays, often memory maps), meta what the format adds (a ``.mag`` bundle's generator id, a
 Magenta.js ``config.json``...). A format fetches itself through the store's :class:`Fetch` primitives, so
 that downloads, verification and atomic promotion stay in one place. A new format is one more entry
@@ -24,7 +25,7 @@ from .readers.native import read_native
 from .readers.sstable import iter_table
 from .readers.tf import read_tf
 
-Reader = Callable[[pathlib.Path], tuple]
+Reader = Callable[..., tuple]  # read(path, progress=None) -> (variables, meta)
 
 
 class Fetch(Protocol):
@@ -45,7 +46,7 @@ class Fetch(Protocol):
         """Move verified staged files into the model's ``src/`` folder, replacing what was there."""
 
     def extract(self, archive: pathlib.Path) -> None:
-        """Safely extract a verified tarball as the model's ``src/`` folder."""
+        """Safely extract a verified tarball as the model's ``src/`` folder (with progress), then delete it."""
 
 
 class CheckpointFormat:
@@ -60,9 +61,10 @@ class CheckpointFormat:
         self.description = description
         self._read = read
 
-    def read(self, path) -> tuple:
-        """(variables, meta) of the checkpoint at ``path`` (a file, folder or prefix)."""
-        return self._read(pathlib.Path(path))
+    def read(self, path, progress=None) -> tuple:
+        """(variables, meta) of the checkpoint at ``path`` (a file, folder or prefix), every tensor read
+        and checked (crc32c where the format has one); ``progress(bytes done, total)`` as it goes."""
+        return self._read(pathlib.Path(path), progress=progress)
 
     def fetch(self, fetch: Fetch, url: str) -> tuple:
         """Make ``src/`` hold the verified checkpoint; returns (sha256, size, path relative to src/)."""

@@ -11,9 +11,9 @@ from .tf_v1 import TFV1Reader
 log = logging.getLogger(__name__)
 
 
-def read_mag(path):
+def read_mag(path, progress=None):
     """(variables, meta) of a ``.mag`` file; meta has generator_id, description, bundle_details (and
-    global_step, which is not a weight)."""
+    global_step, which is not a weight). ``progress(bytes done, total)`` is called once it is read."""
     bundle = generator_pb2.GeneratorBundle()
     try:
         with open(path, "rb") as f:
@@ -31,5 +31,8 @@ def read_mag(path):
         "bundle_details": {"description": bundle.bundle_details.description},
         "has_metagraph": bool(bundle.metagraph_file),
     }
+    if progress:
+        size = len(bundle.checkpoint_file[0])
+        progress(size, size)
     log.debug("read .mag bundle %s: generator %s, %d tensors", path, meta["generator_id"], len(variables))
     return split_global_step(variables, meta)

@@ -39,7 +39,10 @@ def shard_names(manifest):
 
 def entry_nbytes(entry):
     quant = entry.get("quantization")
-    dtype = _DTYPES[quant["dtype"] if quant else entry["dtype"]]
+    name = quant["dtype"] if quant else entry["dtype"]
+    if name not in _DTYPES:
+        raise CheckpointInvalid(f"Magenta.js weight {entry.get('name')!r}: unsupported dtype {name}")
+    dtype = _DTYPES[name]
     return int(np.prod(entry["shape"], dtype=np.int64)) * dtype.itemsize
 
 
@@ -56,11 +59,14 @@ def _dequantize(raw, entry):
     return values.astype(_DTYPES[entry.get("dtype", "float32")])
 
 
-def read_magentajs(folder):
-    """Return (variables, meta) from a folder with weights_manifest.json, its shards and config.json."""
+def read_magentajs(folder, progress=None):
+    """Return (variables, meta) from a folder with weights_manifest.json, its shards and config.json;
+    ``progress(bytes done, total)`` is called after each manifest group."""
     folder = pathlib.Path(folder)
     manifest = load_manifest(folder / "weights_manifest.json")
     variables = {}
+    total = sum(group_nbytes(g) for g in manifest) if progress else 0
+    done = 0
     for group in manifest:
         parts = []
         for name in group["paths"]:
@@ -84,6 +90,9 @@ def read_magentajs(folder):
             raw = stream[offset : offset + n].view(_DTYPES[dtype_name]).reshape(entry["shape"])
             offset += n
             variables[entry["name"]] = _dequantize(raw, entry) if quant else raw.copy()
+        if progress:
+            done += need
+            progress(done, total)
     meta = {}
     config = folder / "config.json"
     if config.exists():

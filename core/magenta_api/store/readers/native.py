@@ -60,7 +60,8 @@ def decode_meta(metadata: dict) -> dict:
 
 
 def write_native(path, variables, metadata):
-    """Atomically write ``variables`` to ``path`` (tmp file + rename); metadata values must be str."""
+    """Atomically write ``variables`` to ``path`` (tmp file + rename); metadata values must be str.
+    Any failure to write (a full disk included) is an OSError, and leaves no file behind."""
     from safetensors.numpy import save_file
 
     path = pathlib.Path(path)
@@ -71,7 +72,12 @@ def write_native(path, variables, metadata):
         for k, v in variables.items()
     }
     try:
-        save_file(arrays, str(tmp), metadata=metadata)
+        try:
+            save_file(arrays, str(tmp), metadata=metadata)
+        except Exception as exc:  # safetensors reports a full disk as SafetensorError("... I/O error ...")
+            if isinstance(exc, OSError):
+                raise
+            raise OSError(f"cannot write {path}: {exc}") from exc
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -97,8 +103,9 @@ def read_header(path):
     return header, metadata, 8 + n
 
 
-def read_native(path):
-    """(variables, meta) of a native file: read-only memory maps, and the decoded meta."""
+def read_native(path, progress=None):
+    """(variables, meta) of a native file: read-only memory maps, and the decoded meta (``progress``
+    is accepted like every reader's; nothing is read ahead)."""
     variables, metadata = read_safetensors(path)
     return variables, decode_meta(metadata)
 

@@ -46,12 +46,19 @@ def find_checkpoint(folder) -> tuple:
     raise CheckpointInvalid(f"no TensorFlow checkpoint found in {folder}")
 
 
-def read_tf(path) -> tuple:
-    """(variables, meta) of a TF checkpoint given a folder, a V2 prefix or a V1 file."""
+def read_tf(path, progress=None) -> tuple:
+    """(variables, meta) of a TF checkpoint given a folder, a V2 prefix or a V1 file; ``progress(bytes
+    done, total)`` follows the reading of a V2 checkpoint tensor by tensor."""
     path = pathlib.Path(path)
     if path.is_dir():
         kind, path = find_checkpoint(path)
     else:
         kind = "v2" if is_v2_prefix(path) else "v1"
-    reader = TFBundleReader(path) if kind == "v2" else TFV1Reader(path, name=str(path))
-    return split_global_step(reader.read_all(), {"checkpoint": path.name, "tf_format": kind.upper()})
+    if kind == "v2":
+        variables = TFBundleReader(path).read_all(progress=progress)
+    else:  # one file read at once
+        variables = TFV1Reader(path, name=str(path)).read_all()
+        if progress:
+            size = path.stat().st_size
+            progress(size, size)
+    return split_global_step(variables, {"checkpoint": path.name, "tf_format": kind.upper()})

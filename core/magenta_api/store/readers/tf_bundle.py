@@ -146,8 +146,22 @@ class TFBundleReader:
             full[index] = self._read_stored(part, shape, verify, mmap=False)
         return self._finish(full, entry)
 
-    def read_all(self, include_slots=False, verify=True, mmap=False):
-        return {name: self.get(name, verify=verify, mmap=mmap) for name in self.names(include_slots)}
+    def nbytes(self, name):
+        entry = self.entries[name]
+        return int(np.prod(entry.shape, dtype=np.int64)) * self._dtype(entry).itemsize
+
+    def read_all(self, include_slots=False, verify=True, mmap=False, progress=None):
+        """Every tensor (optimizer slots only with ``include_slots``); ``progress(bytes done, total)``
+        is called after each one."""
+        names = self.names(include_slots)
+        total = sum(self.nbytes(n) for n in names) if progress else 0
+        out, done = {}, 0
+        for name in names:
+            out[name] = self.get(name, verify=verify, mmap=mmap)
+            if progress:
+                done += self.nbytes(name)
+                progress(done, total)
+        return out
 
 
 def is_v2_prefix(prefix):
