@@ -1,13 +1,16 @@
-"""``magenta-api`` command line: serve, models, plugins, fetch, generate, train.
+"""``magenta-api`` command line: serve, models, plugins, fetch, forget, generate, train.
 
 Errors a user can cause are printed as one message (with the command that fixes the state, when there
-is one) and an exit code from :data:`EXIT_CODES`; only a bug shows a traceback.
+is one) and an exit code from :data:`EXIT_CODES`; only a bug shows a traceback. Only the commands that
+need them (fetch, forget, generate, serve) create MODEL_DIR and CACHE_DIR.
 """
 
 import argparse
+import io
 import json
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 from .config import Settings
@@ -112,48 +115,149 @@ def cmd_plugins(args, settings: Settings) -> int:
     return 0
 
 
-def cmd_fetch(args, settings: Settings) -> int:
-    service = _service(settings)
-    ids = [m["id"] for m in service.models()] if args.all else args.models
+def _each_model(args, service, action) -> int:
+    """Run ``action(model_id)`` for each named model (or every one with --all), reporting each error
+    and carrying on; the worst exit code."""
+    ids = [m["id"] for m in service.models()] if getattr(args, "all", False) else args.models
     if not ids:
         print("name a model or pass --all", file=sys.stderr)
         return 2
     worst = 0
     for model_id in ids:
         try:
-            status = service.prepare(model_id, progress=not args.quiet)
+            action(model_id)
         except MagentaApiError as exc:  # report and carry on with the others
             report(exc, prefix=model_id)
             worst = max(worst, exit_code_of(exc))
-            continue
-        if status is None:
-            print(f"{model_id}: no checkpoint needed")
-        else:
-            print(
-                f"{model_id}: {status['state']} at {status['path']} ({status['size']} bytes, sha256 {status['sha256']})"
-            )
     return worst
 
 
-def cmd_generate(args, settings: Settings) -> int:
+def cmd_fetch(args, settings: Settings) -> int:
     service = _service(settings)
-    payload = {"model": args.model, "num_outputs": args.num_outputs}
+
+    def fetch(model_id):
+        spec = service.registry.spec(model_id)
+        status = service.loader.prepare(spec, progress=not args.quiet, repin=args.repin)
+        if status is None:
+            print(f"{model_id}: no checkpoint needed")
+            return
+        print(f"{model_id}: {status['state']} at {status['path']} ({status['size']} bytes, sha256 {status['sha256']})")
+        if args.repin:
+            print(f"{model_id}: pinned sha256 {status['sha256']}")
+
+    return _each_model(args, service, fetch)
+
+
+def cmd_forget(args, settings: Settings) -> int:
+    service = _service(settings)
+
+    def forget(model_id):
+        done = service.loader.forget(service.registry.spec(model_id))
+        if done is None:
+            print(f"{model_id}: no checkpoint")
+            return
+        parts = [f"the pinned sha256 {done['pin']['sha256']}"] if done.get("pin") else []
+        if done.get("files"):
+            parts.append(f"its files under {settings.model_dir / model_id}")
+        forgot = " and ".join(parts) or "nothing (nothing was downloaded or pinned)"
+        print(f"{model_id}: forgot {forgot}; `magenta-api fetch {model_id}` downloads and pins it anew")
+
+    return _each_model(args, service, forget)
+
+
+# What ``generate -o FILE`` writes, by the file's extension: the request's format and the container.
+OUTPUTS = {".mid": ("midi", "mid"), ".midi": ("midi", "mid"), ".zip": ("midi", "zip"), ".json": ("json", "json")}
+NOT_YET = {".wav": "WAV audio", ".flac": "FLAC audio", ".mp3": "MP3 audio", ".ogg": "Ogg audio", ".png": "PNG images"}
+
+
+def _output_kind(output: str, payload: dict) -> tuple:
+    """(request format, container) for ``-o output``, refusing what the extension cannot hold."""
+    ext = Path(output).suffix.lower()
+    if ext in NOT_YET:
+        raise InvalidRequest(
+            f"-o {output}: {NOT_YET[ext]} output is not available yet; write .mid, .zip or .json",
+            {"field": "-o", "available": sorted(OUTPUTS)},
+        )
+    if ext not in OUTPUTS:
+        raise InvalidRequest(
+            f"-o {output}: cannot tell the format from {ext or 'a name without an extension'}; use .mid or .midi "
+            "(one MIDI file), .zip (a zip of MIDI files) or .json",
+            {"field": "-o", "available": sorted(OUTPUTS)},
+        )
+    fmt, container = OUTPUTS[ext]
+    asked = payload.get("format")
+    if asked is not None and asked != fmt:
+        raise InvalidRequest(
+            f"-o {output} writes {fmt}, but --params asks for format {asked!r}; drop one of them",
+            {"field": "-o"},
+        )
+    count = payload.get("num_outputs")
+    if container == "mid" and isinstance(count, int) and count > 1:
+        raise InvalidRequest(
+            f"-n {count} makes {count} sequences, and a .mid file holds one: "
+            f"write them to a .zip (-o {Path(output).with_suffix('.zip').name}) or use -n 1",
+            {"field": "-o"},
+        )
+    return fmt, container
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` in full or not at all (a temporary file renamed into place)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot write -o {path}: {exc.strerror or exc}", {"field": "-o"}) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _prepare_for_generate(service, model_id: str) -> None:
+    """Fetch a model's checkpoint in the foreground, with progress, before generating from it."""
+    info = service.model(model_id)
+    if info["available"] and info["checkpoint"] and info["state"] != "ready":
+        service.prepare(model_id, progress=True)
+
+
+def cmd_generate(args, settings: Settings) -> int:
+    payload: dict = {"model": args.model, "num_outputs": args.num_outputs}
     for key in ("mode", "temperature", "length", "qpm", "seed"):
         value = getattr(args, key)
         if value is not None:
             payload[key] = value
     if args.params:
         try:
-            payload.update(json.loads(args.params))
-        except (ValueError, TypeError) as exc:
+            extra = json.loads(args.params)
+        except ValueError as exc:
             raise InvalidRequest(f"--params is not a JSON object: {exc}", {"field": "--params"}) from exc
-    want_midi = bool(args.output) and not args.output.endswith(".json")
-    rendered = service.generate(payload, default_format="midi" if want_midi else "json")
-    if args.output:
-        Path(args.output).write_bytes(rendered.body)
-        print(f"wrote {args.output} ({len(rendered.body)} bytes, seed {rendered.seed})", file=sys.stderr)
-    else:
-        sys.stdout.write(rendered.body.decode() + "\n")
+        if not isinstance(extra, dict):
+            raise InvalidRequest("--params is not a JSON object", {"field": "--params"})
+        payload.update(extra)
+    fmt, container = _output_kind(args.output, payload) if args.output else ("json", None)
+    service = _service(settings)
+    _prepare_for_generate(service, args.model)
+    rendered = service.generate(payload, default_format=fmt)
+    body = rendered.body
+    if args.output is None:
+        if rendered.content_type.startswith("application/json"):
+            sys.stdout.write(body.decode() + "\n")
+        else:
+            sys.stdout.buffer.write(body)
+        return 0
+    if container == "mid" and rendered.content_type != "audio/midi":
+        raise InvalidRequest(
+            f"mode {payload.get('mode') or 'default'} gave several sequences, and a .mid file holds one: "
+            f"write them to a .zip (-o {Path(args.output).with_suffix('.zip').name})",
+            {"field": "-o"},
+        )
+    if container == "zip" and rendered.content_type == "audio/midi":  # one sequence, in the zip asked for
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(zipfile.ZipInfo(rendered.filename or "1.mid", date_time=(2020, 1, 1, 0, 0, 0)), body)
+        body = buf.getvalue()
+    _write_atomically(Path(args.output), body)
+    print(f"wrote {args.output} ({len(body)} bytes, seed {rendered.seed})", file=sys.stderr)
     return 0
 
 
@@ -189,8 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download and verify checkpoints now (e.g. in a Docker build)")
     p.add_argument("models", nargs="*")
     p.add_argument("--all", action="store_true")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--repin",
+        action="store_true",
+        help="download again and replace the sha256 pinned in MODEL_DIR/checkpoints.lock once the new file verifies",
+    )
     p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("forget", help="delete a model's downloaded checkpoint and its pinned sha256")
+    p.add_argument("models", nargs="*")
+    p.set_defaults(func=cmd_forget)
 
     p = sub.add_parser("generate", help="generate from the command line (JSON to stdout, or -o file.mid)")
     p.add_argument("model")
@@ -201,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=int)
     p.add_argument("--qpm", type=float)
     p.add_argument("--params", help="extra request fields as a JSON object, e.g. '{\"primer\": [60, -2, 62]}'")
-    p.add_argument("-o", "--output", help="write here (.mid/.zip: MIDI; .json: JSON)")
+    p.add_argument(
+        "-o", "--output", help="write here, as its extension says: .mid (one sequence), .zip (MIDI files), .json"
+    )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("train", help="train the embedded models (needs the 'train' extra)", add_help=False)
@@ -222,6 +337,9 @@ def main(argv=None) -> int:
     except MagentaApiError as exc:
         report(exc)
         return exit_code_of(exc)
+    except BrokenPipeError:  # `magenta-api models | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
