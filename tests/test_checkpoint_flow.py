@@ -30,10 +30,16 @@ def scaled_models(url, sha=""):
     return {"scaled-a": {"family": "scaled", "checkpoint": {"url": url, "format": "native", "sha256": sha}}}
 
 
+def foreground(tmp_path):
+    """A store that downloads inside the request (fetch_wait_s=None), whatever the Settings default."""
+    return CheckpointStore(tmp_path / "models")
+
+
 def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, caplog):
     url = http_server.add("/w.safetensors", native_bytes)
     sha = hashlib.sha256(native_bytes).hexdigest()
-    client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, sha)).test_client()
+    client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, sha), store=foreground(tmp_path))
+    client = client.test_client()
     caplog.set_level("INFO")
     info = client.get("/v1/models/scaled-a").get_json()
     assert info["state"] == "missing" and info["checkpoint"]["state"] == "missing"
@@ -49,7 +55,8 @@ def test_fetch_on_first_use_then_ready(tmp_path, http_server, native_bytes, capl
 
 def test_wrong_hash_is_503_and_nothing_is_kept(tmp_path, http_server, native_bytes):
     url = http_server.add("/w.safetensors", native_bytes)
-    client = make_app(tmp_path, plugins=[toy_plugin], models=scaled_models(url, "0" * 64)).test_client()
+    models = scaled_models(url, "0" * 64)
+    client = make_app(tmp_path, plugins=[toy_plugin], models=models, store=foreground(tmp_path)).test_client()
     resp = client.post("/v1/generate", json={"model": "scaled-a"})
     assert resp.status_code == 503
     error = resp.get_json()["error"]
@@ -123,7 +130,8 @@ def test_models_show_downloading_with_bytes_done_while_the_server_fetches(tmp_pa
     save_native(path, {"offset": np.zeros(400_000, np.float32)})  # ~1.6 MB, sent slowly
     url = http_server.add("/big.safetensors", path.read_bytes())
     http_server.chunk, http_server.delay = 65536, 0.05
-    app = make_app(tmp_path / "app", plugins=[toy_plugin], models=scaled_models(url))
+    store = foreground(tmp_path / "app")
+    app = make_app(tmp_path / "app", plugins=[toy_plugin], models=scaled_models(url), store=store)
     client = app.test_client()
     result = {}
     worker = threading.Thread(

@@ -94,9 +94,10 @@ def test_corrupt_checkpoint_is_never_pinned_and_the_right_one_then_loads(tmp_pat
     assert files_of(tmp_path) == [".lock", "fetched.json", "native.safetensors"]  # source deleted
 
 
-def test_with_the_default_store_a_failed_fetch_is_not_repeated_by_the_next_request(tmp_path, http_server):
+def test_downloading_in_the_request_a_failed_fetch_is_not_repeated_by_the_next_request(tmp_path, http_server):
     url = http_server.add("/tiny.tar", v2_tar(corrupt=True))
-    client = make_app(tmp_path, plugins=[store_helpers], models=declare(url)).test_client()
+    store = CheckpointStore(tmp_path / "models")  # fetch_wait_s=None: the download runs inside the request
+    client = make_app(tmp_path, plugins=[store_helpers], models=declare(url), store=store).test_client()
     first = client.post("/v1/generate", json={"model": MODEL})
     second = client.post("/v1/generate", json={"model": MODEL})
     assert first.status_code == second.status_code == 503
