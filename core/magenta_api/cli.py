@@ -136,8 +136,7 @@ def cmd_fetch(args, settings: Settings) -> int:
     service = _service(settings)
 
     def fetch(model_id):
-        spec = service.registry.spec(model_id)
-        status = service.loader.prepare(spec, progress=not args.quiet, repin=args.repin)
+        status = service.prepare(model_id, progress=not args.quiet, repin=args.repin)
         if status is None:
             print(f"{model_id}: no checkpoint needed")
             return
@@ -152,7 +151,7 @@ def cmd_forget(args, settings: Settings) -> int:
     service = _service(settings)
 
     def forget(model_id):
-        done = service.loader.forget(service.registry.spec(model_id))
+        done = service.forget(model_id)
         if done is None:
             print(f"{model_id}: no checkpoint")
             return

@@ -34,6 +34,8 @@ class Settings:
     load_plugins: list | None = None  # None: every installed plugin
     default_model: str | None = None
     max_body_bytes: int = 2 << 20
+    fetch_wait_s: float = 0.0  # FETCH_WAIT_S: a request for a missing checkpoint starts a background download
+    keep_source: bool = False  # KEEP_SOURCE: keep the published checkpoint beside its native copy
     generate_seconds: float = 120.0  # GENERATE_SECONDS: time limit of a generation without limits.seconds
     cors_origins: list = field(default_factory=list)  # CORS_ORIGINS: browser origins allowed to call the API
     host: str = "127.0.0.1"
@@ -57,6 +59,8 @@ class Settings:
             default_model=env.get("MAGENTA_API_DEFAULT_MODEL") or None,
             max_body_bytes=int(env.get("MAX_BODY_BYTES", 2 << 20)),
             generate_seconds=float(env.get("GENERATE_SECONDS", 120)),
+            fetch_wait_s=float(env.get("FETCH_WAIT_S", 0)),
+            keep_source=_flag(env.get("KEEP_SOURCE")),
             cors_origins=[o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()],
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "5000")),

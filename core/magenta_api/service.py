@@ -38,7 +38,12 @@ class Service:
             host = PluginHost()
             host.load_entry_points(settings.load_plugins)
         if store is None:
-            store = CheckpointStore(settings.model_dir, offline=settings.offline)
+            store = CheckpointStore(
+                settings.model_dir,
+                offline=settings.offline,
+                fetch_wait_s=settings.fetch_wait_s,
+                keep_source=settings.keep_source,
+            )
         if cache is None:
             cache = DiskCache(settings.cache_dir, settings.cache_size_limit) if settings.cache_enabled else NullCache()
         registry = Registry(host, store, settings.base_models_file, settings.extra_models_files, settings.default_model)
@@ -82,6 +87,11 @@ class Service:
                 "format": spec.checkpoint["format"],
                 "sha256": spec.checkpoint.get("sha256") or status.get("sha256") or None,
                 **{k: status.get(k) for k in ("state", "size", "bytes_done")},
+                **{
+                    k: status[k]
+                    for k in ("phase", "reason", "failed_at", "attempts", "retry_after", "fix")
+                    if k in status
+                },
             }
         info = {
             "id": spec.id,
@@ -102,15 +112,20 @@ class Service:
         }
         if entry is None:
             info["error"] = f"family {spec.family!r} is not provided by any loaded plugin"
+        elif status.get("state") == "error":  # the family refused this checkpoint; remembered by the loader
+            info["error"] = status.get("error")
+            info["error_code"] = status.get("error_code")
         return info
 
     # -- checkpoints ----------------------------------------------------------------------------
-    def prepare(self, model_id: str, progress: bool = False) -> dict | None:
-        """Fetch a model's checkpoint and build its native copy now; its status, or None if it has none."""
-        spec = self.registry.spec(model_id)
-        if not spec.checkpoint:
-            return None
-        return self.loader.store.prepare(spec.id, spec.checkpoint, progress=progress)
+    def prepare(self, model_id: str, progress: bool = False, repin: bool = False) -> dict | None:
+        """Fetch a model's checkpoint and build its native copy now (``repin``: replace its pinned sha256);
+        its status, or None if it has none."""
+        return self.loader.prepare(self.registry.spec(model_id), progress=progress, repin=repin)
+
+    def forget(self, model_id: str) -> dict | None:
+        """Delete a model's downloaded checkpoint and its pinned sha256; what was removed, or None."""
+        return self.loader.forget(self.registry.spec(model_id))
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, payload, default_format: str = "json") -> Rendered:
