@@ -3,6 +3,7 @@
 What plugin authors import::
 
     from magenta_api import hookimpl, Family, ModelSpec, GenerateRequest, GenerateResult, Unprocessable
+    from magenta_api.chords import CHORDS_SCHEMA, parse_chords  # chord-conditioned families (note-seq)
 """
 
 __version__ = "0.1.0"  # before the imports below, which may import modules that read it
