@@ -10,7 +10,8 @@ COPY pyproject.toml README.md models.yaml ./
 COPY core ./core
 COPY plugins ./plugins
 COPY training ./training
-RUN pip install . && useradd --create-home --uid 10001 magenta \
+# tinysoundfont (audio output) without PyAudio, which only plays to a sound card
+RUN pip install . && pip install --no-deps tinysoundfont==0.3.7 && useradd --create-home --uid 10001 magenta \
     && mkdir -p /data/models /data/cache && chown -R magenta /data
 
 USER magenta

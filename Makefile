@@ -17,6 +17,8 @@ $(SERVE_STAMP): pyproject.toml examples/magenta-api-markov/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e .
+	# audio output: TinySoundFont's binding without PyAudio (device playback, unused; needs PortAudio to build)
+	$(BIN)/python -m pip install -q --no-deps tinysoundfont==0.3.7
 	# the example third-party plugin, installed as a user would install any plugin
 	$(BIN)/python -m pip install -q --no-deps -e examples/magenta-api-markov
 	touch $(SERVE_STAMP)

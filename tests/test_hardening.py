@@ -157,7 +157,7 @@ def test_x_cache_only_when_the_cache_was_consulted(client, tmp_path):
     assert "X-Cache" not in post(off, {"model": MEL, "seed": 99}).headers
 
 
-@pytest.mark.parametrize("accept", ["audio/wav", "image/png, audio/flac;q=0.5"])
+@pytest.mark.parametrize("accept", ["audio/mpeg", "video/mp4, audio/aac;q=0.5"])
 def test_an_accept_header_the_service_cannot_answer_is_406(client, accept):
     err = error(post(client, {"model": MEL, "seed": 1}, headers={"Accept": accept}), 406, "not_acceptable")
     assert "audio/midi" in err["details"]["available"]

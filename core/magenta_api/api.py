@@ -8,7 +8,7 @@ import json
 from flask import Blueprint, Response, current_app, request
 
 from .errors import NotAcceptable
-from .render import CONTENT_TYPES, ZIP_TYPE
+from .render import CONTENT_TYPES, JSON_TYPE, TYPE_ALIASES, ZIP_TYPE
 from .request_builder import parse_json
 from .service import Service
 
@@ -48,13 +48,14 @@ def accepted_format() -> str:
     accept = request.accept_mimetypes
     if not accept:
         return "json"
-    best = accept.best_match([*CONTENT_TYPES.values(), ZIP_TYPE])
+    by_type = {ZIP_TYPE: "midi", **TYPE_ALIASES, **{t: f for f, t in CONTENT_TYPES.items()}}
+    best = accept.best_match([JSON_TYPE, *by_type])  # JSON first: */* answers JSON
     if best is None:
         raise NotAcceptable(
             f"cannot answer with {request.headers.get('Accept')!r}",
             {"available": sorted({*CONTENT_TYPES.values(), ZIP_TYPE})},
         )
-    return "midi" if best in (CONTENT_TYPES["midi"], ZIP_TYPE) else "json"
+    return by_type.get(best, "json")
 
 
 @bp.get("/healthz")

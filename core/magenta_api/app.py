@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from . import api
 from .config import Settings
 from .errors import (
+    AudioUnavailable,
     FamilyUnavailable,
     InvalidRequest,
     MagentaApiError,
@@ -44,6 +45,7 @@ STATUS = {
     FamilyUnavailable: 503,
     ModelBroken: 503,
     CheckpointError: 503,
+    AudioUnavailable: 503,
 }
 
 

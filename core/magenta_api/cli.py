@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .config import Settings
 from .errors import (
+    AudioUnavailable,
     FamilyUnavailable,
     InvalidRequest,
     MagentaApiError,
@@ -39,6 +40,7 @@ EXIT_CODES = {
     FamilyUnavailable: 4,  # the model cannot be served here now
     ModelBroken: 4,
     CheckpointError: 4,
+    AudioUnavailable: 4,  # no synthesizer or SoundFont for audio output
 }
 
 
@@ -166,7 +168,10 @@ def cmd_forget(args, settings: Settings) -> int:
 
 # What ``generate -o FILE`` writes, by the file's extension: the request's format and the container.
 OUTPUTS = {".mid": ("midi", "mid"), ".midi": ("midi", "mid"), ".zip": ("midi", "zip"), ".json": ("json", "json")}
-NOT_YET = {".wav": "WAV audio", ".flac": "FLAC audio", ".mp3": "MP3 audio", ".ogg": "Ogg audio", ".png": "PNG images"}
+# Audio holds one sequence a file (several: a .zip), a picture stacks them all.
+OUTPUTS.update({ext: (ext[1:], "one") for ext in (".wav", ".flac", ".ogg")})
+OUTPUTS.update({ext: (ext[1:], ext[1:]) for ext in (".png", ".svg")})
+NOT_YET = {".mp3": "MP3 audio"}
 
 
 def _output_kind(output: str, payload: dict) -> tuple:
@@ -180,21 +185,26 @@ def _output_kind(output: str, payload: dict) -> tuple:
     if ext not in OUTPUTS:
         raise InvalidRequest(
             f"-o {output}: cannot tell the format from {ext or 'a name without an extension'}; use .mid or .midi "
-            "(one MIDI file), .zip (a zip of MIDI files) or .json",
+            "(one MIDI file), .zip (a zip of MIDI files), .json, .wav, .flac, .ogg, .png or .svg",
             {"field": "-o", "available": sorted(OUTPUTS)},
         )
     fmt, container = OUTPUTS[ext]
     asked = payload.get("format")
+    if container == "zip" and asked in ("wav", "flac", "ogg"):  # a zip of audio files, one per sequence
+        fmt = asked
     if asked is not None and asked != fmt:
         raise InvalidRequest(
             f"-o {output} writes {fmt}, but --params asks for format {asked!r}; drop one of them",
             {"field": "-o"},
         )
     count = payload.get("num_outputs")
-    if container == "mid" and isinstance(count, int) and count > 1:
+    if container in ("mid", "one") and isinstance(count, int) and count > 1:
+        zipped = f"-o {Path(output).with_suffix('.zip').name}" + (
+            f' --params \'{{"format": "{fmt}"}}\'' if container == "one" else ""
+        )
         raise InvalidRequest(
-            f"-n {count} makes {count} sequences, and a .mid file holds one: "
-            f"write them to a .zip (-o {Path(output).with_suffix('.zip').name}) or use -n 1",
+            f"-n {count} makes {count} sequences, and a {ext} file holds one: "
+            f"write them to a .zip ({zipped}) or use -n 1",
             {"field": "-o"},
         )
     return fmt, container
@@ -244,13 +254,14 @@ def cmd_generate(args, settings: Settings) -> int:
         else:
             sys.stdout.buffer.write(body)
         return 0
-    if container == "mid" and rendered.content_type != "audio/midi":
+    if container in ("mid", "one") and rendered.content_type == "application/zip":
         raise InvalidRequest(
-            f"mode {payload.get('mode') or 'default'} gave several sequences, and a .mid file holds one: "
+            f"mode {payload.get('mode') or 'default'} gave several sequences, and a "
+            f"{Path(args.output).suffix} file holds one: "
             f"write them to a .zip (-o {Path(args.output).with_suffix('.zip').name})",
             {"field": "-o"},
         )
-    if container == "zip" and rendered.content_type == "audio/midi":  # one sequence, in the zip asked for
+    if container == "zip" and rendered.content_type != "application/zip":  # one sequence, in the zip asked for
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(zipfile.ZipInfo(rendered.filename or "1.mid", date_time=(2020, 1, 1, 0, 0, 0)), body)

@@ -70,3 +70,9 @@ class ModelBroken(MagentaApiError):
     """The checkpoint was read but the family cannot build a model from it (wrong shapes or hparams)."""
 
     code = "model_invalid"
+
+
+class AudioUnavailable(MagentaApiError):
+    """Audio was asked for, but the synthesizer or its SoundFont cannot be used on this machine."""
+
+    code = "audio_unavailable"

@@ -4,6 +4,9 @@
 import json
 
 from . import __version__, schemas
+from .render import AUDIO_TYPES
+
+BINARY = {"type": "string", "format": "binary"}
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -45,6 +48,8 @@ def openapi_document(app) -> dict:
                     "application/json": {"schema": {"type": "object"}},
                     "audio/midi": {"schema": {"type": "string", "format": "binary"}},
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                    **{t: {"schema": BINARY} for t in (*AUDIO_TYPES.values(), "image/png")},
+                    "image/svg+xml": {"schema": {"type": "string"}},
                 }
             paths.setdefault(path, {})[method.lower()] = op
     generate = {k: v for k, v in schemas.load("generate").items() if not k.startswith("$") or k == "$defs"}

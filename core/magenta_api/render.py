@@ -54,8 +54,68 @@ def render_midi(model_id: str, request: GenerateRequest, result: GenerateResult,
     return Rendered(buf.getvalue(), ZIP_TYPE, f"{base}.zip", request.seed)
 
 
-RENDERERS: dict = {"json": render_json, "midi": render_midi}
-CONTENT_TYPES = {"json": JSON_TYPE, "midi": MIDI_TYPE}  # what each format answers with (MIDI: zip for several)
+def _zip_or_one(files: list, content_type: str, base: str, ext: str, seed) -> Rendered:
+    """One file as is, several in a zip (fixed dates: the same bytes each time)."""
+    if len(files) == 1:
+        return Rendered(files[0], content_type, f"{base}.{ext}", seed)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for i, data in enumerate(files, 1):
+            zf.writestr(zipfile.ZipInfo(f"{base}-{i}.{ext}", date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return Rendered(buf.getvalue(), ZIP_TYPE, f"{base}.zip", seed)
+
+
+def _audio_renderer(fmt: str):
+    def render_audio(model_id: str, request: GenerateRequest, result: GenerateResult, options: dict) -> Rendered:
+        from . import audio
+
+        if not result.sequences:
+            raise Unprocessable(f"mode {request.mode!r} returns no music to render as audio", {"field": "/format"})
+        rate = audio.check_sample_rate(options.get("sample_rate") or audio.DEFAULT_SAMPLE_RATE)
+        font = audio.soundfont()
+        files = [audio.render_audio(seq, fmt, rate, font) for seq in result.sequences]
+        return _zip_or_one(files, audio.AUDIO_FORMATS[fmt][2], f"{model_id}-{request.mode}", fmt, request.seed)
+
+    return render_audio
+
+
+def _picture_renderer(fmt: str):
+    def render_picture(model_id: str, request: GenerateRequest, result: GenerateResult, options: dict) -> Rendered:
+        from . import pianoroll
+
+        if not result.sequences:
+            raise Unprocessable(f"mode {request.mode!r} returns no music to draw", {"field": "/format"})
+        body = pianoroll.to_png(result.sequences) if fmt == "png" else pianoroll.to_svg(result.sequences)
+        return Rendered(body, PICTURE_TYPES[fmt], f"{model_id}-{request.mode}.{fmt}", request.seed)
+
+    return render_picture
+
+
+AUDIO_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg"}
+PICTURE_TYPES = {"png": "image/png", "svg": "image/svg+xml"}
+RENDERERS: dict = {
+    "json": render_json,
+    "midi": render_midi,
+    **{fmt: _audio_renderer(fmt) for fmt in AUDIO_TYPES},
+    **{fmt: _picture_renderer(fmt) for fmt in PICTURE_TYPES},
+}
+# What each format answers with (MIDI and audio: a zip for several sequences; pictures stack them).
+CONTENT_TYPES = {"json": JSON_TYPE, "midi": MIDI_TYPE, **AUDIO_TYPES, **PICTURE_TYPES}
+# Other names clients send for the same types.
+TYPE_ALIASES = {"audio/x-wav": "wav", "audio/wave": "wav", "audio/vnd.wave": "wav", "audio/x-flac": "flac",
+                "audio/vorbis": "ogg", "audio/x-midi": "midi"}  # fmt: skip
+
+
+def render_identity(fmt: str) -> str:
+    """What besides the request decides a format's bytes (the synthesizer and SoundFont for audio), for
+    the cache key; raises AudioUnavailable when audio cannot be made here."""
+    if fmt in AUDIO_TYPES:
+        from . import audio
+
+        return audio.identity()
+    return ""
+
+
 Renderer = Callable[[str, GenerateRequest, GenerateResult, dict], Rendered]
 
 

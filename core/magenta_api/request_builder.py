@@ -90,7 +90,7 @@ class BuiltRequest:
 
     def render_options(self) -> dict:
         """The fields that say how to write the result, not what to generate."""
-        return {"json_style": self.payload.get("json_style", "proto")}
+        return {"json_style": self.payload.get("json_style", "proto"), "sample_rate": self.payload.get("sample_rate")}
 
     def cache_fields(self) -> dict:
         """What identifies the result (with the checkpoint and the plugin's version): the payload with

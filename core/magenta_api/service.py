@@ -14,7 +14,7 @@ from .family import ModelSpec
 from .logs import stage
 from .plugins import PluginHost
 from .registry import Registry
-from .render import Rendered, render
+from .render import Rendered, render, render_identity
 from .request_builder import build_request, model_defaults, parameters_schema
 from .store import CheckpointStore
 
@@ -134,10 +134,12 @@ class Service:
             built = build_request(payload, self.registry, default_format)
             spec, entry, request = built.spec, built.family, built.request
             info.update(model=spec.id, mode=request.mode, n=request.num_outputs)
+        renderer = render_identity(built.format)  # before any work: audio without a synthesizer is a 503 now
         key = None
         if built.seeded and self.cache.enabled:
             with stage(logger, "cache", op="get") as info:
-                key = cache_key(built.cache_fields(), f"{self.loader.identity(spec, entry.cls)}|{entry.code_id}")
+                fields = {**built.cache_fields(), **({"renderer": renderer} if renderer else {})}
+                key = cache_key(fields, f"{self.loader.identity(spec, entry.cls)}|{entry.code_id}")
                 hit = self.cache.get(key)
                 info.update(hit=hit is not None)
             if hit is not None:
