@@ -38,6 +38,17 @@ class Settings:
     keep_source: bool = False  # KEEP_SOURCE: keep the published checkpoint beside its native copy
     generate_seconds: float = 120.0  # GENERATE_SECONDS: time limit of a generation without limits.seconds
     cors_origins: list = field(default_factory=list)  # CORS_ORIGINS: browser origins allowed to call the API
+    # Replicas and tenants (all off by default: one machine, no keys, no limits, the disk cache)
+    redis_url: str | None = None  # REDIS_URL: rate-limit counters and the job queue
+    cache_url: str | None = None  # CACHE_URL=redis://...: the result cache in Redis instead of on disk
+    cache_ttl_s: int = 7 * 24 * 3600  # CACHE_TTL: how long Redis keeps a cached result
+    api_keys_file: Path | None = None  # API_KEYS_FILE: hashed keys; when set, /v1 needs a key
+    rate_limit: str | None = None  # RATE_LIMIT="60/minute;1000/day": per key (or per IP without keys)
+    job_ttl_s: int = 24 * 3600  # JOB_TTL: how long a job's result or error is kept
+    job_retries: int = 1  # JOB_RETRIES: runs again after a worker dies mid-job
+    job_heartbeat_grace_s: int = 60  # JOB_HEARTBEAT_GRACE: a silent worker's job is abandoned after this
+    batching: bool = True  # BATCHING=off: no dynamic batching, no queue (each request runs in its thread)
+    metrics_port: int | None = None  # METRICS_PORT: /metrics on its own port instead of the API's
     host: str = "127.0.0.1"
     port: int = 5000
 
@@ -62,6 +73,16 @@ class Settings:
             fetch_wait_s=float(env.get("FETCH_WAIT_S", 0)),
             keep_source=_flag(env.get("KEEP_SOURCE")),
             cors_origins=[o.strip() for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()],
+            redis_url=env.get("REDIS_URL") or None,
+            cache_url=env.get("CACHE_URL") or None,
+            cache_ttl_s=int(env.get("CACHE_TTL", 7 * 24 * 3600)),
+            api_keys_file=Path(env["API_KEYS_FILE"]) if env.get("API_KEYS_FILE") else None,
+            rate_limit=env.get("RATE_LIMIT") or None,
+            job_ttl_s=int(env.get("JOB_TTL", 24 * 3600)),
+            job_retries=int(env.get("JOB_RETRIES", 1)),
+            job_heartbeat_grace_s=int(env.get("JOB_HEARTBEAT_GRACE", 60)),
+            batching=env.get("BATCHING", "on").strip().lower() not in {"off", "0", "false", "no"},
+            metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "5000")),
         )
