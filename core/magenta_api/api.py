@@ -115,3 +115,76 @@ def generate():
     if rendered.filename:
         headers["Content-Disposition"] = f'attachment; filename="{rendered.filename}"'
     return Response(rendered.body, status=200, mimetype=rendered.content_type, headers=headers)
+
+
+# -- async jobs (registered only with REDIS_URL; see :mod:`.jobs`) -------------------------------------
+jobs_bp = Blueprint("jobs", __name__)
+JOB_ERRORS = {"404": "no such job (or another key's, or expired)", "503": "the job queue's Redis does not answer"}
+
+
+def job_queue():
+    return current_app.extensions["magenta_api_jobs"]
+
+
+def job_owner() -> str | None:
+    from .auth import current_key
+
+    key = current_key.get()
+    return key.name if key is not None else None
+
+
+def job_json(info: dict, status: int = 200, headers=None) -> Response:
+    """A job's description; a failed one's error carries the HTTP status /v1/generate would have answered."""
+    from .app import status_of
+    from .jobs import error_class
+
+    info = dict(info)
+    path = info.pop("_error_class", None)
+    if "error" in info:
+        err = info["error"]
+        info["status"] = status_of(error_class(path)(err["message"], err["details"], err["code"]))
+    return json_response(info, status, headers)
+
+
+@jobs_bp.post("/v1/jobs")
+@documented(
+    "Queue a generation (the /v1/generate body) for a worker",
+    {"202": "queued; Location names the job", **ERRORS, **JOB_ERRORS},
+)
+def submit_job():
+    payload = parse_json(request.get_data(cache=False))
+    info = job_queue().submit(payload, accepted_format(), job_owner())
+    return job_json(info, 202, {"Location": info["location"]})
+
+
+@jobs_bp.get("/v1/jobs/<job_id>")
+@documented("A job: state, progress, and its result or error", {"200": "the job", **JOB_ERRORS})
+def get_job(job_id):
+    return job_json(job_queue().describe(job_id, job_owner()))
+
+
+@jobs_bp.get("/v1/jobs/<job_id>/result")
+@documented(
+    "A job's result: what /v1/generate answers (its body, or its error and status)",
+    {"200": "the generate body", "202": "not done yet", **ERRORS, **JOB_ERRORS},
+)
+def get_job_result(job_id):
+    result, info = job_queue().result(job_id, job_owner())
+    if result.error is not None:
+        raise result.error
+    if not result.done:
+        return job_json(info, 202, {"Location": info["location"], "Retry-After": "2"})
+    headers = {"X-Seed": json.dumps(result.seed)}
+    if result.cache:
+        headers["X-Cache"] = result.cache
+    if result.filename:
+        headers["Content-Disposition"] = f'attachment; filename="{result.filename}"'
+    return Response(result.body, status=200, mimetype=result.content_type, headers=headers)
+
+
+@jobs_bp.delete("/v1/jobs/<job_id>")
+@documented(
+    "Cancel a queued job, stop a running one, or delete an ended one", {"200": "the job after that", **JOB_ERRORS}
+)
+def cancel_job(job_id):
+    return job_json(job_queue().cancel(job_id, job_owner()))

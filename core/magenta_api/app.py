@@ -26,6 +26,7 @@ from .errors import (
     UnknownModel,
     Unprocessable,
 )
+from .jobs import JobsUnavailable
 from .logs import request_id_var
 from .service import Service
 from .store import CheckpointError
@@ -45,6 +46,7 @@ STATUS = {
     FamilyUnavailable: 503,
     ModelBroken: 503,
     CheckpointError: 503,
+    JobsUnavailable: 503,
     AudioUnavailable: 503,
 }
 
@@ -74,10 +76,51 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.extensions["magenta_api"] = service
     register_request_ids(app)
     register_error_handlers(app)
+    register_access(app, service.settings)
     app.register_blueprint(api.bp)
+    if service.settings.redis_url:  # async jobs need the queue's Redis
+        from .jobs import JobQueue
+
+        app.extensions["magenta_api_jobs"] = JobQueue(service.settings, service)
+        app.register_blueprint(api.jobs_bp)
     if service.settings.cors_origins:  # off unless CORS_ORIGINS names the origins (or "*")
         CORS(app, origins=service.settings.cors_origins, expose_headers=["X-Request-ID", "X-Seed", "X-Cache"])
     return app
+
+
+OPEN_PATHS = ("/healthz", "/readyz", "/metrics")  # probes and scrapes need no key and have no limit
+
+
+def register_access(app: Flask, settings: Settings) -> None:
+    """API keys (only with API_KEYS_FILE), then rate limits (RATE_LIMIT or per-key limits), in that order,
+    so that the limiter knows the key. See :mod:`.auth` and :mod:`.ratelimit`."""
+    from . import auth, ratelimit
+
+    def is_open() -> bool:
+        return request.path in OPEN_PATHS or request.method == "OPTIONS"  # CORS preflights carry no key
+
+    if settings.api_keys_file:
+        keys = auth.KeyStore(settings.api_keys_file)
+        keys.entries()  # an unreadable keys file stops start-up, not the first request
+
+        @app.before_request
+        def authenticate():
+            if not is_open():
+                g.api_key_token = auth.current_key.set(keys.authenticate(request.headers))
+
+        @app.teardown_request
+        def forget_key(_exc):
+            token = g.pop("api_key_token", None)
+            if token is not None:
+                auth.current_key.reset(token)
+
+    @app.errorhandler(auth.AccessError)
+    def access_error(exc: auth.AccessError):
+        if isinstance(exc, auth.Unauthorized):
+            return error_response(exc.code, exc.message, exc.details, 401, {"WWW-Authenticate": "Bearer"})
+        return error_response(exc.code, exc.message, exc.details, 500)
+
+    ratelimit.install(app, settings, is_open, keyed_limits=bool(settings.api_keys_file))
 
 
 def register_request_ids(app: Flask) -> None:

@@ -25,6 +25,7 @@ from .errors import (
     UnknownModel,
     Unprocessable,
 )
+from .jobs import JobsUnavailable
 from .logs import setup_logging
 from .models_file import ModelsFileError
 from .store import CheckpointError
@@ -40,6 +41,7 @@ EXIT_CODES = {
     FamilyUnavailable: 4,  # the model cannot be served here now
     ModelBroken: 4,
     CheckpointError: 4,
+    JobsUnavailable: 4,  # the job queue's Redis does not answer
     AudioUnavailable: 4,  # no synthesizer or SoundFont for audio output
 }
 
@@ -280,6 +282,46 @@ def cmd_train(args, settings: Settings | None = None) -> int:
     return train_main(args.rest) or 0
 
 
+def cmd_keys(args, settings: Settings) -> int:
+    """API keys in API_KEYS_FILE (or --file): add prints a new key once; list; revoke."""
+    from .auth import KeysFileError, KeyStore
+
+    path = args.file or settings.api_keys_file
+    if path is None:
+        print("error: set API_KEYS_FILE (or pass --file) to name the API keys file", file=sys.stderr)
+        return 2
+    if args.action != "list" and not args.name:
+        print(f"error: keys {args.action} needs a NAME", file=sys.stderr)
+        return 2
+    keys = KeyStore(Path(path))
+    try:
+        if args.action == "add":
+            key = keys.add(args.name, args.rate_limit)
+            print(key)
+            print(f"key {args.name!r} added to {path}; it is shown only now", file=sys.stderr)
+        elif args.action == "revoke":
+            keys.revoke(args.name)
+            print(f"key {args.name!r} revoked in {path}", file=sys.stderr)
+        elif args.json:
+            print(json.dumps(keys.entries(), indent=2))
+        else:
+            print(f"{'NAME':24} {'PREFIX':10} {'CREATED':22} {'RATE LIMIT':20} REVOKED")
+            for e in keys.entries():
+                limit, revoked = e["rate_limit"] or "-", e["revoked"] or "-"
+                print(f"{e['name']:24} {e['prefix']:10} {e['created']:22} {limit:20} {revoked}")
+    except KeysFileError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_worker(args, settings: Settings) -> int:
+    """Run a job worker on REDIS_URL's queue until stopped (--burst: until the queue is empty)."""
+    from .jobs import run_worker
+
+    return run_worker(settings, burst=args.burst)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="magenta-api", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -328,6 +370,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", help="write here, as its extension says: .mid (one sequence), .zip (MIDI files), .json"
     )
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("keys", help="API keys (API_KEYS_FILE): add NAME prints a new key once, list, revoke NAME")
+    p.add_argument("action", choices=["add", "list", "revoke"])
+    p.add_argument("name", nargs="?", help="the key's name (add, revoke)")
+    p.add_argument("--rate-limit", help="this key's own limit, e.g. '600/minute;10000/day' (else RATE_LIMIT)")
+    p.add_argument("--file", help="the keys file (default: API_KEYS_FILE)")
+    p.add_argument("--json", action="store_true", help="list as JSON")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("worker", help="run a job worker on REDIS_URL's queue (POST /v1/jobs)")
+    p.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("train", help="train the embedded models (needs the 'train' extra)", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)

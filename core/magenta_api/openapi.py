@@ -39,11 +39,12 @@ def openapi_document(app) -> dict:
                     {"name": a, "in": "path", "required": True, "schema": {"type": "string"}}
                     for a in sorted(rule.arguments)
                 ]
-            if method == "POST":
+            if method == "POST":  # every POST takes a generate body (/v1/generate, /v1/jobs)
                 op["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GenerateBody"}}},
                 }
+            if method == "POST" and "200" in op["responses"]:  # /v1/jobs answers 202 with the job
                 op["responses"]["200"]["content"] = {
                     "application/json": {"schema": {"type": "object"}},
                     "audio/midi": {"schema": {"type": "string", "format": "binary"}},

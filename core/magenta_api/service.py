@@ -21,6 +21,20 @@ from .store import CheckpointStore
 logger = logging.getLogger(__name__)
 
 
+def result_cache(settings: Settings):
+    """The result cache the settings name: Redis with ``CACHE_URL=redis://...`` (shared by replicas), else
+    the disk cache under CACHE_DIR, or none with ``CACHE=off``."""
+    if not settings.cache_enabled:
+        return NullCache()
+    if settings.cache_url:
+        if not settings.cache_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, not {settings.cache_url!r}")
+        from .redis_cache import RedisCache
+
+        return RedisCache(settings.cache_url, settings.cache_ttl_s)
+    return DiskCache(settings.cache_dir, settings.cache_size_limit)
+
+
 class Service:
     """The catalogue and the generation pipeline over one registry and one result cache."""
 
@@ -45,7 +59,7 @@ class Service:
                 keep_source=settings.keep_source,
             )
         if cache is None:
-            cache = DiskCache(settings.cache_dir, settings.cache_size_limit) if settings.cache_enabled else NullCache()
+            cache = result_cache(settings)
         registry = Registry(host, store, settings.base_models_file, settings.extra_models_files, settings.default_model)
         return cls(settings, registry, cache)
 
