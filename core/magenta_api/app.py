@@ -13,7 +13,7 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api
+from . import api, metrics
 from .config import Settings
 from .errors import (
     AudioUnavailable,
@@ -22,6 +22,7 @@ from .errors import (
     MagentaApiError,
     ModelBroken,
     NotAcceptable,
+    Overloaded,
     TooLarge,
     UnknownModel,
     Unprocessable,
@@ -47,6 +48,7 @@ STATUS = {
     ModelBroken: 503,
     CheckpointError: 503,
     JobsUnavailable: 503,
+    Overloaded: 503,
     AudioUnavailable: 503,
 }
 
@@ -132,10 +134,13 @@ def register_request_ids(app: Flask) -> None:
         g.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         g.token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
+        g.metrics_token = metrics.begin_request()
 
     @app.after_request
     def stamp_response(response):
         response.headers["X-Request-ID"] = g.get("request_id", "-")
+        if "started" in g and request.endpoint == "api.generate":
+            metrics.count_request(response.status_code, time.perf_counter() - g.started)
         if "started" in g:
             logger.info(
                 "%s %s -> %s in %.1f ms",
@@ -151,6 +156,9 @@ def register_request_ids(app: Flask) -> None:
         token = g.pop("token", None)
         if token is not None:
             request_id_var.reset(token)
+        labels = g.pop("metrics_token", None)
+        if labels is not None:
+            metrics.end_request(labels)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -22,12 +22,14 @@ import logging
 import numpy as np
 from note_seq import sequences_lib
 
-from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
+from magenta_api import Family, GenerateRequest, GenerateResult, InvalidRequest, Unprocessable
 from magenta_api import chords as chords_lib
+from magenta_api.batching import RowStreams
 from magenta_api.music import parse_sequence
 
 from .build import build
 from .converters import MelodyConverter
+from .engine import FM_MIN
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,53 @@ class MusicVAEFamily(Family):
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        if request.mode != "encode":
-            self._check_length(request)
+        if request.mode == "encode":
+            return self._encode(request)
+        z, extra = self._latent(request)
+        return self._decode_z(z, request, extra)
+
+    def _latent(self, request):
+        """A decoding mode's z [n, z_size] (its draws from ``request.rng``) and its extra fields."""
+        self._check_length(request)
         return getattr(self, "_" + request.mode)(request)
+
+    # -- dynamic batching (magenta_api.batching) ------------------------------------------------
+    def warm(self) -> None:
+        """One argmax step of a batch big enough for the feature-major decoder, whose transposed weights
+        are built on first use: built before the fork, the workers share them."""
+        if not self.general:
+            self.engine.sample(np.zeros((FM_MIN + 1, self.engine.z_size), np.float32), 1, 0.0)
+
+    def batch_key(self, request: GenerateRequest):
+        """Decoding modes of one length and temperature share the flat decoder's pass. Encode runs alone:
+        its answer is floats, which a batch would change in the last bit (BLAS sums in another order);
+        so do the general engine's models (hierarchical, trio, chords), which draw their noise otherwise."""
+        if request.mode == "encode" or self.general:  # the flat engine only: its noise is one [T, B, C] draw
+            return None
+        return ("decode", self._length(request), request.temperature)
+
+    def generate_batch(self, requests: list) -> list:
+        """Each request's z as alone (inputs encoded per request), then one decoder pass over all of them,
+        each request's noise drawn from its own rng (:class:`~magenta_api.batching.RowStreams`)."""
+        results: list = [None] * len(requests)
+        latents = {}
+        for i, request in enumerate(requests):
+            try:
+                latents[i] = self._latent(request)
+            except (InvalidRequest, Unprocessable) as exc:  # this request's own error; the others go on
+                results[i] = exc
+        if latents:
+            order = list(latents)
+            rows = [len(latents[i][0]) for i in order]
+            first = requests[order[0]]
+            noise = RowStreams([requests[i].rng for i in order], rows, axis=1)  # the engine's noise is [T, B, C]
+            z = np.concatenate([latents[i][0] for i in order]).astype(np.float32)
+            classes = self.engine.sample(z, self._length(first), first.temperature, noise)
+            at = 0
+            for i, n in zip(order, rows):
+                results[i] = GenerateResult(self._sequences(classes[at : at + n], requests[i].qpm), latents[i][1])
+                at += n
+        return results
 
     def _check_length(self, request):
         """The decoder runs at most the model's steps (from the hparams it was built with: models.yaml,
@@ -247,12 +293,12 @@ class MusicVAEFamily(Family):
 
     def _sample(self, request):
         z = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
-        return self._decode_z(z, request)
+        return z, {}
 
     def _interpolate(self, request):
         mu, _, used = self._encode_inputs(request.inputs, request)
         z = np.stack([slerp(mu[0], mu[1], t) for t in np.linspace(0.0, 1.0, request.num_outputs)])
-        return self._decode_z(z.astype(np.float32), request, {"inputs_used": used})
+        return z.astype(np.float32), {"inputs_used": used}
 
     def _similar(self, request):
         raw = request.inputs if request.inputs else [request.primer]
@@ -260,7 +306,7 @@ class MusicVAEFamily(Family):
         similarity = float(request.params.get("similarity", DEFAULT_SIMILARITY))
         noise = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
         z = similarity * mu[0] + (1.0 - similarity) * noise
-        return self._decode_z(z.astype(np.float32), request, {"similarity": similarity, "inputs_used": used})
+        return z.astype(np.float32), {"similarity": similarity, "inputs_used": used}
 
     def _encode(self, request):
         raw = request.inputs if request.inputs else [request.primer]
@@ -288,7 +334,7 @@ class MusicVAEFamily(Family):
         arr = np.asarray(z, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
             raise Unprocessable("z vectors must be finite numbers", {"field": "/z"})
-        return self._decode_z(arr, request)
+        return arr, {}
 
     # -- inputs ---------------------------------------------------------------------------------
     def _encode_inputs(self, raw_inputs, request, pointer="/inputs"):
