@@ -16,7 +16,6 @@ import time
 import requests
 import urllib3
 
-from .. import metrics
 from . import sources
 from .errors import CheckpointInvalid, CheckpointUnavailable, SourceMissing
 from .verify import CHUNK, check
@@ -141,7 +140,6 @@ def _http_attempt(session, url, part, h, progress, timeout):
         return h, done
 
 
-@metrics.counts_download
 def download(
     url,
     dest,
