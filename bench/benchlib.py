@@ -35,3 +35,29 @@ def product_floor(mats, steps, reps=20):
                 np.dot(v, m)
         times.append(time.perf_counter() - t)
     return statistics.median(times[1:])
+
+
+def pss_kib(pid):
+    """Proportional set size of one process in KiB (``/proc/<pid>/smaps_rollup``): its private pages plus
+    its share of every page it shares, so that the PSS of a group of processes adds up to what they use."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no Pss line for process {pid}")
+
+
+def process_tree(pid):
+    """``pid`` and its children (a gunicorn master and its workers)."""
+    import pathlib
+
+    kids = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        kids += [int(c) for c in children]
+    return [pid, *kids]
+
+
+def tree_pss_kib(pid):
+    """Total PSS of a process and its children, in KiB."""
+    return sum(pss_kib(p) for p in process_tree(pid))

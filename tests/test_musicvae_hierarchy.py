@@ -75,6 +75,18 @@ def test_argmax_decoding_is_identical(model):
     np.testing.assert_array_equal(one[0], ref["greedy"][1, :part])
 
 
+def test_big_decoders_step_on_the_checkpoints_own_arrays():
+    """Above fuse_limit the core decoders make no fused copy: the weights stay views of the checkpoint
+    (a memory map in the store), with the same numbers."""
+    variables, ref, _ = load("hierdec_trio")
+    m, _, _ = build("hierdec_trio", fuse_limit=0)
+    assert not any(core.fused for core in m.cores)
+    kernel = variables["core_decoder/core_decoder_2/decoder/multi_rnn_cell/cell_0/lstm_cell/kernel"]
+    assert np.shares_memory(m.cores[2].w_prev, kernel)
+    np.testing.assert_allclose(m.decode_logits(ref["z"], ref["targets"]), ref["logits"], atol=TOL, rtol=0)
+    np.testing.assert_array_equal(m.sample(ref["z"], 256, 0), ref["greedy"])
+
+
 def test_seeded_sampling_is_reproducible():
     m, ref, _ = build("hierdec_trio")
     a = m.sample(ref["z"], 48, 1.0, np.random.default_rng(3))

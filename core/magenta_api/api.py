@@ -6,7 +6,9 @@ summary and responses, which :mod:`.openapi` publishes."""
 import json
 
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import NotFound
 
+from . import metrics
 from .errors import NotAcceptable
 from .render import CONTENT_TYPES, JSON_TYPE, TYPE_ALIASES, ZIP_TYPE
 from .request_builder import parse_json
@@ -91,6 +93,14 @@ def get_model(model_id):
 @documented("Installed plugins, their hooks and load errors", {"200": "plugins"})
 def list_plugins():
     return json_response({"plugins": service().plugins()})
+
+
+@bp.get("/metrics")
+@documented("Prometheus metrics, summed over the workers", {"200": "text exposition format", "404": "on METRICS_PORT"})
+def prometheus_metrics():
+    if service().settings.metrics_port:  # served on its own port, not next to the API
+        raise NotFound()
+    return Response(metrics.render(), status=200, content_type=metrics.CONTENT_TYPE)
 
 
 @bp.get("/v1/openapi.json")

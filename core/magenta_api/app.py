@@ -13,7 +13,7 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api, studio
+from . import api, metrics
 from .config import Settings
 from .errors import (
     AudioUnavailable,
@@ -22,6 +22,7 @@ from .errors import (
     MagentaApiError,
     ModelBroken,
     NotAcceptable,
+    Overloaded,
     TooLarge,
     UnknownModel,
     Unprocessable,
@@ -47,6 +48,7 @@ STATUS = {
     ModelBroken: 503,
     CheckpointError: 503,
     JobsUnavailable: 503,
+    Overloaded: 503,
     AudioUnavailable: 503,
 }
 
@@ -78,7 +80,6 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     register_error_handlers(app)
     register_access(app, service.settings)
     app.register_blueprint(api.bp)
-    app.register_blueprint(studio.bp)  # the web page at /
     if service.settings.redis_url:  # async jobs need the queue's Redis
         from .jobs import JobQueue
 
@@ -98,8 +99,6 @@ def register_access(app: Flask, settings: Settings) -> None:
     from . import auth, ratelimit
 
     def is_open() -> bool:
-        if request.path == "/" or request.path.startswith("/static/"):  # the studio page; its calls carry the key
-            return True
         return request.path in OPEN_PATHS or request.method == "OPTIONS"  # CORS preflights carry no key
 
     if settings.api_keys_file:
@@ -135,10 +134,13 @@ def register_request_ids(app: Flask) -> None:
         g.request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         g.token = request_id_var.set(g.request_id)
         g.started = time.perf_counter()
+        g.metrics_token = metrics.begin_request()
 
     @app.after_request
     def stamp_response(response):
         response.headers["X-Request-ID"] = g.get("request_id", "-")
+        if "started" in g and request.endpoint == "api.generate":
+            metrics.count_request(response.status_code, time.perf_counter() - g.started)
         if "started" in g:
             logger.info(
                 "%s %s -> %s in %.1f ms",
@@ -154,6 +156,9 @@ def register_request_ids(app: Flask) -> None:
         token = g.pop("token", None)
         if token is not None:
             request_id_var.reset(token)
+        labels = g.pop("metrics_token", None)
+        if labels is not None:
+            metrics.end_request(labels)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -19,6 +19,8 @@ from typing import Protocol
 
 import diskcache
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 REOPEN_AFTER_S = 30.0  # a cache that could not be opened is tried again after this long
@@ -85,6 +87,7 @@ class DiskCache:
         self.errors += 1
         self.last_error = f"{op}: {type(exc).__name__}: {exc}"
         self._failing = True
+        metrics.cache_error(op)
         log.warning("result cache %s failed (%s); serving without it", op, self.last_error)
 
     def _ok(self) -> None:

@@ -21,6 +21,7 @@ from .errors import (
     MagentaApiError,
     ModelBroken,
     NotAcceptable,
+    Overloaded,
     TooLarge,
     UnknownModel,
     Unprocessable,
@@ -42,6 +43,7 @@ EXIT_CODES = {
     ModelBroken: 4,
     CheckpointError: 4,
     JobsUnavailable: 4,  # the job queue's Redis does not answer
+    Overloaded: 4,  # the model's queue is full: try again
     AudioUnavailable: 4,  # no synthesizer or SoundFont for audio output
 }
 
@@ -72,12 +74,21 @@ def cmd_serve(args, settings: Settings) -> int:
     if args.dev:
         from .app import create_app
 
+        if settings.metrics_port:
+            from . import metrics
+
+            metrics.serve_on_port(settings.metrics_port, host)
         create_app(settings).run(host=host, port=port, debug=False, threaded=True)
         return 0
+    # magenta_api.gunicorn_conf: preloaded models shared by the workers, BLAS threads sized from workers x
+    # threads, metrics summed over the workers, the gthread worker with JSON errors
+    os.environ.update(WEB_CONCURRENCY=str(args.workers), THREADS=str(args.threads))
     argv = [
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",
+        "python:magenta_api.gunicorn_conf",
         "--bind",
         f"{host}:{port}",
         "--workers",
@@ -88,9 +99,6 @@ def cmd_serve(args, settings: Settings) -> int:
         str(args.timeout),
         "--access-logfile",
         "-",
-        "--worker-class",
-        "magenta_api.gunicorn_worker.JsonErrorsWorker",  # gthread; its own 400/414/431 answers in JSON
-        "magenta_api.wsgi:app",
     ]
     os.execvp(argv[0], argv)
     return 0  # not reached

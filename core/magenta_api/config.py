@@ -19,6 +19,14 @@ def _base_models_file() -> Path | None:
     return None
 
 
+def blas_threads(cores: int, workers: int, threads: int, batching: bool) -> int:
+    """BLAS threads per server worker, so that the threads computing at once times BLAS threads fit the
+    cores: with batching each model runs one batch at a time per worker, without it every request thread
+    computes. At least 1."""
+    computing = 1 if batching else threads
+    return max(1, cores // max(1, workers * computing))
+
+
 @dataclass
 class Settings:
     """Everything configurable; :meth:`from_env` reads the documented environment variables."""

@@ -76,3 +76,10 @@ class AudioUnavailable(MagentaApiError):
     """Audio was asked for, but the synthesizer or its SoundFont cannot be used on this machine."""
 
     code = "audio_unavailable"
+
+
+class Overloaded(MagentaApiError):
+    """The model's queue is full, or a request waited in it past its deadline: try again later
+    (:mod:`magenta_api.batching`)."""
+
+    code = "overloaded"

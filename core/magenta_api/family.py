@@ -6,6 +6,7 @@ A family is a class: the core instantiates it once per model with the model's
 :mod:`magenta_api.request_builder`), seeding, caching and rendering; the family owns the music.
 """
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,6 +27,7 @@ class ModelSpec:
     limits: dict = field(default_factory=dict)
     checkpoint: dict | None = None
     source: str = ""  # the models.yaml file that declared it
+    serving: dict = field(default_factory=dict)  # batching and queue (magenta_api.batching.ServingConfig)
 
 
 @dataclass
@@ -77,6 +79,32 @@ class Family:
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
         raise NotImplementedError
+
+    def warm(self) -> None:
+        """Build now what the first requests would build lazily (derived weight layouts...). The server
+        calls it in the gunicorn master before forking, so that the workers share one copy. Default: nothing."""
+
+    # -- dynamic batching (optional; magenta_api.batching) ------------------------------------------
+    def batch_key(self, request: GenerateRequest) -> Hashable | None:
+        """Requests with equal keys (not None) may run together in one :meth:`generate_batch` call: a
+        family that opts in returns what must match for them to share a forward pass (the mode's kind,
+        the length, the temperature...). None, the default, runs the request alone with :meth:`generate`."""
+        return None
+
+    def generate_batch(self, requests: list[GenerateRequest]) -> list:
+        """One result per request, in order: its :class:`GenerateResult`, or the domain error
+        (:class:`~magenta_api.errors.MagentaApiError`) that request alone raised. Each request draws its
+        randomness from its own ``rng``, so a seeded request gives the same result batched or not.
+        The default runs :meth:`generate` for each; a family that batches overrides it."""
+        from .errors import MagentaApiError
+
+        results: list = []
+        for request in requests:
+            try:
+                results.append(self.generate(request))
+            except MagentaApiError as exc:
+                results.append(exc)
+        return results
 
     @classmethod
     def validate(cls, spec: ModelSpec, request: GenerateRequest) -> None:

@@ -15,8 +15,10 @@ once, without opening the checkpoint or building the family again.
 import json
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
+from . import metrics
 from .errors import ModelBroken
 from .family import Family, ModelSpec
 from .logs import stage
@@ -139,8 +141,10 @@ class ModelLoader:
                 broken = self._broken.get(spec.id)
                 if broken is not None:  # it failed while this request waited
                     raise broken.again()
+                started = time.perf_counter()
                 checkpoint = self._open(spec, progress) if needs_store(spec, cls) else None
                 self._loaded[spec.id] = self._build(spec, cls, checkpoint)
+                metrics.model_loaded(spec.id, time.perf_counter() - started)
                 logger.info("model %s loaded (family %s)", spec.id, spec.family)
         return self._loaded[spec.id]
 

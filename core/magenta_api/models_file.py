@@ -59,6 +59,7 @@ def parse(data: dict | None, source: str, base: Path | None = None) -> tuple:
             limits=entry.get("limits") or {},
             checkpoint=checkpoint,
             source=source,
+            serving=entry.get("serving") or {},
         )
     return specs, data.get("default_model")
 

@@ -7,7 +7,8 @@ line per stage with its duration. The service only orchestrates: checks live in
 
 import logging
 
-from . import deadline
+from . import metrics
+from .batching import Batcher
 from .cache import CachedResponse, DiskCache, NullCache, cache_key
 from .config import Settings
 from .family import ModelSpec
@@ -43,6 +44,7 @@ class Service:
         self.registry = registry
         self.loader = registry.loader
         self.cache = cache
+        self.batcher = Batcher(enabled=settings.batching)
 
     @classmethod
     def from_settings(cls, settings: Settings, host: PluginHost | None = None, store=None, cache=None) -> "Service":
@@ -148,6 +150,7 @@ class Service:
             built = build_request(payload, self.registry, default_format)
             spec, entry, request = built.spec, built.family, built.request
             info.update(model=spec.id, mode=request.mode, n=request.num_outputs)
+            metrics.note_request(model=spec.id, mode=request.mode)
         renderer = render_identity(built.format)  # before any work: audio without a synthesizer is a 503 now
         key = None
         if built.seeded and self.cache.enabled:
@@ -156,15 +159,12 @@ class Service:
                 key = cache_key(fields, f"{self.loader.identity(spec, entry.cls)}|{entry.code_id}")
                 hit = self.cache.get(key)
                 info.update(hit=hit is not None)
+                metrics.cache_lookup(hit is not None)
             if hit is not None:
                 return Rendered(hit.body, hit.content_type, hit.filename, request.seed, "HIT")
         model = self.loader.load(spec, entry.cls)
         seconds = spec.limits.get("seconds", self.settings.generate_seconds)
-        with (
-            stage(logger, "generate", model=spec.id, mode=request.mode, n=request.num_outputs),
-            deadline.limit(seconds, spec.id),
-        ):
-            result = model.generate(request)
+        result = self.batcher.run(spec, model, request, seconds)  # alone or batched with concurrent requests
         with stage(logger, "render", format=built.format):
             rendered = render(built.format, spec.id, request, result, **built.render_options())
         if key is not None:

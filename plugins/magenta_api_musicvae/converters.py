@@ -304,13 +304,15 @@ class DrumsConverter(BaseConverter):
 
     kind = "drums"
 
-    def __init__(self, pitch_classes=DRUM_PITCH_CLASSES, **kw):
+    def __init__(self, pitch_classes=DRUM_PITCH_CLASSES, one_hot_input=False, **kw):
         super().__init__(**kw)
         self.pitch_classes = [list(p) for p in pitch_classes]
         self.pitch_class_map = {p: i for i, ps in enumerate(self.pitch_classes) for p in ps}
         self.num_classes = len(self.pitch_classes)
         self.output_depth = 2**self.num_classes
-        self.input_depth = self.num_classes + 1
+        # roll_input=False (Magenta.js DrumsOneHotConverter, the trio's drums): the encoder reads the one-hot
+        self.one_hot_input = one_hot_input
+        self.input_depth = self.output_depth if one_hot_input else self.num_classes + 1
 
     def _quantize(self, ns):
         q = super()._quantize(ns)
@@ -350,8 +352,11 @@ class DrumsConverter(BaseConverter):
                 roll[t, c] = True
                 label |= 1 << c
             labels.append(label)
+        y = _onehot(labels, self.output_depth)
+        if self.one_hot_input:
+            return y, y
         x = np.concatenate([roll, ~roll.any(axis=1, keepdims=True)], axis=1)
-        return x, _onehot(labels, self.output_depth)
+        return x, y
 
     def from_classes(self, classes, qpm: float = DEFAULT_QPM) -> list:
         """NoteSequences (is_drum, exemplar pitch of each class) from class indices [B, T]."""

@@ -1,4 +1,5 @@
-"""The ``musicvae`` family: flat 2-bar MusicVAE models (melody or drums) behind /v1/generate.
+"""The ``musicvae`` family: MusicVAE models behind /v1/generate: flat 2-bar melody and drums, 16-bar
+hierarchical melodies and trios (melody, bass, drums) with a conductor, chord-conditioned melodies.
 
 Modes, as Magenta does them:
 
@@ -11,38 +12,39 @@ Modes, as Magenta does them:
 * ``decode``: ``z`` vectors from the request (``params["z"]``) to sequences.
 
 Inputs the converter cannot use (too short, polyphonic where a melody is needed, out of range,
-not 4/4) are a 422 that says why.
+not 4/4) are a 422 that says why. Chord-conditioned models take ``chords`` (:mod:`magenta_api.chords`)
+for every decoding mode; encoding reads them from the request, else the input's chord annotations,
+else chords inferred from its notes (as magenta's converter does).
 """
 
 import logging
-from typing import Any
 
 import numpy as np
 from note_seq import sequences_lib
 
-from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
+from magenta_api import Family, GenerateRequest, GenerateResult, InvalidRequest, Unprocessable
+from magenta_api import chords as chords_lib
+from magenta_api.batching import RowStreams
 from magenta_api.music import parse_sequence
 
-from .converters import PIANO_MAX_PITCH, PIANO_MIN_PITCH, DrumsConverter, MelodyConverter
-from .engine import MusicVAEEngine
+from .build import build
+from .converters import MelodyConverter
+from .engine import FM_MIN
 
 log = logging.getLogger(__name__)
-
-# Magenta.js dataConverter types -> our converter kinds.
-_JS_CONVERTERS = {
-    "MelodyConverter": "melody",
-    "DrumsOneHotConverter": "drums",
-    "DrumsConverter": "drums",
-    "DrumRollConverter": "drums",
-}
 
 HPARAMS_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
         "config": {"type": "string", "description": "the magenta configs.py name these weights follow"},
-        "converter": {"enum": ["melody", "drums"]},
+        "converter": {"enum": ["melody", "drums", "trio"]},
         "steps": {"type": "integer", "minimum": 1, "description": "decoder steps (max_seq_len), 16ths"},
+        "segments": {"type": "integer", "minimum": 1, "description": "conductor steps (Magenta.js numSegments)"},
+        "autoregressive": {"type": "boolean", "description": "conductor reads the core's final state (default no)"},
+        "chords": {"enum": ["triad", "major_minor"], "description": "chord encoding of the control inputs"},
+        "valid_programs": {"enum": ["melody", None], "description": "melody: programs 0..31 only; null: any"},
+        "roll_input": {"type": "boolean", "description": "drums: the encoder reads a roll (else the one-hot)"},
         "steps_per_quarter": {"type": "integer", "minimum": 1},
         "quarters_per_bar": {"type": "integer", "minimum": 1},
         "min_pitch": {"type": "integer", "minimum": 0, "maximum": 127},
@@ -69,6 +71,7 @@ PARAMS_SCHEMA = {
             "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
             "description": "decode mode: latent vectors, one per output",
         },
+        "chords": chords_lib.CHORDS_SCHEMA,
         "strict_inputs": {
             "type": "boolean",
             "description": "melody models: refuse chords and out-of-range notes (422) "
@@ -90,28 +93,12 @@ PARAMS_SCHEMA = {
 DEFAULT_SIMILARITY = 0.8
 
 
-def _resolve_hparams(spec_hparams: dict, checkpoint, engine: MusicVAEEngine) -> dict:
-    """models.yaml hparams, else the Magenta.js config.json, else what the weights' shapes imply."""
-    hp: dict[str, Any] = {"steps": 32, "steps_per_quarter": 4, "quarters_per_bar": 4}
-    config = (checkpoint.meta or {}).get("config") if checkpoint is not None else None
-    if isinstance(config, dict):
-        dc = config.get("dataConverter") or {}
-        kind = _JS_CONVERTERS.get(str(dc.get("type")))
-        if kind:
-            hp["converter"] = kind
-        args = dc.get("args") or {}
-        for js, ours in (("numSteps", "steps"), ("minPitch", "min_pitch"), ("maxPitch", "max_pitch")):
-            if js in args:
-                hp[ours] = int(args[js])
-    hp.update(spec_hparams or {})
-    if "converter" not in hp:
-        hp["converter"] = "drums" if engine.output_depth == 512 and engine.input_depth == 10 else "melody"
-    return hp
-
-
 class MusicVAEFamily(Family):
     name = "musicvae"
-    description = "MusicVAE (flat 2-bar melody or drum models): sample, interpolate, similar, encode, decode"
+    description = (
+        "MusicVAE (2-bar melody and drums, 16-bar hierarchical melody and trio, chord-conditioned melody): "
+        "sample, interpolate, similar, encode, decode"
+    )
     capabilities = ("sample", "interpolate", "similar", "encode", "decode")
     default_mode = "sample"
     hparams_schema = HPARAMS_SCHEMA
@@ -120,36 +107,11 @@ class MusicVAEFamily(Family):
 
     def __init__(self, spec, checkpoint):
         super().__init__(spec, checkpoint)
-        self.engine = MusicVAEEngine(checkpoint.variables)
-        hp = _resolve_hparams(spec.hparams, checkpoint, self.engine)
-        self.hparams = hp
-        common = dict(
-            steps_per_quarter=hp["steps_per_quarter"],
-            quarters_per_bar=hp["quarters_per_bar"],
-            slice_bars=hp["steps"] // (hp["steps_per_quarter"] * hp["quarters_per_bar"]) or None,
-            max_tensors=None,
-        )
-        if hp["converter"] == "drums":
-            self.converter = DrumsConverter(**common)
-        else:
-            self.converter = MelodyConverter(
-                min_pitch=hp.get("min_pitch", PIANO_MIN_PITCH), max_pitch=hp.get("max_pitch", PIANO_MAX_PITCH), **common
-            )
-        self.steps = hp["steps"]
-        self.converter.num_steps = self.steps
-        e, c = self.engine, self.converter
-        if (e.input_depth, e.output_depth) != (c.input_depth, c.output_depth):
-            raise ValueError(
-                f"{spec.id}: weights expect input/output depth {e.input_depth}/{e.output_depth}, the "
-                f"{hp['converter']} converter makes {c.input_depth}/{c.output_depth}: check its hparams"
-            )
-        for key, got in (
-            ("z_size", e.z_size),
-            ("enc_rnn_size", [f.cells[0].units for f, _ in e.enc]),
-            ("dec_rnn_size", [cell.units for cell in e.dec.cells]),
-        ):
-            if key in hp and hp[key] != got:
-                raise ValueError(f"{spec.id}: hparams say {key}={hp[key]} but the weights have {got}")
+        built = build(spec.id, spec.hparams, checkpoint)
+        self.engine, self.converter, self.hparams = built.engine, built.converter, built.hparams
+        self.chord_encoding = built.chord_encoding  # None unless the model is conditioned on chords
+        self.general = built.general
+        self.steps = self.hparams["steps"]
 
     # -- request checks that need no weights ----------------------------------------------------
     @classmethod
@@ -190,9 +152,53 @@ class MusicVAEFamily(Family):
 
     # -- generation -----------------------------------------------------------------------------
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        if request.mode != "encode":
-            self._check_length(request)
+        if request.mode == "encode":
+            return self._encode(request)
+        z, extra = self._latent(request)
+        return self._decode_z(z, request, extra)
+
+    def _latent(self, request):
+        """A decoding mode's z [n, z_size] (its draws from ``request.rng``) and its extra fields."""
+        self._check_length(request)
         return getattr(self, "_" + request.mode)(request)
+
+    # -- dynamic batching (magenta_api.batching) ------------------------------------------------
+    def warm(self) -> None:
+        """One argmax step of a batch big enough for the feature-major decoder, whose transposed weights
+        are built on first use: built before the fork, the workers share them."""
+        if not self.general:
+            self.engine.sample(np.zeros((FM_MIN + 1, self.engine.z_size), np.float32), 1, 0.0)
+
+    def batch_key(self, request: GenerateRequest):
+        """Decoding modes of one length and temperature share the flat decoder's pass. Encode runs alone:
+        its answer is floats, which a batch would change in the last bit (BLAS sums in another order);
+        so do the general engine's models (hierarchical, trio, chords), which draw their noise otherwise."""
+        if request.mode == "encode" or self.general:  # the flat engine only: its noise is one [T, B, C] draw
+            return None
+        return ("decode", self._length(request), request.temperature)
+
+    def generate_batch(self, requests: list) -> list:
+        """Each request's z as alone (inputs encoded per request), then one decoder pass over all of them,
+        each request's noise drawn from its own rng (:class:`~magenta_api.batching.RowStreams`)."""
+        results: list = [None] * len(requests)
+        latents = {}
+        for i, request in enumerate(requests):
+            try:
+                latents[i] = self._latent(request)
+            except (InvalidRequest, Unprocessable) as exc:  # this request's own error; the others go on
+                results[i] = exc
+        if latents:
+            order = list(latents)
+            rows = [len(latents[i][0]) for i in order]
+            first = requests[order[0]]
+            noise = RowStreams([requests[i].rng for i in order], rows, axis=1)  # the engine's noise is [T, B, C]
+            z = np.concatenate([latents[i][0] for i in order]).astype(np.float32)
+            classes = self.engine.sample(z, self._length(first), first.temperature, noise)
+            at = 0
+            for i, n in zip(order, rows):
+                results[i] = GenerateResult(self._sequences(classes[at : at + n], requests[i].qpm), latents[i][1])
+                at += n
+        return results
 
     def _check_length(self, request):
         """The decoder runs at most the model's steps (from the hparams it was built with: models.yaml,
@@ -208,10 +214,77 @@ class MusicVAEFamily(Family):
         return int(request.length or self.steps)
 
     def _decode_z(self, z, request, extra=None):
-        classes = self.engine.sample(z, self._length(request), request.temperature, request.rng)
-        return GenerateResult(self._sequences(classes, request.qpm), extra or {})
+        length = self._length(request)
+        symbols = self._request_chords(request, length)
+        if symbols is None:
+            classes = self.engine.sample(z, length, request.temperature, request.rng)
+        else:
+            controls = self._chord_controls(symbols)
+            classes = self.engine.sample(z, length, request.temperature, request.rng, controls=controls)
+        seqs = self._sequences(classes, request.qpm)
+        if symbols is not None:
+            for s in seqs:
+                chords_lib.annotate(s, symbols, self.converter.steps_per_quarter, request.qpm)
+        return GenerateResult(seqs, extra or {})
+
+    # -- chords ---------------------------------------------------------------------------------
+    def _request_chords(self, request, length, required=True):
+        """Per-step chord symbols from the request's ``chords`` (None for a model without chords);
+        a chord model needs them to decode, as Magenta.js's ``chordProgression``."""
+        value = request.params.get("chords")
+        if self.chord_encoding is None:
+            if value is not None:
+                raise Unprocessable(
+                    f"{self.spec.id} is not conditioned on chords; send chords only to a chord model",
+                    {"field": "/chords"},
+                )
+            return None
+        progression = chords_lib.parse_chords(value)
+        if progression is None:
+            if not required:
+                return None
+            raise Unprocessable(
+                f"{self.spec.id} is conditioned on chords: send `chords` (one symbol per bar, e.g. "
+                '["C", "G", "Am", "F"], or {symbol, step} changes)',
+                {"field": "/chords"},
+                code="chords_required",
+            )
+        progression.check(self.chord_encoding.encode_event, f"{self.spec.id}'s chord encoding")
+        spq = self.converter.steps_per_quarter
+        return progression.per_step(length, spq, self.converter.steps_per_bar // spq, request.qpm)
+
+    def _chord_controls(self, symbols):
+        """One-hot control inputs [T, classes] of per-step chord symbols."""
+        enc = self.chord_encoding
+        out = np.zeros((len(symbols), enc.num_classes), np.float32)
+        out[np.arange(len(symbols)), [enc.encode_event(s) for s in symbols]] = 1.0
+        return out
+
+    def _input_chords(self, ns, window, pointer):
+        """Per-step chords of an input's window: its chord annotations, else inferred from its notes
+        (note-seq's ``infer_chords_for_sequence``, what magenta's converter does without annotations)."""
+        import note_seq
+
+        spq = self.converter.steps_per_quarter
+        try:
+            q = sequences_lib.quantize_note_sequence(ns, spq)
+            if not chords_lib.from_sequence(q):
+                note_seq.infer_chords_for_sequence(q)
+        except note_seq.ChordInferenceError as exc:
+            raise Unprocessable(
+                f"cannot infer chords from the input ({exc}); send `chords`", {"field": pointer}, code="unusable_input"
+            ) from None
+        kind = note_seq.NoteSequence.TextAnnotation.CHORD_SYMBOL
+        changes = sorted((a.quantized_step, a.text) for a in q.text_annotations if a.annotation_type == kind)
+        progression = chords_lib.parse_chords([{"symbol": t, "step": int(st)} for st, t in changes] or None)
+        if progression is None:
+            return [chords_lib.NO_CHORD] * self.steps
+        progression.check(self.chord_encoding.encode_event, f"{self.spec.id}'s chord encoding")
+        return progression.per_step(self.steps, start_step=window.start_step)
 
     def _sequences(self, classes, qpm):
+        if classes.ndim == 3 and classes.shape[2] == 1:
+            classes = classes[..., 0]
         seqs = self.converter.from_classes(classes, qpm=qpm)
         full = classes.shape[1] * 60.0 / (qpm * self.converter.steps_per_quarter)
         for s in seqs:
@@ -220,12 +293,12 @@ class MusicVAEFamily(Family):
 
     def _sample(self, request):
         z = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
-        return self._decode_z(z, request)
+        return z, {}
 
     def _interpolate(self, request):
         mu, _, used = self._encode_inputs(request.inputs, request)
         z = np.stack([slerp(mu[0], mu[1], t) for t in np.linspace(0.0, 1.0, request.num_outputs)])
-        return self._decode_z(z.astype(np.float32), request, {"inputs_used": used})
+        return z.astype(np.float32), {"inputs_used": used}
 
     def _similar(self, request):
         raw = request.inputs if request.inputs else [request.primer]
@@ -233,7 +306,7 @@ class MusicVAEFamily(Family):
         similarity = float(request.params.get("similarity", DEFAULT_SIMILARITY))
         noise = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
         z = similarity * mu[0] + (1.0 - similarity) * noise
-        return self._decode_z(z.astype(np.float32), request, {"similarity": similarity, "inputs_used": used})
+        return z.astype(np.float32), {"similarity": similarity, "inputs_used": used}
 
     def _encode(self, request):
         raw = request.inputs if request.inputs else [request.primer]
@@ -261,13 +334,14 @@ class MusicVAEFamily(Family):
         arr = np.asarray(z, dtype=np.float32)
         if not np.all(np.isfinite(arr)):
             raise Unprocessable("z vectors must be finite numbers", {"field": "/z"})
-        return self._decode_z(arr, request)
+        return arr, {}
 
     # -- inputs ---------------------------------------------------------------------------------
     def _encode_inputs(self, raw_inputs, request, pointer="/inputs"):
         """Parse, check and convert each input to its first window; encode them in one batch.
         Returns (mu, sigma, what was used per input)."""
-        xs, used = [], []
+        xs, used, controls = [], [], []
+        given = self._request_chords(request, self.steps, required=False)
         strict = request.params.get("strict_inputs", True)
         choices = request.params.get("instrument")
         for i, raw in enumerate(raw_inputs):
@@ -287,8 +361,13 @@ class MusicVAEFamily(Family):
             w = windows[0]
             x, _ = self.converter.encode_window(w)
             xs.append(x)
+            if self.chord_encoding is not None:
+                controls.append(self._chord_controls(given or self._input_chords(ns, w, where)))
             used.append({"windows": len(windows), "piece": w.piece, "start_step": w.start_step, **_named(ns, w)})
-        mu, sigma = self.engine.encode(np.stack(xs))
+        if self.chord_encoding is not None:
+            mu, sigma = self.engine.encode(np.stack(xs), controls=np.stack(controls))
+        else:
+            mu, sigma = self.engine.encode(np.stack(xs))
         return mu, sigma, used
 
     def _part(self, ns, choice, where):

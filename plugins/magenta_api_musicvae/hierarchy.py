@@ -139,12 +139,32 @@ class Encoder:
         return mu, sigma
 
 
+FUSE_LIMIT = 256 << 20  # bytes of decoder kernels up to which the fused copies are made
+
+
+class _MappedLayer:
+    """One LSTM layer stepping on the checkpoint's own arrays (views of its memory map): no fused copy,
+    for decoders too big to hold twice (trio_16bar_xl). Same interface as ``nn.FusedLSTM``."""
+
+    def __init__(self, cell: nn.LSTMCell):
+        self.cell, self.units, self.w_x, self.bias = cell, cell.units, cell.w_x, cell.bias
+
+    def step(self, part, c, h):
+        g = nn.matmul(h, self.cell.w_h)
+        g += part
+        state = self.cell._gates_to_state(g, c)
+        return state.c, state.h
+
+
 class CoreDecoder:
     """One ``CategoricalLstmDecoder`` (or ``MultiOutCategoricalLstmDecoder``: several ``splits``) under
-    ``prefix``, on the kit's fused LSTM kernels. Layer 0 reads [previous one-hot (depth); z (z_size);
-    control (the rest)]."""
+    ``prefix``. Layer 0 reads [previous one-hot (depth); z (z_size); control (the rest)]. Up to
+    ``fuse_limit`` bytes of kernels it steps on the kit's fused kernels (a copy); above, on the
+    checkpoint's arrays themselves, so a memory-mapped checkpoint stays mapped."""
 
-    def __init__(self, variables, prefix, z_size: int, splits: Sequence[int] | None = None):
+    def __init__(
+        self, variables, prefix, z_size: int, splits: Sequence[int] | None = None, fuse_limit: int = FUSE_LIMIT
+    ):
         layers = _numbered(variables, "^" + re.escape(prefix) + r"multi_rnn_cell/cell_(\d+)/lstm_cell/kernel$")
         if not layers:
             raise WeightsError(f"no decoder LSTM layers under {prefix!r}")
@@ -164,7 +184,8 @@ class CoreDecoder:
         self.units = [c.units for c in self.cells]
         if self.init_k.shape != (z_size, 2 * sum(self.units)):
             raise WeightsError(f"{prefix}z_to_initial_state does not match the decoder layers")
-        self.layers = [nn.FusedLSTM(c) for c in self.cells]
+        self.fused = sum(c.w_x.nbytes + c.w_h.nbytes for c in self.cells) <= fuse_limit
+        self.layers: list = [nn.FusedLSTM(c) if self.fused else _MappedLayer(c) for c in self.cells]
         w0 = self.layers[0].w_x
         self.w_prev, self.w_z, self.w_ctl = (
             w0[: self.depth],
@@ -240,6 +261,7 @@ class VAEModel:
         encoder_level_lengths: Sequence[int] | None = None,
         splits: Sequence[int] | None = None,
         autoregressive: Sequence[int] = (),
+        fuse_limit: int = FUSE_LIMIT,
     ):
         conductor = _numbered(variables, r"^decoder/hierarchical_level_(\d+)/")
         self.conductor = [_Conductor(variables, lv) for lv in conductor]
@@ -259,9 +281,12 @@ class VAEModel:
         if split_ids:
             if splits is not None and len(splits) != len(split_ids):
                 raise WeightsError(f"{len(split_ids)} split decoders but output splits {list(splits)}")
-            self.cores = [CoreDecoder(variables, f"{root}core_decoder_{i}/decoder/", emb) for i in split_ids]
+            self.cores = [
+                CoreDecoder(variables, f"{root}core_decoder_{i}/decoder/", emb, fuse_limit=fuse_limit)
+                for i in split_ids
+            ]
         else:
-            self.cores = [CoreDecoder(variables, f"{root}decoder/", emb, splits)]
+            self.cores = [CoreDecoder(variables, f"{root}decoder/", emb, splits, fuse_limit)]
         self.splits = [d for core in self.cores for d in core.splits]
         self.output_depth = sum(self.splits)
         self.control_size = self.cores[0].control_size

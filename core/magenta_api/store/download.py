@@ -16,6 +16,7 @@ import time
 import requests
 import urllib3
 
+from .. import metrics
 from . import sources
 from .errors import CheckpointInvalid, CheckpointUnavailable, SourceMissing
 from .verify import CHUNK, check
@@ -140,6 +141,7 @@ def _http_attempt(session, url, part, h, progress, timeout):
         return h, done
 
 
+@metrics.counts_download
 def download(
     url,
     dest,

@@ -1,0 +1,170 @@
+"""The musicvae family on the general engine: 16-bar hierarchical melodies, trios, chord conditioning,
+Magenta.js config.json layouts, and the configurations it refuses (503 checkpoint_incompatible)."""
+
+import copy
+
+import numpy as np
+import pytest
+from musicvae_support import load, melody, request, seq_json
+from test_musicvae_trio import load_sequence
+
+from magenta_api.checkpoint import Checkpoint
+from magenta_api.errors import Unprocessable
+from magenta_api.family import ModelSpec
+from magenta_api.music import sequence_to_json
+from magenta_api.testing import run_family
+from magenta_api_musicvae.configs import Unsupported
+from magenta_api_musicvae.family import MusicVAEFamily
+from magenta_api_musicvae.hierarchy import VAEModel
+
+
+def make(name, hparams=None, meta=None, variables=None):
+    spec = ModelSpec(id=name, family="musicvae", hparams=hparams or {})
+    return MusicVAEFamily(spec, Checkpoint(variables or load(name)[0], "native", meta or {}, "sha"))
+
+
+@pytest.fixture(scope="module")
+def mel16():
+    return make("hierdec_mel", {"config": "hierdec-mel_16bar"})
+
+
+@pytest.fixture(scope="module")
+def trio():
+    return make("hierdec_trio", {"config": "hierdec-trio_16bar"})
+
+
+@pytest.fixture(scope="module")
+def chords():
+    return make("mel_chords", {"config": "cat-mel_2bar_med_chords"})
+
+
+def test_16bar_sample_is_seeded_and_256_steps(mel16):
+    assert isinstance(mel16.engine, VAEModel) and mel16.engine.level_lengths == [16, 16]
+    a = run_family(mel16, request("sample", num_outputs=2, seed=5)).sequences
+    b = run_family(mel16, request("sample", num_outputs=2, seed=5)).sequences
+    assert [s.SerializeToString() for s in a] == [s.SerializeToString() for s in b]
+    assert all(s.total_time == pytest.approx(32.0) for s in a)  # 16 bars at 120 qpm
+    assert any(n.start_time >= 16.0 for n in a[0].notes)  # notes in the second half too
+
+
+def test_decode_with_magentas_z_gives_magentas_argmax(mel16, trio):
+    for fam, name in ((mel16, "hierdec_mel"), (trio, "hierdec_trio")):
+        _, ref, _ = load(name)
+        seqs = run_family(fam, request("decode", temperature=0, z=ref["z"].tolist())).sequences
+        want = fam._sequences(ref["greedy"].astype(np.int64), 120.0)
+        assert [s.SerializeToString() for s in seqs] == [s.SerializeToString() for s in want]
+
+
+def test_16bar_interpolate_and_encode(mel16):
+    a, b = melody(16), melody(16, offset=5)
+    out = run_family(mel16, request("interpolate", num_outputs=3, inputs=[a, b], temperature=0))
+    assert len(out.sequences) == 3 and out.extra["inputs_used"][0]["windows"] == 1
+    enc = run_family(mel16, request("encode", inputs=[a]))
+    assert np.array(enc.extra["mu"]).shape == (1, 16)
+    with pytest.raises(Unprocessable, match="16 bars"):
+        run_family(mel16, request("encode", inputs=[melody(4)]))
+
+
+def test_trio_sample_has_melody_bass_and_drums(trio):
+    seqs = run_family(trio, request("sample", num_outputs=2, seed=1, temperature=1.0)).sequences
+    for s in seqs:
+        parts = {(n.instrument, n.program, n.is_drum) for n in s.notes}
+        assert {i for i, _, _ in parts} <= {0, 1, 9}
+        assert all(d == (i == 9) for i, _, d in parts) and all(p == 33 for i, p, _ in parts if i == 1)
+    assert {n.instrument for s in seqs for n in s.notes} == {0, 1, 9}
+
+
+def test_trio_encodes_a_real_trio(trio):
+    ns = load_sequence("synthetic:trio_18bar")
+    out = run_family(trio, request("encode", inputs=[sequence_to_json(ns)]))
+    used = out.extra["inputs_used"][0]
+    assert used["instruments"] == [0, 1, 9] and used["windows"] == 3 and used["start_step"] == 0
+    x, _ = trio.converter.encode_window(trio.converter.windows(ns)[0])
+    mu, _ = trio.engine.encode(x[None])
+    np.testing.assert_allclose(out.extra["mu"], mu, atol=1e-6)
+    no_drums = copy.deepcopy(ns)
+    del no_drums.notes[:]
+    no_drums.notes.extend(n for n in ns.notes if not n.is_drum)
+    with pytest.raises(Unprocessable, match="no drums"):
+        run_family(trio, request("encode", inputs=[sequence_to_json(no_drums)]))
+
+
+def test_chords_condition_the_melody(chords):
+    with pytest.raises(Unprocessable) as e:
+        run_family(chords, request("sample", seed=1))
+    assert e.value.code == "chords_required"
+    c = run_family(chords, request("sample", seed=1, temperature=0, chords=["C", "G"])).sequences[0]
+    f = run_family(chords, request("sample", seed=1, temperature=0, chords=["F#m", "Bb"])).sequences[0]
+    assert [(a.time, a.text) for a in c.text_annotations] == [(0.0, "C"), (2.0, "G")]
+    # the family decodes with the one-hot controls of those chords: C for bar 1, G for bar 2
+    enc = chords.chord_encoding
+    controls = np.zeros((32, enc.num_classes), np.float32)
+    controls[:16, enc.encode_event("C")] = controls[16:, enc.encode_event("G")] = 1
+    z = request("sample", seed=1).rng.standard_normal((1, chords.engine.z_size)).astype(np.float32)
+    want = chords._sequences(chords.engine.sample(z, 32, 0, controls=controls), 120.0)[0]
+    assert [(n.pitch, n.start_time) for n in c.notes] == [(n.pitch, n.start_time) for n in want.notes]
+    _, with_c = chords.engine.sample(z, 32, 0, controls=controls, return_logits=True)
+    _, with_f = chords.engine.sample(
+        z, 32, 0, controls=chords._chord_controls(["F#m"] * 16 + ["Bb"] * 16), return_logits=True
+    )
+    assert np.abs(with_c - with_f).max() > 1e-2  # the chords change the decoder's outputs
+    assert f.text_annotations[1].text == "Bb"
+    for bad, code in ((["C", "Hm"], "invalid_chord"), (["C", "Csus4"], "invalid_chord")):
+        with pytest.raises(Unprocessable) as e:
+            run_family(chords, request("sample", chords=bad))
+        assert e.value.code == code and e.value.details["field"] == "/chords/1"
+
+
+def test_chord_models_encode_with_given_or_inferred_chords(chords):
+    triad = seq_json([(p, t, t + 4) for t in range(0, 32, 4) for p in (60 + t % 5,)])
+    given = run_family(chords, request("encode", inputs=[triad], chords=["Am", "E"]))
+    inferred = run_family(chords, request("encode", inputs=[triad]))
+    assert given.extra["mu"] != inferred.extra["mu"]
+    with pytest.raises(Unprocessable, match="not conditioned on chords"):
+        run_family(make("mel_tiny"), request("sample", chords=["C"]))
+
+
+def test_magentajs_config_json_describes_the_hierarchy():
+    variables = load("hierdec_mel")[0]
+    cfg = {
+        "type": "MusicVAE",
+        "dataConverter": {
+            "type": "MelodyConverter",
+            "args": {"numSteps": 256, "numSegments": 16, "minPitch": 21, "maxPitch": 108},
+        },
+    }
+    fam = make("hierdec_mel", meta={"config": cfg}, variables=variables)
+    assert fam.engine.level_lengths == [16, 16] and fam.steps == 256
+    four = make(
+        "hier_mel4_ar",
+        {"autoregressive": True, "valid_programs": None},
+        meta={"config": {"dataConverter": {"type": "MelodyConverter", "args": {"numSteps": 64, "numSegments": 4}}}},
+    )
+    assert four.engine.level_lengths == [4, 16] and four.engine.autoregressive == {0}
+    seqs = run_family(four, request("sample", seed=2, num_outputs=1)).sequences
+    assert seqs[0].total_time == pytest.approx(8.0)
+
+
+@pytest.mark.parametrize(
+    ("hparams", "meta", "match"),
+    [
+        ({"config": "nade-drums_2bar_full"}, {}, "NADE"),
+        ({"config": "groovae_2bar_humanize"}, {}, "GrooVAE"),
+        ({"config": "hier-multiperf_vel_1bar_med"}, {}, "multitrack"),
+        ({}, {"config": {"dataConverter": {"type": "GrooveConverter", "args": {"numSteps": 32}}}}, "GrooVAE"),
+        ({}, {"config": {"dataConverter": {"type": "MultitrackConverter", "args": {}}}}, "multitrack"),
+        ({"config": "hierdec-mel_16bar", "segments": 5}, {}, "do not split"),
+        ({"config": "hierdec-mel_16bar", "z_size": 99}, {}, "z_size=99"),
+        ({"config": "hierdec-mel_16bar", "converter": "drums"}, {}, "input/output depth"),
+    ],
+)
+def test_what_the_family_cannot_run_is_refused_with_a_reason(hparams, meta, match):
+    with pytest.raises(ValueError, match=match):
+        make("hierdec_mel", hparams, meta)
+
+
+def test_nade_weights_are_refused():
+    variables = dict(load("mel_tiny")[0])
+    variables["decoder/nade/w_enc"] = np.zeros((1, 2, 3), np.float32)
+    with pytest.raises(Unsupported, match="NADE"):
+        make("mel_tiny", variables=variables)
