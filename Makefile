@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 SERVE_STAMP := $(VENV)/.installed-serve
 STAMP := $(VENV)/.installed
 
-.PHONY: serve serve-dev test lint format typecheck reference bench install clean docker
+.PHONY: serve serve-dev test lint format typecheck reference bench install clean docker vendor
 
 # Serving needs the package and its plugins only (no test, lint or training tools).
 $(SERVE_STAMP): pyproject.toml examples/magenta-api-markov/pyproject.toml
@@ -69,6 +69,16 @@ bench: $(STAMP) $(REF_VENV)/.installed  ## run benchmarks side by side with Mage
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_musicvae.py --threads $(THREADS)
 	$(BIN)/python bench/bench_melody_rnn.py --threads $(THREADS)
+
+# The studio page's browser packages (tone, @magenta/music, html-midi-player), from the lock file.
+STATIC := core/magenta_api/static
+vendor:  ## re-copy the studio's vendored browser packages from $(STATIC)/package-lock.json
+	cd $(STATIC) && npm ci --no-audit --no-fund --ignore-scripts
+	cp $(STATIC)/node_modules/tone/build/Tone.js $(STATIC)/node_modules/@magenta/music/es6/core.js \
+		$(STATIC)/node_modules/html-midi-player/dist/midi-player.min.js $(STATIC)/vendor/
+	cp $(STATIC)/node_modules/tone/LICENSE.md $(STATIC)/vendor/LICENSE-tone.md
+	cp $(STATIC)/node_modules/html-midi-player/LICENSE $(STATIC)/vendor/LICENSE-html-midi-player
+	rm -rf $(STATIC)/node_modules
 
 docker:
 	docker build -t magenta-api .

@@ -16,7 +16,7 @@ from magenta_api.testing import make_app
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core" / "magenta_api"
-WEB_MODULES = {"app.py", "api.py", "openapi.py", "wsgi.py", "gunicorn_worker.py"}
+WEB_MODULES = {"app.py", "api.py", "openapi.py", "wsgi.py", "gunicorn_worker.py", "studio.py", "streaming.py"}
 
 
 def imported_modules(path: Path) -> set:

@@ -13,7 +13,7 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api, metrics
+from . import api, metrics, studio
 from .config import Settings
 from .errors import (
     AudioUnavailable,
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     register_error_handlers(app)
     register_access(app, service.settings)
     app.register_blueprint(api.bp)
+    app.register_blueprint(studio.bp)  # the web page at /
     if service.settings.redis_url:  # async jobs need the queue's Redis
         from .jobs import JobQueue
 
@@ -99,6 +100,8 @@ def register_access(app: Flask, settings: Settings) -> None:
     from . import auth, ratelimit
 
     def is_open() -> bool:
+        if request.path == "/" or request.path.startswith("/static/"):  # the studio page; its calls carry the key
+            return True
         return request.path in OPEN_PATHS or request.method == "OPTIONS"  # CORS preflights carry no key
 
     if settings.api_keys_file:
