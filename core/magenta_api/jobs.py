@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "magenta-api"
 JOB_TIMEOUT_S = 3600  # a first checkpoint download plus the generation (itself bounded by GENERATE_SECONDS)
 REDIS_TIMEOUT_S = 5.0
+RUNS_KEY = "magenta-api:job-runs:{}"  # how many runs of a job have started
 
 # Stages a running job reports, with the share of the work done when each begins.
 STAGES = {"queued": 0.0, "validating": 0.02, "loading": 0.05, "generating": 0.15, "done": 1.0}
@@ -168,14 +169,12 @@ class JobQueue:
         status = job.get_status(refresh=False)
         meta = job.meta
         outcome = job.return_value() if status == JobStatus.FINISHED else None
-        retries = int(meta.get("retries", 0))
-        left = job.retries_left if job.retries_left is not None else retries
         info: dict[str, Any] = {
             "id": job.id,
             "state": _state(status, outcome),
             "model": meta.get("model"),
             "progress": {"stage": meta.get("stage", "queued"), "fraction": STAGES.get(meta.get("stage") or "", 0.0)},
-            "attempts": retries - left + (status in (JobStatus.STARTED, JobStatus.FINISHED, JobStatus.FAILED)),
+            "attempts": int(self._redis(self.connection.get, RUNS_KEY.format(job.id)) or 0),  # runs started
             "created_at": _iso(job.created_at),
             "started_at": _iso(job.started_at),
             "ended_at": _iso(job.ended_at),
@@ -301,6 +300,11 @@ def worker_service():
 
 def _stage(job: Job | None, name: str) -> None:
     if job is not None:
+        if name == "validating":  # a run begins: count it beside the job, whose hash RQ rewrites on a retry
+            with job.connection.pipeline() as pipe:
+                pipe.incr(RUNS_KEY.format(job.id))
+                pipe.expire(RUNS_KEY.format(job.id), JOB_TIMEOUT_S + int(job.ttl or 0) + int(job.result_ttl or 0))
+                pipe.execute()
         job.meta["stage"] = name
         job.save_meta()
 
