@@ -18,8 +18,8 @@ def _path(rule: str) -> str:
 def openapi_document(app) -> dict:
     paths: dict = {}
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
-            continue
+        if rule.endpoint in ("static", "studio.static", "studio.page") or rule.websocket:
+            continue  # files, the web page and the WebSocket are not JSON operations
         path = _path(rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             doc = getattr(app.view_functions[rule.endpoint], "openapi", {})
