@@ -79,3 +79,44 @@ def drums(bars=2):
     return seq_json(
         [(p, t, t + 1) for t in range(bars * 16) for p in ([36] if t % 4 == 0 else [42] if t % 2 else [38])], drums=True
     )
+
+
+def tf_tar(name, folder):
+    """A .tar laid out like Magenta's published ones (``<folder>/model.ckpt.*``) of a fixture's TF checkpoint."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for f in sorted(FIX.glob(f"{name}.ckpt.*")):
+            data = f.read_bytes()
+            info = tarfile.TarInfo(f"{folder}/model.ckpt{f.name[len(name) + 5 :]}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def magentajs_files(name, config, quantize=()):
+    """{file name: bytes} of a Magenta.js checkpoint of a fixture's weights: weights_manifest.json, 4 MB
+    group1-shard files in manifest order, config.json. Weights named in ``quantize`` are stored as uint16
+    (``quantization: {dtype, scale, min}``, as the ``_q2`` checkpoints)."""
+    variables, _, _ = load(name)
+    entries, chunks = [], []
+    for k, v in sorted(variables.items()):
+        entry = {"name": k, "shape": list(v.shape), "dtype": "float32"}
+        if k in quantize:
+            lo, hi = float(v.min()), float(v.max())
+            scale = (hi - lo) / 65535 or 1.0
+            entry["quantization"] = {"dtype": "uint16", "scale": scale, "min": lo}
+            chunks.append(np.round((v - lo) / scale).astype("<u2").tobytes())
+        else:
+            chunks.append(np.asarray(v, "<f4").tobytes())
+        entries.append(entry)
+    stream = b"".join(chunks)
+    shard = 4 << 20
+    parts = [stream[i : i + shard] for i in range(0, len(stream), shard)] or [b""]
+    paths = [f"group1-shard{i + 1}of{len(parts)}" for i in range(len(parts))]
+    files = {"weights_manifest.json": json.dumps([{"paths": paths, "weights": entries}]).encode()}
+    files.update(zip(paths, parts))
+    files["config.json"] = json.dumps(config).encode()
+    return files

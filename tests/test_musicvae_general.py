@@ -3,6 +3,7 @@ Magenta.js config.json layouts, and the configurations it refuses (503 checkpoin
 
 import copy
 
+import jsonschema
 import numpy as np
 import pytest
 from musicvae_support import load, melody, request, seq_json
@@ -168,3 +169,40 @@ def test_nade_weights_are_refused():
     variables["decoder/nade/w_enc"] = np.zeros((1, 2, 3), np.float32)
     with pytest.raises(Unsupported, match="NADE"):
         make("mel_tiny", variables=variables)
+
+
+def test_models_yaml_declares_every_published_musicvae():
+    """Every MusicVAE of Magenta.js's checkpoints.json and every TF tar of magenta's music_vae README."""
+    import json
+    import pathlib
+
+    import yaml
+
+    root = pathlib.Path(__file__).parent.parent
+    declared = yaml.safe_load((root / "models.yaml").read_text())["models"]
+    urls = {m["checkpoint"]["url"].rstrip("/"): m for m in declared.values() if m.get("checkpoint")}
+    js = json.loads((root / "tests/fixtures/musicvae/magentajs/checkpoints.json").read_text())
+    tars = [
+        "cat-mel_2bar_big",
+        "hierdec-mel_16bar",
+        "hierdec-trio_16bar",
+        "cat-drums_2bar_small.lokl",
+        "cat-drums_2bar_small.hikl",
+        "nade-drums_2bar_full",
+        "groovae_4bar",
+        "groovae_2bar_humanize",
+        "groovae_2bar_tap_fixed_velocity",
+        "groovae_2bar_add_closed_hh",
+        "groovae_2bar_hits_control",
+    ]
+    for t in tars:
+        m = urls[f"https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/{t}.tar"]
+        assert m["family"] == "musicvae" and m["checkpoint"]["format"] == "tf-tar"
+    vae = [c for c in js if c["model"] == "MusicVAE"]
+    assert len(vae) == 25
+    for c in vae:
+        m = urls[c["url"].rstrip("/")]
+        assert m["family"] == "musicvae" and m["checkpoint"]["format"] == "magentajs", c["id"]
+    for m in declared.values():
+        if m["family"] == "musicvae":
+            jsonschema.validate(m.get("hparams", {}), MusicVAEFamily.hparams_schema)
