@@ -17,7 +17,7 @@ import requests
 import urllib3
 
 from .. import metrics
-from . import sources
+from . import buckets, sources
 from .errors import CheckpointInvalid, CheckpointUnavailable, SourceMissing
 from .verify import CHUNK, check
 
@@ -167,10 +167,12 @@ def download(
         try:
             if sources.is_local(url):
                 h, size = _copy_local(url, part, h, progress)
+            elif buckets.handles(url):  # s3://, gs://, az:// through fsspec
+                h, size = buckets.attempt(url, part, h, progress)
             else:
                 h, size = _http_attempt(session, url, part, h, progress, timeout)
             break
-        except _Retry as exc:
+        except (_Retry, buckets.Transient) as exc:
             last = exc
             now = part.stat().st_size if part.exists() else 0
             if now > before:

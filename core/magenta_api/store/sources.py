@@ -1,13 +1,15 @@
-"""Checkpoint URLs: supported schemes, gs:// -> public https, joining a base folder with a file name."""
+"""Checkpoint URLs: supported schemes, gs:// -> public https (or a bucket read, see buckets.py), joining a
+base folder with a file name."""
 
 import pathlib
 import urllib.parse
 import urllib.request
 
+from . import buckets
 from .errors import CheckpointInvalid
 
 GCS_PUBLIC = "https://storage.googleapis.com/"
-SCHEMES = ("http", "https", "file", "gs")
+SCHEMES = ("http", "https", "file", "gs", "s3", "az", "abfs")  # buckets: see buckets.py
 
 
 def normalize(url):
@@ -18,6 +20,8 @@ def normalize(url):
             f"unsupported checkpoint URL scheme {parts.scheme!r} in {url!r} "
             f"(use one of {', '.join(s + '://' for s in SCHEMES)})"
         )
+    if buckets.handles(url):  # s3://, az://, and gs:// when gcsfs is installed: read with credentials
+        return url
     if parts.scheme == "gs":
         return GCS_PUBLIC + parts.netloc + parts.path
     return url
