@@ -59,7 +59,11 @@ MODELS = {
     "hier_trio": ("hier-trio_16bar", dict(z_size=12, enc_rnn_size=[14], dec_rnn_size=[16, 16]), False),
     "flat_trio": ("flat-trio_16bar", dict(z_size=12, enc_rnn_size=[16], dec_rnn_size=[20, 20]), False),
     "mel_chords": ("cat-mel_2bar_med_chords", dict(z_size=12, enc_rnn_size=[16], dec_rnn_size=[20, 20, 20]), False),
+    "groove_2bar": ("groovae_2bar_humanize", dict(z_size=12, enc_rnn_size=[16], dec_rnn_size=[20, 20]), True),
+    "groove_hits": ("groovae_2bar_hits_control_tfds", dict(z_size=10, enc_rnn_size=[14], dec_rnn_size=[16, 16]), False),
 }
+
+GROOVE = ("groovae_2bar_humanize", "groovae_2bar_hits_control_tfds")
 
 
 def make_config(spec, overrides, n):
@@ -89,7 +93,16 @@ def output_depths(decoder):
 
 
 def argmax_samplers(decoder, depth):
-    """Replace every categorical sampler with argmax (per output split)."""
+    """Replace every categorical sampler with argmax (per output split); GrooVAE's Bernoulli hits with
+    hits = logits > 0 (Magenta.js's decoding without a temperature)."""
+    if isinstance(decoder, lstm_models.GrooveLstmDecoder):
+
+        def groove(out, temperature):
+            hits, vel, off = tf.split(out, 3, axis=1)
+            return tf.concat([tf.cast(hits > 0, tf.float32), tf.sigmoid(vel), tf.tanh(off)], axis=1)
+
+        decoder._sample = groove
+        return
     core = getattr(decoder, "_core_decoder", None) or decoder
     subs = getattr(core, "_core_decoders", None)
     if subs:  # SplitMultiOutLstmDecoder: one categorical decoder per split
@@ -144,13 +157,23 @@ def build_and_record(name, spec, overrides, save_ckpt, out_dir, seed=4321, n=3):
         sess = tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1))
         sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
         randomize(sess, rng)
-        y = random_targets(rng, n, T, splits)
-        x = y if conv.input_depth == depth else None
+        if spec in GROOVE:  # hits 0/1, velocities 0..1, offsets -1..1; the input flattened as humanize does
+            hits = (rng.random((n, T, depth // 3)) < 0.3).astype(np.float32)
+            y = np.concatenate([hits, hits * rng.random(hits.shape), hits * rng.uniform(-1, 1, hits.shape)], -1)
+            y = y.astype(np.float32)
+            x = np.concatenate([hits, np.zeros_like(hits), np.zeros_like(hits)], -1)
+        else:
+            y = random_targets(rng, n, T, splits)
+            x = y if conv.input_depth == depth else None
         lens = np.full(n, T, np.int32)
         z = rng.normal(0, 1, (n, hp.z_size)).astype(np.float32)
         feed = {x_ph: x, y_ph: y, len_ph: lens, z_ph: z}
         record = {"inputs": x, "targets": y, "lengths": lens, "z": z}
-        if cdepth:  # one chord (a triad one-hot class) per 8 steps, one progression for the greedy decode
+        if cdepth and spec in GROOVE:  # hits as controls
+            controls = y[..., : depth // 3].astype(np.float32)
+            feed[c_ph], feed[cs_ph] = controls, controls[0]
+            record["controls"] = controls
+        elif cdepth:  # one chord (a triad one-hot class) per 8 steps, one progression for the greedy decode
             chords = rng.integers(0, cdepth, (n, T // 8)).repeat(8, axis=1)
             controls = np.eye(cdepth, dtype=np.float32)[chords]
             feed[c_ph], feed[cs_ph] = controls, controls[0]
@@ -164,17 +187,15 @@ def build_and_record(name, spec, overrides, save_ckpt, out_dir, seed=4321, n=3):
                 sess, os.path.join(out_dir, f"{name}.ckpt"), write_meta_graph=False, write_state=False
             )
         sess.close()
-    at, greedy_classes = 0, []
-    for d in splits:
-        greedy_classes.append(g[..., at : at + d].argmax(-1))
-        at += d
-    record.update(
-        mu=mu_v,
-        sigma=sigma_v,
-        logits=logits,
-        greedy=np.stack(greedy_classes, -1).astype(np.int32),  # [n, T, splits]
-        greedy_logits=g_logits,
-    )
+    if spec in GROOVE:
+        greedy_out = g.astype(np.float32)  # [n, T, 27]: hits, velocities, offsets as fed back
+    else:
+        at, greedy_classes = 0, []
+        for d in splits:
+            greedy_classes.append(g[..., at : at + d].argmax(-1))
+            at += d
+        greedy_out = np.stack(greedy_classes, -1).astype(np.int32)  # [n, T, splits]
+    record.update(mu=mu_v, sigma=sigma_v, logits=logits, greedy=greedy_out, greedy_logits=g_logits)
     np.savez_compressed(
         os.path.join(out_dir, f"{name}.npz"),
         **{f"var/{k}": v for k, v in variables.items()},
@@ -245,6 +266,92 @@ def synthetic_trios(seed=7):
     s.tempos.add(qpm=140.0, time=8 * 16 * 60.0 / 100 / 4)
     out["trio_tempo_change"] = s
     return out
+
+
+def synthetic_grooves(seed=11):
+    """Drum grooves off the grid with velocities (Roland pitches, a pitch outside the classes, two hits of
+    one class in a step, 1, 2, 4 and 5 bars) and a tapped rhythm on a pitched instrument."""
+    import note_seq
+
+    rng = np.random.default_rng(seed)
+    out = {}
+    pitches = [36, 38, 37, 40, 42, 22, 44, 46, 26, 43, 58, 47, 45, 50, 48, 49, 52, 55, 57, 51, 53, 59, 77]
+    for bars in (1, 2, 4, 5):
+        s = note_seq.NoteSequence(ticks_per_quarter=480)
+        s.tempos.add(qpm=120.0)
+        s.time_signatures.add(numerator=4, denominator=4)
+        for t in range(bars * 16):
+            for p in rng.choice(pitches, size=int(rng.integers(0, 4)), replace=False):
+                at = max(0.0, t * 0.125 + rng.uniform(-0.05, 0.05))
+                s.notes.add(
+                    pitch=int(p),
+                    velocity=int(rng.integers(20, 128)),
+                    start_time=at,
+                    end_time=at + 0.1,
+                    is_drum=True,
+                    instrument=9,
+                )
+        s.total_time = bars * 2.0
+        out[f"groove_{bars}bar"] = s
+    s = note_seq.NoteSequence(ticks_per_quarter=480)
+    s.tempos.add(qpm=100.0)
+    for t in range(0, 32, 3):
+        at = t * 0.15 + 0.01
+        s.notes.add(pitch=46, velocity=int(40 + 3 * t), start_time=at, end_time=at + 0.1, is_drum=True)
+    s.total_time = 4.8
+    out["tap_qpm100"] = s
+    return out
+
+
+def record_groove_converters(out_dir):
+    """Magenta's GrooveConverter as each GrooVAE config sets it up (inference mode: reduced pitch classes)
+    on the drum MIDI files and :func:`synthetic_grooves`: inputs, outputs, controls, from_tensors."""
+    import glob
+
+    import note_seq
+    from google.protobuf import json_format
+
+    synth = synthetic_grooves()
+    meta = {"synthetic": {k: json_format.MessageToDict(v) for k, v in synth.items()}}
+    midi = [p for p in sorted(glob.glob(os.path.join(out_dir, "midi", "*.mid"))) if "drum" in p or "complex" in p]
+    sources = [(os.path.basename(p), lambda p=p: note_seq.midi_file_to_note_sequence(p)) for p in midi]
+    sources += [(f"synthetic:{k}", lambda v=v: copy.deepcopy(v)) for k, v in synth.items()]
+    arrays = {}
+    for name in (
+        "groovae_4bar",
+        "groovae_2bar_humanize",
+        "groovae_2bar_tap_fixed_velocity",
+        "groovae_2bar_add_closed_hh",
+        "groovae_2bar_hits_control_tfds",
+    ):
+        conv = copy.deepcopy(configs.CONFIG_MAP[name].data_converter)
+        conv.set_mode("infer")
+        for fname, load_ns in sources:
+            key = f"{name}/{fname}"
+            try:
+                t = conv.to_tensors(load_ns())
+            except Exception as exc:
+                meta[key] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            meta[key] = {"count": len(t.outputs)}
+            if t.outputs:
+                arrays[f"{key}/inputs"] = np.stack(t.inputs).astype(np.float32)
+                arrays[f"{key}/outputs"] = np.stack(t.outputs).astype(np.float32)
+                if t.controls is not None and len(t.controls) and t.controls[0] is not None:
+                    arrays[f"{key}/controls"] = np.stack(t.controls).astype(np.float32)
+                back = conv.from_tensors(np.stack(t.outputs)[:2])
+                meta[key]["from_tensors"] = [
+                    sorted([n.pitch, n.velocity, round(n.start_time, 6), round(n.end_time, 6)] for n in b.notes)
+                    for b in back
+                ]
+    np.savez_compressed(os.path.join(out_dir, "converters_groove.npz"), **arrays)
+    with open(os.path.join(out_dir, "converters_groove.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    print(
+        "groove converters:",
+        {k: v.get("count", v.get("error")) for k, v in meta.items() if k != "synthetic"},
+        file=sys.stderr,
+    )
 
 
 def record_converters(out_dir):
@@ -318,11 +425,15 @@ def record_converters(out_dir):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="*", help=f"subset of fixture names ({' '.join(MODELS)} converters)")
+    ap.add_argument(
+        "--only", nargs="*", help=f"subset of fixture names ({' '.join(MODELS)} converters groove_converters)"
+    )
     args = ap.parse_args()
     os.makedirs(FIXTURES, exist_ok=True)
     if not args.only or "converters" in args.only:
         record_converters(FIXTURES)
+    if not args.only or "groove_converters" in args.only:
+        record_groove_converters(FIXTURES)
     for name, (spec, over, ckpt) in MODELS.items():
         if not args.only or name in args.only:
             build_and_record(name, spec, over, ckpt, FIXTURES)

@@ -16,6 +16,7 @@ from magenta_api.music import sequence_to_json
 from magenta_api.testing import run_family
 from magenta_api_musicvae.configs import Unsupported
 from magenta_api_musicvae.family import MusicVAEFamily
+from magenta_api_musicvae.groove_family import GrooVAEFamily
 from magenta_api_musicvae.hierarchy import VAEModel
 
 
@@ -197,12 +198,16 @@ def test_models_yaml_declares_every_published_musicvae():
     ]
     for t in tars:
         m = urls[f"https://storage.googleapis.com/magentadata/models/music_vae/checkpoints/{t}.tar"]
-        assert m["family"] == "musicvae" and m["checkpoint"]["format"] == "tf-tar"
+        assert m["family"] == ("groovae" if t.startswith("groovae") else "musicvae")
+        assert m["checkpoint"]["format"] == "tf-tar"
     vae = [c for c in js if c["model"] == "MusicVAE"]
     assert len(vae) == 25
     for c in vae:
         m = urls[c["url"].rstrip("/")]
-        assert m["family"] == "musicvae" and m["checkpoint"]["format"] == "magentajs", c["id"]
+        groove = c["id"].startswith(("groovae", "tap2drum"))
+        assert m["family"] == ("groovae" if groove else "musicvae") and m["checkpoint"]["format"] == "magentajs"
     for m in declared.values():
         if m["family"] == "musicvae":
             jsonschema.validate(m.get("hparams", {}), MusicVAEFamily.hparams_schema)
+        elif m["family"] == "groovae":
+            jsonschema.validate(m.get("hparams", {}), GrooVAEFamily.hparams_schema)

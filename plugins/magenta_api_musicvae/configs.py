@@ -32,7 +32,7 @@ _TRIO16 = {"converter": "trio", "steps": 256, "min_pitch": 21, "max_pitch": 108}
 
 _NADE = "a NADE decoder (MultiLabelRnnNadeDecoder) over multi-label drum rolls"
 _MULTI = "the multitrack converter (MultiInstrumentPerformanceConverter: performance events per track)"
-_GROOVE = "the GrooVAE converter and decoder (GrooveConverter hits/velocities/offsets, GrooveLstmDecoder)"
+_GROOVE = "the GrooVAE converter and decoder (declare it with family: groovae)"
 
 MAGENTA_CONFIGS: dict[str, dict[str, Any]] = {
     "cat-mel_2bar_small": _MEL2,

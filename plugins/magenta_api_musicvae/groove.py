@@ -1,0 +1,265 @@
+"""GrooVAE on NumPy: magenta 2.1.4's ``GrooveConverter`` (hits, velocities, offsets per drum class and
+16th step) and ``GrooveLstmDecoder`` (a flat LSTM decoder whose outputs are continuous).
+
+Tensors: per step, [hits (9) | velocities (9) | offsets (9)]; a hit is 0/1, a velocity is MIDI velocity
+/ 127, an offset is twice the distance of the onset from its step, earlier positive (-1..1). The
+converter's options are the configs' (``humanize``: the input loses velocities and offsets; ``tapify``:
+every step's loudest hit moves to the open hi-hat class, the rest go; ``fixed_velocities``;
+``add_instruments``: classes removed from the input; ``hits_as_controls``: the output's hits are the
+decoder's control inputs). At inference magenta maps pitches with the 9 reduced classes
+(``inference_pitch_classes``); a pitch outside them is left out, as Magenta.js does (magenta raises).
+
+Decoding: the decoder reads [previous output (hits, sigmoid(velocities), tanh(offsets)); z; controls];
+hits are Bernoulli draws of sigmoid(logits / temperature) from the request's rng, or logits > 0 at
+temperature 0 (Magenta.js's argmax).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+from collections.abc import Mapping
+
+import note_seq
+import numpy as np
+from note_seq import drums_encoder_decoder, sequences_lib
+
+from magenta_api import deadline, nn
+
+from .converters import DEFAULT_QPM, Tensors
+from .hierarchy import CoreDecoder, Encoder
+
+__all__ = ["GrooveConverter", "GrooveModel", "GrooveWindow"]
+
+REDUCED_PITCH_CLASSES = [list(p) for p in drums_encoder_decoder.DEFAULT_DRUM_TYPE_PITCHES]
+TAPIFY_CHANNEL = 3  # open hi-hat
+_QUANTIZE_ERRORS = (
+    note_seq.BadTimeSignatureError,
+    note_seq.NonIntegerStepsPerBarError,
+    note_seq.NegativeTimeError,
+    note_seq.MultipleTimeSignatureError,
+    note_seq.MultipleTempoError,
+)
+
+
+class GrooveWindow:
+    """One window of a groove: encoder input, decoder target and controls ([T, 27], [T, 27], [T, c])."""
+
+    def __init__(self, start_step, inputs, outputs, controls):
+        self.piece, self.start_step = 0, start_step
+        self.inputs, self.outputs, self.controls = inputs, outputs, controls
+        self.instrument, self.instruments = None, (9,)
+
+
+class GrooveConverter:
+    """``GrooveConverter(split_bars, steps_per_quarter=4, quarters_per_bar=4, ...)`` in inference mode."""
+
+    kind = "groove"
+
+    def __init__(
+        self,
+        split_bars=2,
+        steps_per_quarter=4,
+        quarters_per_bar=4,
+        max_tensors=20,
+        humanize=False,
+        tapify=False,
+        add_instruments=(),
+        hits_as_controls=False,
+        fixed_velocities=False,
+        pitch_classes=None,
+    ):
+        self.split_bars = split_bars
+        self.steps_per_quarter = steps_per_quarter
+        self.steps_per_bar = steps_per_quarter * quarters_per_bar
+        self.num_steps = self.steps_per_bar * split_bars if split_bars else None
+        self.max_tensors = max_tensors
+        self.humanize, self.tapify, self.fixed_velocities = humanize, tapify, fixed_velocities
+        self.add_instruments = list(add_instruments or ())
+        self.hits_as_controls = hits_as_controls
+        self.pitch_classes = [list(p) for p in (pitch_classes or REDUCED_PITCH_CLASSES)]
+        self.pitch_class_map = {p: c for c, ps in enumerate(self.pitch_classes) for p in ps}
+        self.num_drums = len(self.pitch_classes)
+        self.input_depth = self.output_depth = 3 * self.num_drums
+        self.control_depth = self.num_drums if hits_as_controls else 0
+
+    # -- NoteSequence -> tensors ----------------------------------------------------------------
+    def _quantize(self, ns):
+        try:
+            q = sequences_lib.quantize_note_sequence(ns, self.steps_per_quarter)
+            if sequences_lib.steps_per_bar_in_quantized_sequence(q) != self.steps_per_bar:
+                return None
+        except _QUANTIZE_ERRORS:
+            return None
+        return q
+
+    def _vectors(self, ns):
+        """(hits, velocities, offsets) [steps, drums] of the whole sequence, or None."""
+        q = self._quantize(copy.deepcopy(ns))
+        if q is None:
+            return None
+        notes = [n for n in q.notes if n.pitch in self.pitch_class_map]
+        if not notes:
+            return None
+        step_length = 60.0 / q.tempos[0].qpm / q.quantization_info.steps_per_quarter if q.tempos else 0.125
+        by_step: dict = collections.defaultdict(lambda: collections.defaultdict(list))
+        for n in notes:
+            by_step[int(n.quantized_start_step)][self.pitch_class_map[n.pitch]].append(n)
+        max_start = max(n.quantized_start_step for n in notes)
+        max_step = self.steps_per_bar * int(np.ceil((max_start + 1) / self.steps_per_bar))
+        hits, vels, offs = (np.zeros((max_step, self.num_drums)) for _ in range(3))
+        for step in range(max_step):
+            for drum, group in by_step[step].items():
+                n = max(group, key=lambda n: n.velocity) if len(group) > 1 else group[0]
+                hits[step, drum] = 1.0
+                vels[step, drum] = n.velocity / 127.0
+                offs[step, drum] = (step_length * n.quantized_start_step - n.start_time) / step_length * 2
+        return hits, vels, offs
+
+    def windows(self, ns) -> list[GrooveWindow]:
+        v = self._vectors(ns)
+        if v is None:
+            return []
+        hits, vels, offs = v
+        max_step = len(hits)
+        in_hits, in_vels, in_offs = hits.copy(), vels.copy(), offs.copy()
+        if self.tapify:
+            loudest = np.argmax(in_vels, axis=1)
+            rows = np.arange(max_step)
+            in_hits[:], in_vels[:], in_offs[:] = 0, 0, 0
+            in_hits[:, TAPIFY_CHANNEL] = hits[rows, loudest]
+            in_vels[:, TAPIFY_CHANNEL] = vels[rows, loudest]
+            in_offs[:, TAPIFY_CHANNEL] = offs[rows, loudest]
+        if self.humanize:
+            in_vels[:], in_offs[:] = 0, 0
+        if self.fixed_velocities:
+            in_vels[:] = 0
+        for k in self.add_instruments:
+            in_hits[:, k] = in_vels[:, k] = in_offs[:, k] = 0
+        out = np.concatenate([hits, vels, offs], 1).astype(np.float32)
+        inp = np.concatenate([in_hits, in_vels, in_offs], 1).astype(np.float32)
+        ctl = hits.astype(np.float32) if self.hits_as_controls else None
+        size = self.num_steps or max_step
+        return [
+            GrooveWindow(a, inp[a : a + size], out[a : a + size], None if ctl is None else ctl[a : a + size])
+            for a in range(0, max_step - size + 1, size)
+        ]
+
+    def to_tensors(self, ns) -> Tensors:
+        w = self.windows(ns)
+        if self.max_tensors:
+            w = w[: self.max_tensors]
+        t = Tensors([x.inputs for x in w], [x.outputs for x in w])
+        t.controls = [x.controls for x in w]  # type: ignore[attr-defined]
+        return t
+
+    def encode_window(self, window: GrooveWindow):
+        return window.inputs, window.outputs
+
+    def explain(self, ns) -> str:
+        if not any(n.pitch in self.pitch_class_map for n in ns.notes):
+            return "the input has no drum hits on pitches of the 9 drum classes (General MIDI drum pitches)"
+        if self._quantize(copy.deepcopy(ns)) is None:
+            return f"the input cannot be cut into {self.steps_per_bar}-step bars: GrooVAE needs one 4/4 tempo"
+        return f"the input is shorter than {self.split_bars} bars ({self.num_steps} sixteenth-note steps)"
+
+    # -- tensors -> NoteSequence ----------------------------------------------------------------
+    def from_outputs(self, outputs, qpm: float = DEFAULT_QPM) -> list:
+        """NoteSequences from [B, T, 27] (hits, velocities 0..1, offsets -1..1), as ``from_tensors``:
+        a hit > 0.5 is a note of the class's first pitch, velocity round(v * 127), onset
+        (step - offset / 2) steps, one step long, on instrument 9."""
+        out = []
+        step_length = 60.0 / qpm / self.steps_per_quarter
+        for sample in np.asarray(outputs):
+            ns = note_seq.NoteSequence(ticks_per_quarter=note_seq.STANDARD_PPQ)
+            ns.tempos.add(qpm=qpm)
+            for i, row in enumerate(sample):
+                hits, vels, offs = np.split(row, 3)
+                for j in range(len(hits)):
+                    if hits[j] > 0.5:
+                        n = ns.notes.add(instrument=9, is_drum=True, pitch=self.pitch_classes[j][0])
+                        n.velocity = int(np.clip(int(np.round(vels[j] * 127)), 0, 127))
+                        offset = float(np.clip(offs[j] / 2, -0.5, 0.5))
+                        n.start_time = (i - offset) * step_length
+                        n.end_time = n.start_time + step_length
+            ns.total_time = max([n.end_time for n in ns.notes] + [len(sample) * step_length])
+            out.append(ns)
+        return out
+
+
+class GrooveModel:
+    """``BidirectionalLstmEncoder`` + ``GrooveLstmDecoder`` from the variables (Magenta's names)."""
+
+    def __init__(self, variables: Mapping[str, np.ndarray]):
+        self.encoder = Encoder(variables)
+        self.z_size = self.encoder.z_size
+        self.core = CoreDecoder(variables, "decoder/", self.z_size)
+        self.output_depth = self.core.depth
+        if self.output_depth % 3:
+            raise nn.WeightsError(f"a GrooVAE decoder outputs hits, velocities and offsets; it has {self.output_depth}")
+        self.drums = self.output_depth // 3
+        self.control_size = self.core.control_size
+        self.input_depth = self.encoder.input_size - self.control_size
+
+    def encode(self, inputs, controls=None):
+        x = np.asarray(inputs, np.float32)
+        if self.control_size:
+            c = np.zeros((*x.shape[:2], self.control_size), np.float32) if controls is None else controls
+            x = np.concatenate([x, np.asarray(c, np.float32)], axis=-1)
+        return self.encoder.encode(x)
+
+    def _run(self, z, length, controls, feed):
+        """Decoder outputs [B, T, 27] (raw); ``feed(t, raw)`` gives the vector fed back at t + 1."""
+        z = np.asarray(z, np.float32)
+        batch = z.shape[0]
+        const, states = self.core.start(z)
+        if self.control_size:
+            c = np.zeros((length, self.control_size), np.float32) if controls is None else np.asarray(controls)
+            c = np.broadcast_to(c, (batch, *c.shape[-2:])) if c.ndim == 2 else c
+        raw = np.empty((batch, length, self.output_depth), np.float32)
+        prev = np.zeros((batch, self.output_depth), np.float32)
+        w_prev = self.core.w_prev
+        for t in range(length):
+            deadline.check()
+            part = const + prev @ w_prev
+            if self.control_size:
+                part += c[:, t] @ self.core.w_ctl
+            new, x = [], None
+            for k, (lay, (cc, h)) in enumerate(zip(self.core.layers, states)):
+                if k:
+                    part = nn.matmul(x, lay.w_x)
+                    part += lay.bias
+                cc, x = lay.step(part, cc, h)
+                new.append((cc, x))
+            states = new
+            out = nn.matmul(x, self.core.out_k)
+            out += self.core.out_b
+            raw[:, t] = out
+            prev = feed(t, out)
+        return raw
+
+    def decode_outputs(self, z, targets, controls=None):
+        """Teacher-forced raw outputs [B, T, 27]: step t reads ``targets`` [B, T, 27] at t - 1."""
+        y = np.asarray(targets, np.float32)
+        return self._run(z, y.shape[1], controls, lambda t, out: y[:, t])
+
+    def sample(self, z, length, temperature=0.0, rng=None, controls=None, return_raw=False):
+        """[B, length, 27]: hits (0/1), velocities (0..1), offsets (-1..1) as the decoder feeds them back."""
+        if temperature and rng is None:
+            raise ValueError("sampling with a temperature needs an rng")
+        d = self.drums
+        draws = rng.random((length, np.shape(z)[0], d)) if temperature else None
+        outputs = np.empty((np.shape(z)[0], length, self.output_depth), np.float32)
+
+        def feed(t, out):
+            logits = out[:, :d]
+            if draws is None:
+                hits = (logits > 0).astype(np.float32)
+            else:
+                hits = (draws[t] < 1.0 / (1.0 + np.exp(-logits / temperature))).astype(np.float32)
+            vec = np.concatenate([hits, 1.0 / (1.0 + np.exp(-out[:, d : 2 * d])), np.tanh(out[:, 2 * d :])], 1)
+            outputs[:, t] = vec
+            return vec.astype(np.float32)
+
+        raw = self._run(z, length, controls, feed)
+        return (outputs, raw) if return_raw else outputs
