@@ -10,9 +10,12 @@ COPY pyproject.toml README.md models.yaml ./
 COPY core ./core
 COPY plugins ./plugins
 COPY training ./training
+# EXTRAS: optional extras, e.g. s3 (s3:// checkpoints), gcs, azure, buckets (all three)
+ARG EXTRAS=""
 # tinysoundfont (audio output) without PyAudio, which only plays to a sound card
-RUN pip install . && pip install --no-deps tinysoundfont==0.3.7 && useradd --create-home --uid 10001 magenta \
-    && mkdir -p /data/models /data/cache && chown -R magenta /data
+RUN pip install ".${EXTRAS:+[$EXTRAS]}" && pip install --no-deps tinysoundfont==0.3.7 \
+    && useradd --create-home --uid 10001 magenta \
+    && mkdir -p /data/models /data/cache /data/keys && chown -R magenta /data
 
 USER magenta
 VOLUME ["/data"]
