@@ -9,6 +9,7 @@ import pytest
 import toy_plugin
 
 from magenta_api.auth import KeysFileError, KeyStore, Unauthorized, hash_key, presented_key
+from magenta_api.cli import main
 from magenta_api.config import Settings
 from magenta_api.testing import make_app
 
@@ -43,7 +44,7 @@ def test_401_without_or_with_a_wrong_key_200_with_a_good_one(tmp_path):
 
     assert client.post("/v1/generate", json=BODY, headers={"Authorization": f"Bearer {good}"}).status_code == 200
     assert client.get("/v1/models", headers={"X-API-Key": good}).status_code == 200
-    for path in ("/healthz", "/readyz"):  # probes stay open
+    for path in ("/healthz", "/readyz", "/metrics"):  # probes and scrapes stay open
         assert client.get(path).status_code in (200, 503)
         assert client.get(path).status_code != 401
     assert client.options("/v1/generate").status_code != 401  # CORS preflights carry no key
@@ -98,24 +99,39 @@ def test_a_keys_file_that_breaks_while_serving_is_a_json_500(tmp_path):
     assert resp.status_code == 500 and resp.get_json()["error"]["code"] == "keys_file_invalid"
 
 
-def test_keys_cli(tmp_path):
+def test_keys_cli(tmp_path, monkeypatch, capsys):
     env = {"API_KEYS_FILE": str(tmp_path / "keys.json"), "PATH": "/usr/bin:/bin"}
-
-    def run(*args):
-        return subprocess.run([*CLI, "keys", *args], env=env, capture_output=True, text=True, timeout=60)
-
-    added = run("add", "carol", "--rate-limit", "10/minute")
+    added = subprocess.run(
+        [*CLI, "keys", "add", "carol", "--rate-limit", "10/minute"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert added.returncode == 0, added.stderr
     key = added.stdout.strip()
     assert key.startswith("mk_") and len(key) > 40 and "shown only now" in added.stderr
     KeyStore(tmp_path / "keys.json").authenticate({"X-API-Key": key})
-    listed = run("list")
-    assert "carol" in listed.stdout and "10/minute" in listed.stdout and key not in listed.stdout
-    assert json.loads(run("list", "--json").stdout)[0]["name"] == "carol"
-    assert run("revoke", "carol").returncode == 0
-    assert run("revoke", "carol").returncode == 2
-    assert run("add").returncode == 2
+
+    monkeypatch.setenv("API_KEYS_FILE", env["API_KEYS_FILE"])
+
+    def run(*args):
+        code = main(["keys", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = run("list")
+    assert code == 0 and "carol" in out and "10/minute" in out and key not in out
+    assert json.loads(run("list", "--json")[1])[0]["name"] == "carol"
+    assert run("revoke", "carol")[0] == 0
+    code, _, err = run("revoke", "carol")
+    assert code == 2 and "no active key named 'carol'" in err
+    assert run("add")[0] == 2
     with pytest.raises(Unauthorized):
         KeyStore(tmp_path / "keys.json").authenticate({"X-API-Key": key})
-    no_file = subprocess.run([*CLI, "keys", "list"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
-    assert no_file.returncode == 2 and "API_KEYS_FILE" in no_file.stderr
+    monkeypatch.delenv("API_KEYS_FILE")
+    code, _, err = run("list")
+    assert code == 2 and "API_KEYS_FILE" in err
+    assert main(["keys", "list", "--file", env["API_KEYS_FILE"]]) == 0
+
+
+def test_worker_needs_redis_url(monkeypatch, capsys):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["worker", "--burst"]) == 2
+    assert "REDIS_URL" in capsys.readouterr().out
