@@ -12,6 +12,12 @@ Sampling consumes one uniform double per sequence per step, in entry order, and 
 ``numpy.random.choice`` does (normalised float64 CDF, ``searchsorted(..., side='right')``), so a
 ``numpy.random.RandomState`` seeded like magenta's global generator reproduces magenta's draws.
 Scores are float32 sums of log softmax-with-temperature probabilities, as magenta's.
+
+Injected events (magenta's ``modify_events_callback``, PolyphonyRNN's primer injection): an encoder
+with an ``inject(events) -> list`` method is asked after every sampled event (and once for the primer)
+for events to append before the next draw. The model is stepped over them teacher-forced, and their
+log-likelihood is added with the next draw's, as magenta scores them (in the next step, so events
+injected after the final draw stay in the sequence unscored).
 """
 
 from dataclasses import dataclass
@@ -22,6 +28,16 @@ from magenta_api import deadline
 from magenta_api.nn import log_softmax
 
 from .engine import EventRnn, gather_state
+
+
+def scatter_state(state: tuple, rows, part: tuple) -> tuple:
+    """``state`` with rows ``rows`` replaced by ``part`` (a state of ``len(rows)`` rows)."""
+    out = []
+    for a, b in zip(state, part):
+        a = a.copy()
+        a[rows] = b
+        out.append(a)
+    return tuple(out)
 
 
 @dataclass
@@ -118,6 +134,8 @@ class Beam:
         self.state = gather_state(state, np.zeros(rows, np.intp))
         self.pending = np.repeat(logits, rows, axis=0)
         self.scores = np.full(rows, score, np.float32)
+        self.deferred = np.zeros(rows, np.float64)  # injected events' log-likelihood, added with the next draw
+        self.inject = getattr(encoder, "inject", None)
 
     def select(self, order, copy: bool):
         """Keep the entries in ``order`` (copies of the event lists where entries get duplicated)."""
@@ -128,7 +146,7 @@ class Beam:
             self.seqs = [self.seqs[i] for i in order]
             self.trackers = [self.trackers[i] for i in order]
         self.state = gather_state(self.state, order)
-        self.pending, self.scores = self.pending[order], self.scores[order]
+        self.pending, self.scores, self.deferred = self.pending[order], self.scores[order], self.deferred[order]
 
     def best(self, outputs: int, k: int):
         """Per output, the rows of its k best entries by score (stable: ties keep entry order, as
@@ -147,12 +165,20 @@ class Beam:
         for s in range(steps):
             deadline.check()
             idx, p = sample(self.pending, self.temperature, self.rng)
-            self.scores = self.scores + np.log(p)
+            if self.inject is None:
+                self.scores = self.scores + np.log(p)
+            else:
+                self.scores = (self.scores + (self.deferred + np.log(p))).astype(np.float32)
+                self.deferred[:] = 0.0
             vectors = []  # KeyMelody: push() already returns the new last input
             for b, (seq, tracker) in enumerate(zip(seqs, trackers)):
                 seq.append(encoder.to_event(idx[b], seq))
                 if tracker is not None:
                     vectors.append(tracker.push(seq[-1]))
+            extras = [self.inject(seq) for seq in seqs] if self.inject is not None else None
+            if extras is not None:
+                for seq, extra in zip(seqs, extras):
+                    seq.extend(extra)
             if final and s == steps - 1:
                 break  # no model step after the final sample
             if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
@@ -161,6 +187,21 @@ class Beam:
                 self.pending, self.state = model.step(np.stack(vectors), self.state)
             else:
                 self.pending, self.state = model.step(encoder.last(seqs, trackers), self.state)
+            if extras is not None and any(extras):
+                self._teacher_force(extras)
+
+    def _teacher_force(self, extras):
+        """Step the rows that got injected events over them (one-hot encodings), scoring each event
+        under the logits before it into ``deferred``."""
+        encoder, model = self.encoder, self.model
+        for k in range(max(len(e) for e in extras)):
+            rows = np.array([b for b, e in enumerate(extras) if len(e) > k], np.intp)
+            index = np.array([encoder._index(extras[b][k]) for b in rows], np.intp)
+            probs = tempered_softmax(self.pending[rows], self.temperature or 1.0)
+            self.deferred[rows] += np.log(probs[np.arange(len(rows)), index])
+            logits, part = model.step(None, gather_state(self.state, rows), index=index)
+            self.pending[rows] = logits
+            self.state = scatter_state(self.state, rows, part)
 
 
 def branched(order, outputs: int, branch_factor: int):
@@ -177,16 +218,28 @@ def sample_single(
     seq, tracker = list(primer), encoder.tracker(primer)
     runner = model.single(state)
     step_lookback = lookback_stepper(model, encoder, runner) if encoder.lookback else None
+    inject = getattr(encoder, "inject", None)
+    deferred = 0.0
     for s in range(steps):
         deadline.check()
         i, p = sample(logits, temperature, rng)
-        score = score + np.log(p)
+        if inject is None:
+            score = score + np.log(p)
+        else:
+            score = np.float32(score + (deferred + np.log(p)))
+            deferred = 0.0
         seq.append(encoder.to_event(i, seq))
         vector = tracker.push(seq[-1]) if tracker is not None else None
+        extra = inject(seq) if inject is not None else []
+        seq.extend(extra)
         if s == steps - 1:
             break
         if encoder.one_hot:
             logits = runner.step_index(i)
+            for event in extra:  # injected events, teacher-forced and scored with the next draw
+                k = encoder._index(event)
+                deferred += float(np.log(tempered_softmax(logits, temperature or 1.0)[k]))
+                logits = runner.step_index(k)
         elif step_lookback is not None:
             logits = step_lookback(seq, len(seq) - 1)
         else:
@@ -211,6 +264,9 @@ def generate(
     total = num_steps - len(primer)
     if total <= 0:
         raise ValueError("primer must be shorter than num_steps")
+    inject = getattr(encoder, "inject", None)
+    if inject is not None:  # magenta calls modify_events_callback on the primer's inputs too
+        primer = list(primer) + inject(primer)
     # The primer once, teacher-forced: its logits give the first step and the primer's score.
     logits, state = primer_pass(model, encoder, primer)
     base = primer_loglik(logits[0], encoder.labels(primer), temperature)
