@@ -64,6 +64,17 @@ MODELS = {
 }
 
 GROOVE = ("groovae_2bar_humanize", "groovae_2bar_hits_control_tfds")
+NADE = ("nade-drums_2bar_reduced", "nade-drums_2bar_full")
+MODELS["nade_reduced"] = (
+    "nade-drums_2bar_reduced",
+    dict(z_size=12, enc_rnn_size=[16], dec_rnn_size=[20, 20], nade_num_hidden=8),
+    True,
+)
+MODELS["nade_full"] = (
+    "nade-drums_2bar_full",
+    dict(z_size=10, enc_rnn_size=[14], dec_rnn_size=[16], nade_num_hidden=6),
+    False,
+)
 
 
 def make_config(spec, overrides, n):
@@ -151,13 +162,27 @@ def build_and_record(name, spec, overrides, save_ckpt, out_dir, seed=4321, n=3):
             y_ph = tf.placeholder(tf.float32, [n, T, depth])
             x_input = tf.pad(y_ph[:, :-1], [(0, 0), (1, 0), (0, 0)])
             _, _, tf_res = model.decoder.reconstruction_loss(x_input, y_ph, len_ph, z_ph, c_ph)
-            argmax_samplers(model.decoder, depth)
+            extra = {}
+            if spec in NADE:  # NADE conditional probabilities of the targets under the teacher-forced outputs
+                h = model.decoder._nade.num_hidden
+                flat = tf.reshape(tf_res.rnn_output, [-1, h + depth])
+                _, cond = model.decoder._nade.log_prob(
+                    tf.reshape(y_ph, [-1, depth]), b_enc=flat[:, :h], b_dec=flat[:, h:]
+                )
+                extra["nade_probs"] = tf.reshape(cond, [n, T, depth])
+                temperature = None  # the NADE thresholds at 0.5: magenta's deterministic decode
+            else:
+                argmax_samplers(model.decoder, depth)
+                temperature = 1.0
             cs_ph = tf.placeholder(tf.float32, [T, cdepth]) if cdepth else None
-            greedy, greedy_res = model.decoder.sample(n, max_length=T, z=z_ph, c_input=cs_ph, temperature=1.0)
+            greedy, greedy_res = model.decoder.sample(n, max_length=T, z=z_ph, c_input=cs_ph, temperature=temperature)
         sess = tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1))
         sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
         randomize(sess, rng)
-        if spec in GROOVE:  # hits 0/1, velocities 0..1, offsets -1..1; the input flattened as humanize does
+        if spec in NADE:  # multi-label drum rolls; the encoder reads the roll + a "nothing hit" bit
+            y = (rng.random((n, T, depth)) < 0.25).astype(np.float32)
+            x = np.concatenate([y, (y.sum(-1, keepdims=True) == 0).astype(np.float32)], -1)
+        elif spec in GROOVE:  # hits 0/1, velocities 0..1, offsets -1..1; the input flattened as humanize does
             hits = (rng.random((n, T, depth // 3)) < 0.3).astype(np.float32)
             y = np.concatenate([hits, hits * rng.random(hits.shape), hits * rng.uniform(-1, 1, hits.shape)], -1)
             y = y.astype(np.float32)
@@ -178,17 +203,18 @@ def build_and_record(name, spec, overrides, save_ckpt, out_dir, seed=4321, n=3):
             controls = np.eye(cdepth, dtype=np.float32)[chords]
             feed[c_ph], feed[cs_ph] = controls, controls[0]
             record["controls"] = controls
-        mu_v, sigma_v, logits, g, g_logits = sess.run(
-            [mu, sigma, tf_res.rnn_output, greedy, greedy_res.rnn_output], feed
+        mu_v, sigma_v, logits, g, g_logits, extra_v = sess.run(
+            [mu, sigma, tf_res.rnn_output, greedy, greedy_res.rnn_output, extra], feed
         )
+        record.update(extra_v)
         variables = {v.name[:-2]: sess.run(v) for v in tf.global_variables()}
         if save_ckpt:
             tf.train.Saver().save(
                 sess, os.path.join(out_dir, f"{name}.ckpt"), write_meta_graph=False, write_state=False
             )
         sess.close()
-    if spec in GROOVE:
-        greedy_out = g.astype(np.float32)  # [n, T, 27]: hits, velocities, offsets as fed back
+    if spec in GROOVE or spec in NADE:
+        greedy_out = g.astype(np.float32)  # [n, T, 27] hits, velocities, offsets / [n, T, D] drum rolls
     else:
         at, greedy_classes = 0, []
         for d in splits:
@@ -354,6 +380,42 @@ def record_groove_converters(out_dir):
     )
 
 
+def record_nade_converters(out_dir):
+    """Magenta's roll-output DrumsConverter (nade-drums_2bar_reduced / _full) on the MIDI files and the
+    synthetic drum sequences of musicvae_reference.py: input and output rolls, from_tensors."""
+    import glob
+
+    import note_seq
+    from musicvae_reference import synthetic_sequences
+
+    sources = [
+        (os.path.basename(p), lambda p=p: note_seq.midi_file_to_note_sequence(p))
+        for p in sorted(glob.glob(os.path.join(out_dir, "midi", "*.mid")))
+    ]
+    sources += [(f"synthetic:{k}", lambda v=v: copy.deepcopy(v)) for k, v in synthetic_sequences().items()]
+    meta, arrays = {}, {}
+    for name in NADE:
+        conv = copy.deepcopy(configs.CONFIG_MAP[name].data_converter)
+        conv.set_mode("infer")
+        conv.max_tensors_per_notesequence = None
+        for fname, load_ns in sources:
+            key = f"{name}/{fname}"
+            t = conv.to_tensors(load_ns())
+            meta[key] = {"count": len(t.outputs)}
+            if t.outputs:
+                arrays[f"{key}/inputs"] = np.stack(t.inputs).astype(np.uint8)
+                arrays[f"{key}/outputs"] = np.stack(t.outputs).astype(np.uint8)
+                back = conv.from_tensors(np.stack(t.outputs)[:2].astype(np.float32))
+                meta[key]["from_tensors"] = [
+                    sorted([n.pitch, n.velocity, round(n.start_time, 6), round(n.end_time, 6)] for n in b.notes)
+                    for b in back
+                ]
+    np.savez_compressed(os.path.join(out_dir, "converters_nade.npz"), **arrays)
+    with open(os.path.join(out_dir, "converters_nade.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    print("nade converters:", {k: v["count"] for k, v in meta.items()}, file=sys.stderr)
+
+
 def record_converters(out_dir):
     """Magenta's mel_16bar and trio converters on the compat MIDI files and :func:`synthetic_trios`:
     class indices of every tensor (both max_tensors modes) and ``from_tensors`` of the first ones."""
@@ -426,7 +488,9 @@ def record_converters(out_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--only", nargs="*", help=f"subset of fixture names ({' '.join(MODELS)} converters groove_converters)"
+        "--only",
+        nargs="*",
+        help=f"subset of fixture names ({' '.join(MODELS)} converters groove_converters nade_converters)",
     )
     args = ap.parse_args()
     os.makedirs(FIXTURES, exist_ok=True)
@@ -434,6 +498,8 @@ def main():
         record_converters(FIXTURES)
     if not args.only or "groove_converters" in args.only:
         record_groove_converters(FIXTURES)
+    if not args.only or "nade_converters" in args.only:
+        record_nade_converters(FIXTURES)
     for name, (spec, over, ckpt) in MODELS.items():
         if not args.only or name in args.only:
             build_and_record(name, spec, over, ckpt, FIXTURES)

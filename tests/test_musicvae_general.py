@@ -14,7 +14,6 @@ from magenta_api.errors import Unprocessable
 from magenta_api.family import ModelSpec
 from magenta_api.music import sequence_to_json
 from magenta_api.testing import run_family
-from magenta_api_musicvae.configs import Unsupported
 from magenta_api_musicvae.family import MusicVAEFamily
 from magenta_api_musicvae.groove_family import GrooVAEFamily
 from magenta_api_musicvae.hierarchy import VAEModel
@@ -150,7 +149,6 @@ def test_magentajs_config_json_describes_the_hierarchy():
 @pytest.mark.parametrize(
     ("hparams", "meta", "match"),
     [
-        ({"config": "nade-drums_2bar_full"}, {}, "NADE"),
         ({"config": "groovae_2bar_humanize"}, {}, "GrooVAE"),
         ({"config": "hier-multiperf_vel_1bar_med"}, {}, "multitrack"),
         ({}, {"config": {"dataConverter": {"type": "GrooveConverter", "args": {"numSteps": 32}}}}, "GrooVAE"),
@@ -163,13 +161,6 @@ def test_magentajs_config_json_describes_the_hierarchy():
 def test_what_the_family_cannot_run_is_refused_with_a_reason(hparams, meta, match):
     with pytest.raises(ValueError, match=match):
         make("hierdec_mel", hparams, meta)
-
-
-def test_nade_weights_are_refused():
-    variables = dict(load("mel_tiny")[0])
-    variables["decoder/nade/w_enc"] = np.zeros((1, 2, 3), np.float32)
-    with pytest.raises(Unsupported, match="NADE"):
-        make("mel_tiny", variables=variables)
 
 
 def test_models_yaml_declares_every_published_musicvae():

@@ -5,7 +5,8 @@ models.yaml hparams), checks it against the weights and picks the engine: the fl
 :class:`~.engine.MusicVAEEngine` (its measured fast paths), everything with a conductor, a hierarchical
 encoder, output splits (trio) or control inputs (chords) on :class:`~.hierarchy.VAEModel`. What the
 family does not implement (NADE, GrooVAE, multitrack) raises :class:`~.configs.Unsupported`, which the
-loader reports as 503 ``checkpoint_incompatible`` with the reason.
+loader reports as 503 ``checkpoint_incompatible`` with the reason. NADE drum decoders run on
+:class:`~.nade_drums.NadeDrumsModel`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,18 @@ import note_seq
 
 from . import configs
 from .configs import Unsupported
-from .converters import MEL_PROGRAMS, PIANO_MAX_PITCH, PIANO_MIN_PITCH, DrumsConverter, MelodyConverter
+from .converters import (
+    DRUM_PITCH_CLASSES,
+    FULL_DRUM_PITCH_CLASSES,
+    MEL_PROGRAMS,
+    PIANO_MAX_PITCH,
+    PIANO_MIN_PITCH,
+    DrumsConverter,
+    MelodyConverter,
+)
 from .engine import MusicVAEEngine
 from .hierarchy import VAEModel, is_general
+from .nade_drums import NadeDrumsModel, is_nade
 from .trio import TrioConverter
 
 __all__ = ["Built", "Unsupported", "build"]
@@ -43,14 +53,6 @@ class Built:
         return isinstance(self.engine, VAEModel)
 
 
-def _refuse_unimplemented_weights(variables):
-    if any(k.startswith(("decoder/nade/", "core_decoder/decoder/nade/")) or "/nade/" in k for k in variables):
-        raise Unsupported(
-            "this checkpoint has a NADE decoder (MultiLabelRnnNadeDecoder), which the musicvae family "
-            "does not implement yet"
-        )
-
-
 def _converter(arch, spb):
     slice_bars = arch["steps"] // spb or None
     common = dict(
@@ -63,7 +65,13 @@ def _converter(arch, spb):
     if kind == "trio":
         return TrioConverter(slice_bars=slice_bars, min_pitch=lo, max_pitch=hi, **common)
     if kind == "drums":
-        conv = DrumsConverter(slice_bars=slice_bars, one_hot_input=not arch.get("roll_input", True), **common)
+        conv = DrumsConverter(
+            slice_bars=slice_bars,
+            one_hot_input=not arch.get("roll_input", True),
+            roll_output=bool(arch.get("roll_output")),
+            pitch_classes=FULL_DRUM_PITCH_CLASSES if arch.get("pitch_classes") == "full" else DRUM_PITCH_CLASSES,
+            **common,
+        )
     else:
         programs = MEL_PROGRAMS if arch.get("valid_programs", "melody") == "melody" else None
         conv = MelodyConverter(min_pitch=lo, max_pitch=hi, valid_programs=programs, slice_bars=slice_bars, **common)
@@ -77,7 +85,15 @@ def build(model_id: str, hparams: dict, checkpoint) -> Built:
     variables = checkpoint.variables
     js = (checkpoint.meta or {}).get("config")
     arch = configs.architecture(dict(hparams or {}), js if isinstance(js, dict) else None)
-    _refuse_unimplemented_weights(variables)
+    if is_nade(variables):  # MultiLabelRnnNadeDecoder: multi-label drum rolls
+        engine = NadeDrumsModel(variables)
+        arch.setdefault("converter", "drums")
+        arch["roll_output"] = True
+        if "pitch_classes" not in arch:
+            arch["pitch_classes"] = "full" if engine.output_depth == len(FULL_DRUM_PITCH_CLASSES) else "reduced"
+        converter = _converter(arch, arch["steps_per_quarter"] * arch["quarters_per_bar"])
+        _check_depths(model_id, arch, engine, converter)
+        return Built(engine, converter, arch, None)
     spb = arch["steps_per_quarter"] * arch["quarters_per_bar"]
     out = next((v for k, v in variables.items() if k.endswith("output_projection/kernel")), None)
     out_depth = sum(
@@ -127,7 +143,13 @@ def _check_depths(model_id, arch, engine, converter):
             f"{model_id}: weights expect input/output depth {e.input_depth}/{e.output_depth}, the "
             f"{arch['converter']} converter makes {c.input_depth}/{c.output_depth}: check its hparams"
         )
-    if isinstance(e, VAEModel):
+    if isinstance(e, NadeDrumsModel):
+        sizes = {
+            "z_size": e.z_size,
+            "enc_rnn_size": [fw.units for fw, _ in e.encoder.levels[0].layers],
+            "dec_rnn_size": e.units,
+        }
+    elif isinstance(e, VAEModel):
         sizes = {
             "z_size": e.z_size,
             "enc_rnn_size": [fw.units for fw, _ in e.encoder.levels[0].layers],

@@ -10,7 +10,8 @@ Keys: ``converter`` (melody, drums, trio), ``steps`` (max_seq_len), ``segments``
 the hierarchy is ``[segments, steps / segments]``), ``min_pitch``/``max_pitch``, ``valid_programs``
 (``"melody"``: programs 0..31 only, as the 2-bar configs; ``None``: any), ``chords`` (``"triad"``:
 ``TriadChordOneHotEncoding`` control inputs, ``"major_minor"``: ``MajorMinorChordOneHotEncoding``),
-``roll_input`` (drums encoder reads a roll + NOR bit).
+``roll_input`` (drums encoder reads a roll + NOR bit), ``roll_output`` (the decoder writes multi-label
+rolls: the NADE drums configs), ``pitch_classes`` (drums: ``reduced``, 9, or ``full``, 61).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ _MEL16 = {**_MEL, "steps": 256, "valid_programs": None}
 _DRUMS2 = {"converter": "drums", "steps": 32, "roll_input": True}
 _TRIO16 = {"converter": "trio", "steps": 256, "min_pitch": 21, "max_pitch": 108}
 
-_NADE = "a NADE decoder (MultiLabelRnnNadeDecoder) over multi-label drum rolls"
 _MULTI = "the multitrack converter (MultiInstrumentPerformanceConverter: performance events per track)"
 _GROOVE = "the GrooVAE converter and decoder (declare it with family: groovae)"
 
@@ -40,8 +40,8 @@ MAGENTA_CONFIGS: dict[str, dict[str, Any]] = {
     "cat-mel_2bar_med_chords": {**_MEL2, "valid_programs": None, "chords": "triad"},
     "cat-drums_2bar_small": _DRUMS2,
     "cat-drums_2bar_big": _DRUMS2,
-    "nade-drums_2bar_reduced": {"unsupported": _NADE},
-    "nade-drums_2bar_full": {"unsupported": _NADE},
+    "nade-drums_2bar_reduced": {**_DRUMS2, "roll_output": True},
+    "nade-drums_2bar_full": {**_DRUMS2, "roll_output": True, "pitch_classes": "full"},
     "flat-trio_16bar": _TRIO16,
     "hierdec-trio_16bar": {**_TRIO16, "segments": 16},
     "hier-trio_16bar": {**_TRIO16, "segments": 16},

@@ -27,6 +27,73 @@ log = logging.getLogger(__name__)
 PIANO_MIN_PITCH, PIANO_MAX_PITCH = 21, 108
 MEL_PROGRAMS = range(32)  # piano, chromatic percussion, organ, guitar
 DRUM_PITCH_CLASSES = drums_encoder_decoder.DEFAULT_DRUM_TYPE_PITCHES  # 9 classes
+# 61 classes, the full General MIDI set (magenta's data.FULL_DRUM_PITCH_CLASSES, nade-drums_2bar_full)
+FULL_DRUM_PITCH_CLASSES = [
+    [p]
+    for p in [
+        36,
+        35,
+        38,
+        27,
+        28,
+        31,
+        32,
+        33,
+        34,
+        37,
+        39,
+        40,
+        56,
+        65,
+        66,
+        75,
+        85,
+        42,
+        44,
+        54,
+        68,
+        69,
+        70,
+        71,
+        73,
+        78,
+        80,
+        46,
+        67,
+        72,
+        74,
+        79,
+        81,
+        45,
+        29,
+        41,
+        61,
+        64,
+        84,
+        48,
+        47,
+        60,
+        63,
+        77,
+        86,
+        87,
+        50,
+        30,
+        43,
+        62,
+        76,
+        83,
+        49,
+        55,
+        57,
+        58,
+        51,
+        52,
+        53,
+        59,
+        82,
+    ]
+]
 OUTPUT_VELOCITY = 80
 DEFAULT_QPM = 120.0
 
@@ -304,7 +371,7 @@ class DrumsConverter(BaseConverter):
 
     kind = "drums"
 
-    def __init__(self, pitch_classes=DRUM_PITCH_CLASSES, one_hot_input=False, **kw):
+    def __init__(self, pitch_classes=DRUM_PITCH_CLASSES, one_hot_input=False, roll_output=False, **kw):
         super().__init__(**kw)
         self.pitch_classes = [list(p) for p in pitch_classes]
         self.pitch_class_map = {p: i for i, ps in enumerate(self.pitch_classes) for p in ps}
@@ -313,6 +380,10 @@ class DrumsConverter(BaseConverter):
         # roll_input=False (Magenta.js DrumsOneHotConverter, the trio's drums): the encoder reads the one-hot
         self.one_hot_input = one_hot_input
         self.input_depth = self.output_depth if one_hot_input else self.num_classes + 1
+        # roll_output=True (the NADE drums configs): the decoder's outputs are the multi-label roll itself
+        self.roll_output = roll_output
+        if roll_output:
+            self.output_depth = self.num_classes
 
     def _quantize(self, ns):
         q = super()._quantize(ns)
@@ -352,16 +423,20 @@ class DrumsConverter(BaseConverter):
                 roll[t, c] = True
                 label |= 1 << c
             labels.append(label)
-        y = _onehot(labels, self.output_depth)
+        y = roll.copy() if self.roll_output else _onehot(labels, self.output_depth)
         if self.one_hot_input:
             return y, y
         x = np.concatenate([roll, ~roll.any(axis=1, keepdims=True)], axis=1)
         return x, y
 
     def from_classes(self, classes, qpm: float = DEFAULT_QPM) -> list:
-        """NoteSequences (is_drum, exemplar pitch of each class) from class indices [B, T]."""
+        """NoteSequences (is_drum, exemplar pitch of each class) from class indices [B, T], or from
+        multi-label rolls [B, T, classes] for a ``roll_output`` converter."""
+        classes = np.asarray(classes)
+        if self.roll_output:
+            classes = (classes > 0.5).astype(np.int64) @ (1 << np.arange(self.num_classes, dtype=np.int64))
         out = []
-        for row in np.asarray(classes):
+        for row in classes:
             events = [
                 frozenset(self.pitch_classes[c][0] for c in range(self.num_classes) if int(v) >> c & 1) for v in row
             ]
