@@ -86,14 +86,14 @@ def build(model_id: str, hparams: dict, checkpoint) -> Built:
     js = (checkpoint.meta or {}).get("config")
     arch = configs.architecture(dict(hparams or {}), js if isinstance(js, dict) else None)
     if is_nade(variables):  # MultiLabelRnnNadeDecoder: multi-label drum rolls
-        engine = NadeDrumsModel(variables)
+        nade = NadeDrumsModel(variables)
         arch.setdefault("converter", "drums")
         arch["roll_output"] = True
         if "pitch_classes" not in arch:
-            arch["pitch_classes"] = "full" if engine.output_depth == len(FULL_DRUM_PITCH_CLASSES) else "reduced"
-        converter = _converter(arch, arch["steps_per_quarter"] * arch["quarters_per_bar"])
-        _check_depths(model_id, arch, engine, converter)
-        return Built(engine, converter, arch, None)
+            arch["pitch_classes"] = "full" if nade.output_depth == len(FULL_DRUM_PITCH_CLASSES) else "reduced"
+        rolls = _converter(arch, arch["steps_per_quarter"] * arch["quarters_per_bar"])
+        _check_depths(model_id, arch, nade, rolls)
+        return Built(nade, rolls, arch, None)
     spb = arch["steps_per_quarter"] * arch["quarters_per_bar"]
     out = next((v for k, v in variables.items() if k.endswith("output_projection/kernel")), None)
     out_depth = sum(
