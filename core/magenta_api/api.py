@@ -8,7 +8,7 @@ import json
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import NotFound
 
-from . import metrics
+from . import metrics, streaming
 from .errors import NotAcceptable
 from .render import CONTENT_TYPES, JSON_TYPE, TYPE_ALIASES, ZIP_TYPE
 from .request_builder import parse_json
@@ -118,6 +118,8 @@ def openapi():
 )
 def generate():
     payload = parse_json(request.get_data(cache=False))
+    if streaming.wants_stream(payload):  # Server-Sent Events while generating
+        return streaming.stream_generate(service(), payload)
     rendered = service().generate(payload, accepted_format())
     headers = {"X-Seed": json.dumps(rendered.seed)}
     if rendered.cache:  # only when the result cache was consulted

@@ -13,7 +13,7 @@ from flask import Flask, g, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from . import api, metrics, studio
+from . import api, metrics, streaming, studio
 from .config import Settings
 from .errors import (
     AudioUnavailable,
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     register_access(app, service.settings)
     app.register_blueprint(api.bp)
     app.register_blueprint(studio.bp)  # the web page at /
+    streaming.install(app)  # the /v1/live WebSocket
     if service.settings.redis_url:  # async jobs need the queue's Redis
         from .jobs import JobQueue
 

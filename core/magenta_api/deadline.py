@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from . import progress
 from .errors import TimeLimitExceeded
 
 _deadline: contextvars.ContextVar = contextvars.ContextVar("magenta_api_deadline", default=None)
@@ -30,7 +31,9 @@ def limit(seconds: float | None, model_id: str = "") -> Iterator[None]:
 
 
 def check() -> None:
-    """Raise :class:`TimeLimitExceeded` if the current generation is past its limit."""
+    """Raise :class:`TimeLimitExceeded` if the current generation is past its limit (and
+    :class:`~magenta_api.errors.GenerationCancelled` if its streaming client has gone)."""
+    progress.check()
     current = _deadline.get()
     if current is not None and time.monotonic() > current[0]:
         _, seconds, model_id = current

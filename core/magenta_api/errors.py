@@ -83,3 +83,9 @@ class Overloaded(MagentaApiError):
     (:mod:`magenta_api.batching`)."""
 
     code = "overloaded"
+
+
+class GenerationCancelled(Unprocessable):
+    """A streamed generation whose client went away, stopped at its next step (nobody reads the answer)."""
+
+    code = "cancelled"

@@ -95,7 +95,7 @@ class BuiltRequest:
     def cache_fields(self) -> dict:
         """What identifies the result (with the checkpoint and the plugin's version): the payload with
         its defaults resolved, so that a default spelt out hits the same entry."""
-        fields = {k: v for k, v in self.payload.items() if k not in ("seed_sequence", "format")}
+        fields = {k: v for k, v in self.payload.items() if k not in ("seed_sequence", "format", "stream")}
         req = self.request
         fields.update(
             model=self.spec.id,

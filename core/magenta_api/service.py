@@ -7,7 +7,7 @@ line per stage with its duration. The service only orchestrates: checks live in
 
 import logging
 
-from . import metrics
+from . import deadline, metrics, progress
 from .batching import Batcher
 from .cache import CachedResponse, DiskCache, NullCache, cache_key
 from .config import Settings
@@ -144,14 +144,18 @@ class Service:
         return self.loader.forget(self.registry.spec(model_id))
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, payload, default_format: str = "json") -> Rendered:
-        """Music for one request body, rendered; raises the domain errors of each layer below."""
+    def generate(self, payload, default_format: str = "json", listener=None) -> Rendered:
+        """Music for one request body, rendered; raises the domain errors of each layer below.
+        With a ``listener`` (streaming), the generation runs alone in this thread and reports its
+        music to it as it is decided (:mod:`.progress`), after a ``start`` event."""
         with stage(logger, "validate") as info:
             built = build_request(payload, self.registry, default_format)
             spec, entry, request = built.spec, built.family, built.request
             info.update(model=spec.id, mode=request.mode, n=request.num_outputs)
             metrics.note_request(model=spec.id, mode=request.mode)
         renderer = render_identity(built.format)  # before any work: audio without a synthesizer is a 503 now
+        if listener is not None:
+            listener("start", {"model": spec.id, "mode": request.mode, "seed": request.seed, "n": request.num_outputs})
         key = None
         if built.seeded and self.cache.enabled:
             with stage(logger, "cache", op="get") as info:
@@ -164,7 +168,15 @@ class Service:
                 return Rendered(hit.body, hit.content_type, hit.filename, request.seed, "HIT")
         model = self.loader.load(spec, entry.cls)
         seconds = spec.limits.get("seconds", self.settings.generate_seconds)
-        result = self.batcher.run(spec, model, request, seconds)  # alone or batched with concurrent requests
+        if listener is None:
+            result = self.batcher.run(spec, model, request, seconds)  # alone or batched with concurrent requests
+        else:  # streamed: alone, in this thread, so that the family's progress reaches the listener
+            with (
+                stage(logger, "generate", model=spec.id, mode=request.mode, n=request.num_outputs, stream=True),
+                deadline.limit(seconds, spec.id),
+                progress.listen(listener),
+            ):
+                result = model.generate(request)
         with stage(logger, "render", format=built.format):
             rendered = render(built.format, spec.id, request, result, **built.render_options())
         if key is not None:

@@ -1,0 +1,92 @@
+"""Server-Sent Events from POST /v1/generate: notes arrive while the model still works, the final event
+is the non-streamed body, a client that leaves stops the generation; refusals keep their status."""
+
+import json
+import time
+
+import pytest
+import stream_plugin
+
+from magenta_api.testing import make_app
+
+
+@pytest.fixture
+def client(tmp_path):
+    stream_plugin.RUNS.clear()
+    return make_app(tmp_path, plugins=[stream_plugin], models=stream_plugin.MODELS).test_client()
+
+
+def events(resp):
+    """(event, data) pairs as they arrive, comments skipped."""
+    buffer = b""
+    for chunk in resp.response:
+        buffer += chunk
+        while b"\n\n" in buffer:
+            block, buffer = buffer.split(b"\n\n", 1)
+            lines = [ln for ln in block.decode().split("\n") if ln and not ln.startswith(":")]
+            if lines:
+                fields = dict(ln.split(": ", 1) for ln in lines)
+                yield fields["event"], fields["data"]
+
+
+BODY = {"model": "slow", "seed": 4, "length": 12, "delay": 0.05}
+
+
+def test_notes_arrive_before_the_generation_finishes_and_the_result_is_the_plain_body(client):
+    resp = client.post("/v1/generate", json=BODY, headers={"Accept": "text/event-stream"}, buffered=False)
+    assert resp.status_code == 200 and resp.mimetype == "text/event-stream"
+    stream = events(resp)
+    kind, data = next(stream)
+    assert kind == "start" and json.loads(data) == {"model": "slow", "mode": "sample", "seed": 4, "n": 1}
+    kind, data = next(stream)
+    run = stream_plugin.RUNS[-1]
+    assert kind == "notes" and not run["finished"] and run["steps"] < 12  # the first note, mid-generation
+    first = json.loads(data)
+    assert first["output"] == 0 and first["step"] == 0 and len(first["notes"]) == 1
+    rest = list(stream)
+    resp.close()
+    assert [k for k, _ in rest] == ["notes"] * 11 + ["result"]
+    streamed_notes = [first["notes"][0]] + [json.loads(d)["notes"][0] for k, d in rest if k == "notes"]
+    plain = client.post("/v1/generate", json=BODY)
+    assert rest[-1][1].encode() == plain.data  # the same bytes as the non-streamed JSON body
+    assert streamed_notes == json.loads(plain.data)["sequences"][0]["notes"]
+
+
+def test_stream_true_in_the_body_and_a_cache_hit_streams_the_result_at_once(client):
+    resp = client.post("/v1/generate", json={**BODY, "stream": True}, buffered=False)
+    got = list(events(resp))
+    assert got[0][0] == "start" and got[-1][0] == "result"
+    again = list(events(client.post("/v1/generate", json={**BODY, "stream": True}, buffered=False)))
+    assert [k for k, _ in again] == ["start", "result"] and again[-1][1] == got[-1][1]  # cached: no notes
+    assert len(stream_plugin.RUNS) == 1
+
+
+def test_a_client_that_leaves_stops_the_generation(client):
+    resp = client.post(
+        "/v1/generate", json={**BODY, "length": 400, "delay": 0.02, "seed": 9}, headers={"Accept": "text/event-stream"},
+        buffered=False,
+    )  # fmt: skip
+    stream = events(resp)
+    assert next(stream)[0] == "start" and next(stream)[0] == "notes"
+    resp.close()  # the connection drops: the response is closed
+    run = stream_plugin.RUNS[-1]
+    assert run["ended"].wait(5)
+    assert not run["finished"] and run["steps"] < 400  # stopped at its next step, the worker is free
+    time.sleep(0.1)
+    assert run["steps"] == stream_plugin.RUNS[-1]["steps"]
+
+
+def test_refusals_keep_their_status_and_errors_during_the_stream_are_events(client):
+    resp = client.post("/v1/generate", json={"model": "nope", "stream": True})
+    assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "unknown_model"
+    resp = client.post("/v1/generate", json={**BODY, "length": 1000}, headers={"Accept": "text/event-stream"})
+    assert resp.status_code == 422 and resp.get_json()["error"]["code"] == "over_limit"
+    resp = client.post("/v1/generate", json={**BODY, "stream": True, "format": "midi"})
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "stream_format"
+    got = list(events(client.post("/v1/generate", json={**BODY, "stream": True, "fail_at": 3}, buffered=False)))
+    assert [k for k, _ in got] == ["start", "notes", "notes", "notes", "error"]  # after the start: an event
+    error = json.loads(got[-1][1])["error"]
+    assert error["code"] == "test_refusal" and error["details"] == {"step": 3} and error["request_id"]
+    got = list(events(client.post("/v1/generate", json={**BODY, "stream": True, "explode_at": 1}, buffered=False)))
+    error = json.loads(got[-1][1])["error"]
+    assert error["code"] == "internal_error" and "secret" not in got[-1][1]
