@@ -122,3 +122,13 @@ def test_trio_weights_were_dequantized_close_to_the_originals(client):
     """The q2 layout stores kernels as uint16: the loaded model decodes close to the float weights."""
     r = gen(client, model="trio", mode="decode", temperature=0, z=load("hierdec_trio")[1]["z"][:1].tolist())
     assert r.status_code == 200 and np.size(r.get_json()["sequences"][0]["notes"]) > 0
+
+
+def test_64_bar_long_form_from_the_16_bar_model(client):
+    r = gen(client, model="mel16", seed=9, bars=64, format="midi")
+    assert r.status_code == 200, r.get_json()
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(r.data))
+    assert 127.0 < pm.get_end_time() <= 128.0 + 1e-6
+    j = gen(client, model="mel16", seed=9, bars=64).get_json()
+    assert j["long_form"]["chunks"] == 4 and j["sequences"][0]["totalTime"] == 128
+    assert gen(client, model="mel16", seed=9, bars=64).get_json()["sequences"] == j["sequences"]

@@ -202,3 +202,46 @@ def test_models_yaml_declares_every_published_musicvae():
             jsonschema.validate(m.get("hparams", {}), MusicVAEFamily.hparams_schema)
         elif m["family"] == "groovae":
             jsonschema.validate(m.get("hparams", {}), GrooVAEFamily.hparams_schema)
+
+
+def test_long_form_chains_latent_codes(mel16):
+    """64 bars from a 16-bar model: 4 chunks on a slerp path between seeded anchors, joined in time."""
+    out = run_family(mel16, request("sample", seed=8, bars=64, num_outputs=2, temperature=0))
+    assert out.extra["long_form"] == {"chunks": 4, "bars": 64, "blend": 4}
+    a, b = out.sequences
+    assert a.total_time == pytest.approx(128.0) and max(n.start_time for n in a.notes) >= 96.0
+    again = run_family(mel16, request("sample", seed=8, bars=64, num_outputs=2, temperature=0))
+    assert [s.SerializeToString() for s in again.sequences] == [a.SerializeToString(), b.SerializeToString()]
+    # chunk k of output o decodes slerp(anchor k // 4, anchor k // 4 + 1, (k % 4) / 4) of that output
+    z = mel16._long_z(request("sample", seed=8, bars=64, num_outputs=2), 4)
+    first = mel16._sequences(mel16.engine.sample(z[4:5], 256, 0), 120.0)[0]
+    assert [(n.pitch, n.start_time) for n in first.notes] == [
+        (n.pitch, n.start_time) for n in b.notes if n.start_time < 32.0
+    ]
+    # a length that is not a multiple of the model's: cut at the last bar
+    ten = run_family(make("mel_tiny"), request("sample", seed=1, bars=9, blend=2))
+    assert ten.sequences[0].total_time == pytest.approx(18.0) and ten.extra["long_form"]["chunks"] == 5
+    assert all(n.end_time <= 18.0 for n in ten.sequences[0].notes)
+    short = run_family(make("mel_tiny"), request("sample", seed=1, bars=1))
+    assert short.sequences[0].total_time == pytest.approx(2.0) and "long_form" not in short.extra
+    for bad, match in (
+        (request("sample", bars=64, length=16), "not both"),
+        (request("decode", bars=64, z=[[0.0] * 16]), "mode sample"),
+    ):
+        with pytest.raises(Unprocessable, match=match):
+            run_family(mel16, bad)
+    with pytest.raises(Unprocessable, match="at most 256"):
+        run_family(make("mel_tiny"), request("sample", bars=512, num_outputs=2))
+
+
+def test_long_form_of_a_chord_model_follows_the_progression(chords):
+    out = run_family(chords, request("sample", seed=3, bars=4, chords=["C", "G", "Am", "F"], temperature=0))
+    (s,) = out.sequences
+    assert [(a.time, a.text) for a in s.text_annotations] == [(0.0, "C"), (2.0, "G"), (4.0, "Am"), (6.0, "F")]
+    # the second chunk is decoded with the chords of bars 3-4
+    z = chords._long_z(request("sample", seed=3, bars=4), 2)
+    ctl = chords._chord_controls(["Am"] * 16 + ["F"] * 16)
+    second = chords._sequences(chords.engine.sample(z[1:2], 32, 0, controls=ctl), 120.0)[0]
+    assert [(n.pitch, n.start_time + 4.0) for n in second.notes] == [
+        (n.pitch, n.start_time) for n in s.notes if n.start_time >= 4.0
+    ]

@@ -33,6 +33,9 @@ from .engine import FM_MIN
 
 log = logging.getLogger(__name__)
 
+MAX_LONG_BARS = 512  # long-form: at most this many bars (256 chunks of a 2-bar model)
+DEFAULT_BLEND = 4  # long-form: chunks per anchor-to-anchor stretch of the latent path
+
 HPARAMS_SCHEMA = {
     "type": "object",
     "additionalProperties": False,
@@ -72,6 +75,20 @@ PARAMS_SCHEMA = {
             "description": "decode mode: latent vectors, one per output",
         },
         "chords": chords_lib.CHORDS_SCHEMA,
+        "bars": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_LONG_BARS,
+            "description": "sample: bars of output; more than the model's own are chained from several z "
+            "(long-form, see the plugin README)",
+        },
+        "blend": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 64,
+            "description": "long-form: model-length chunks on the slerp path from one random anchor z to the next "
+            f"(default {DEFAULT_BLEND})",
+        },
         "strict_inputs": {
             "type": "boolean",
             "description": "melody models: refuse chords and out-of-range notes (422) "
@@ -175,6 +192,8 @@ class MusicVAEFamily(Family):
         so do the general engine's models (hierarchical, trio, chords), which draw their noise otherwise."""
         if request.mode == "encode" or self.general:  # the flat engine only: its noise is one [T, B, C] draw
             return None
+        if self._chunks(request) > 1:  # long-form joins its chunks itself
+            return None
         return ("decode", self._length(request), request.temperature)
 
     def generate_batch(self, requests: list) -> list:
@@ -202,7 +221,21 @@ class MusicVAEFamily(Family):
 
     def _check_length(self, request):
         """The decoder runs at most the model's steps (from the hparams it was built with: models.yaml,
-        else its Magenta.js config.json)."""
+        else its Magenta.js config.json); longer music comes from ``bars`` (long-form)."""
+        if request.params.get("bars") is not None:
+            if request.mode != "sample":
+                raise Unprocessable("bars (long-form) is for mode sample", {"field": "/bars"})
+            if request.length is not None:
+                raise Unprocessable("send bars or length, not both", {"field": "/bars"})
+            limit = (self.spec.limits or {}).get("num_outputs")
+            if request.num_outputs * self._chunks(request) > max(256, limit or 0):
+                raise Unprocessable(
+                    f"{request.num_outputs} outputs of {request.params['bars']} bars need "
+                    f"{request.num_outputs * self._chunks(request)} decodes; at most 256",
+                    {"field": "/bars"},
+                    code="over_limit",
+                )
+            return
         if request.length is not None and request.length > self.steps:
             raise Unprocessable(
                 f"length {request.length} is over this model's {self.steps} steps (16th notes)",
@@ -211,9 +244,80 @@ class MusicVAEFamily(Family):
             )
 
     def _length(self, request):
+        if self._chunks(request) > 1:
+            return self.steps
+        bars = request.params.get("bars")
+        if bars is not None and request.mode == "sample":
+            return int(bars) * self.converter.steps_per_bar
         return int(request.length or self.steps)
 
+    # -- long-form ------------------------------------------------------------------------------
+    def _chunks(self, request) -> int:
+        """How many model-length chunks a ``sample`` request's ``bars`` needs (1: the model's own length)."""
+        bars = request.params.get("bars")
+        if bars is None or request.mode != "sample":
+            return 1
+        return -(-int(bars) * self.converter.steps_per_bar // self.steps)
+
+    def _long_z(self, request, chunks):
+        """z for each chunk of each output [num_outputs * chunks, z_size], output-major. Anchors are drawn
+        from the request's rng (one per ``blend`` chunks, plus the last); chunk k lies on the slerp from
+        anchor k // blend to the next at (k % blend) / blend, so neighbouring chunks share most of their
+        code and the piece drifts smoothly (deterministic for a seed)."""
+        blend = int(request.params.get("blend", DEFAULT_BLEND))
+        anchors = -(-chunks // blend) + 1
+        a = request.rng.standard_normal((request.num_outputs, anchors, self.engine.z_size)).astype(np.float32)
+        z = [
+            slerp(a[o, k // blend], a[o, k // blend + 1], (k % blend) / blend)
+            for o in range(request.num_outputs)
+            for k in range(chunks)
+        ]
+        return np.asarray(z, np.float32)
+
+    def _decode_long(self, z, request, chunks, extra):
+        """Long-form: every chunk decoded in one batch (a chord model's chunks each get their bars'
+        chords), then each output's chunks joined in time."""
+        steps = self.steps
+        symbols = self._request_chords(request, chunks * steps)
+        if symbols is None:
+            classes = self.engine.sample(z, steps, request.temperature, request.rng)
+        else:
+            controls = np.tile(self._chord_controls(symbols).reshape(chunks, steps, -1), (request.num_outputs, 1, 1))
+            classes = self.engine.sample(z, steps, request.temperature, request.rng, controls=controls)
+        seqs = self._join_long(self._sequences(classes, request.qpm), request, chunks)
+        if symbols is not None:
+            total = int(request.params["bars"]) * self.converter.steps_per_bar
+            for s in seqs:
+                chords_lib.annotate(s, symbols[:total], self.converter.steps_per_quarter, request.qpm)
+        info = {
+            "chunks": chunks,
+            "bars": int(request.params["bars"]),
+            "blend": request.params.get("blend", DEFAULT_BLEND),
+        }
+        return GenerateResult(seqs, {**(extra or {}), "long_form": info})
+
+    def _join_long(self, seqs, request, chunks):
+        """One sequence per output from its chunks, each shifted by the chunk's start (bars exactly)."""
+        seconds = self.steps * 60.0 / (request.qpm * self.converter.steps_per_quarter)
+        out = []
+        for o in range(request.num_outputs):
+            parts = seqs[o * chunks : (o + 1) * chunks]
+            joined = sequences_lib.concatenate_sequences(parts, [seconds] * len(parts))
+            total = int(request.params["bars"]) * self.converter.steps_per_bar * seconds / self.steps
+            keep = [n for n in joined.notes if n.start_time < total - 1e-9]  # bars not a multiple of chunks
+            del joined.notes[:]
+            joined.notes.extend(keep)
+            for n in joined.notes:
+                n.end_time = min(n.end_time, total)
+            del joined.text_annotations[:]  # chord annotations are written once for the whole piece
+            joined.total_time = total
+            out.append(joined)
+        return out
+
     def _decode_z(self, z, request, extra=None):
+        chunks = self._chunks(request)
+        if chunks > 1:
+            return self._decode_long(z, request, chunks, extra)
         length = self._length(request)
         symbols = self._request_chords(request, length)
         if symbols is None:
@@ -292,7 +396,11 @@ class MusicVAEFamily(Family):
         return seqs
 
     def _sample(self, request):
-        z = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
+        chunks = self._chunks(request)
+        if chunks > 1:
+            z = self._long_z(request, chunks)
+        else:
+            z = request.rng.standard_normal((request.num_outputs, self.engine.z_size)).astype(np.float32)
         return z, {}
 
     def _interpolate(self, request):
