@@ -90,3 +90,28 @@ def test_refusals_keep_their_status_and_errors_during_the_stream_are_events(clie
     got = list(events(client.post("/v1/generate", json={**BODY, "stream": True, "explode_at": 1}, buffered=False)))
     error = json.loads(got[-1][1])["error"]
     assert error["code"] == "internal_error" and "secret" not in got[-1][1]
+
+
+def test_melody_rnn_streams_each_note_once_it_is_decided(tmp_path):
+    import magenta_api_embedded as emb
+    import magenta_api_melody_rnn
+    import magenta_api_musicvae
+
+    plugins = [magenta_api_musicvae, magenta_api_melody_rnn, emb]
+    client = make_app(tmp_path, offline=True, plugins=plugins).test_client()
+    for body in (
+        {"model": "embedded-basic_rnn", "seed": 3, "length": 64},
+        {"model": "embedded-basic_rnn", "seed": 3, "length": 48, "num_outputs": 2},  # the batched path
+    ):
+        got = list(events(client.post("/v1/generate", json={**body, "stream": True}, buffered=False)))
+        plain = json.loads(client.post("/v1/generate", json=body).data)
+        assert got[-1] == ("result", json.dumps(plain)) or json.loads(got[-1][1]) == plain
+        for output, sequence in enumerate(plain["sequences"]):
+            streamed = [
+                n for k, d in got if k == "notes" and (e := json.loads(d))["output"] == output for n in e["notes"]
+            ]
+            assert len(streamed) >= 3 and streamed == sequence["notes"][: len(streamed)]  # in order, each once
+            steps = [json.loads(d)["step"] for k, d in got if k == "notes" and json.loads(d)["output"] == output]
+            assert steps == sorted(steps)
+    beam = {"model": "embedded-basic_rnn", "seed": 3, "length": 32, "beam_size": 2, "stream": True}
+    assert [k for k, _ in events(client.post("/v1/generate", json=beam, buffered=False))] == ["start", "result"]

@@ -159,8 +159,9 @@ class Beam:
             ]
         )
 
-    def advance(self, steps: int, final: bool):
-        """Extend every entry by ``steps`` sampled events; ``final``: no model step after the last one."""
+    def advance(self, steps: int, final: bool, on_step=None):
+        """Extend every entry by ``steps`` sampled events; ``final``: no model step after the last one.
+        ``on_step(row, events)`` after each step (plain sampling only: no beam discards a row later)."""
         model, encoder, seqs, trackers = self.model, self.encoder, self.seqs, self.trackers
         for s in range(steps):
             deadline.check()
@@ -179,6 +180,9 @@ class Beam:
             if extras is not None:
                 for seq, extra in zip(seqs, extras):
                     seq.extend(extra)
+            if on_step is not None:
+                for b, seq in enumerate(seqs):
+                    on_step(b, seq)
             if final and s == steps - 1:
                 break  # no model step after the final sample
             if encoder.one_hot:  # encode_event(class_index_to_event(i)) == i for one-hot encodings
@@ -210,7 +214,7 @@ def branched(order, outputs: int, branch_factor: int):
 
 
 def sample_single(
-    model: EventRnn, encoder, primer: list, logits, state, score, steps: int, temperature, rng
+    model: EventRnn, encoder, primer: list, logits, state, score, steps: int, temperature, rng, on_step=None
 ) -> Generated:
     """Plain sampling of one sequence on the model's single-row stepper (the n=1 fast path): a
     :class:`Beam` of one entry, without the batch bookkeeping. ``logits`` [C] and ``state`` (a batch of
@@ -232,6 +236,8 @@ def sample_single(
         vector = tracker.push(seq[-1]) if tracker is not None else None
         extra = inject(seq) if inject is not None else []
         seq.extend(extra)
+        if on_step is not None:
+            on_step(0, seq)
         if s == steps - 1:
             break
         if encoder.one_hot:
@@ -258,9 +264,12 @@ def generate(
     beam_size: int = 1,
     branch_factor: int = 1,
     steps_per_iteration: int = 1,
+    on_step=None,
 ) -> list:
     """Extend ``primer`` (a non-empty event list) to ``num_steps`` events, ``num_outputs`` times.
-    ``encoder`` is an :class:`~magenta_api_melody_rnn.encoders.InputEncoder`. Returns [Generated]."""
+    ``encoder`` is an :class:`~magenta_api_melody_rnn.encoders.InputEncoder`. Returns [Generated].
+    ``on_step(output, events)`` hears each output's events after every step, when the step is final
+    (plain sampling; a beam search may still discard what it sampled, so it reports nothing)."""
     total = num_steps - len(primer)
     if total <= 0:
         raise ValueError("primer must be shorter than num_steps")
@@ -271,15 +280,17 @@ def generate(
     logits, state = primer_pass(model, encoder, primer)
     base = primer_loglik(logits[0], encoder.labels(primer), temperature)
     if model.path_for(num_outputs * beam_size * branch_factor) == "single_row":
-        return [sample_single(model, encoder, primer, logits[0, -1], state, base, total, temperature, rng)]
+        return [sample_single(model, encoder, primer, logits[0, -1], state, base, total, temperature, rng, on_step)]
     beam = Beam(model, encoder, primer, logits[:, -1], state, base, num_outputs * beam_size, temperature, rng)
     if beam_size == 1 and branch_factor == 1:
         steps_per_iteration = total  # pruning a beam of one is the identity: plain sampling
+    else:
+        on_step = None
     first = (total - 1) % steps_per_iteration + 1
     iterations = (total - first) // steps_per_iteration
     if branch_factor > 1:
         beam.select(branched(np.arange(num_outputs * beam_size), num_outputs, branch_factor), copy=True)
-    beam.advance(first, iterations == 0)
+    beam.advance(first, iterations == 0, on_step)
     for it in range(iterations):
         order = beam.best(num_outputs, beam_size)
         beam.select(branched(order, num_outputs, branch_factor) if branch_factor > 1 else order, copy=branch_factor > 1)

@@ -7,7 +7,7 @@ from note_seq import DrumTrack, Melody, PitchChordsEncoderDecoder, TriadChordOne
 from note_seq import encoder_decoder as ed
 from note_seq.melody_encoder_decoder import KeyMelodyEncoderDecoder, MelodyOneHotEncoding
 
-from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
+from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable, progress
 
 from . import beam
 from .encoders import CONFIG_NAMES, InputEncoder, make_config, make_encoder
@@ -255,6 +255,8 @@ class MelodyRnnFamily(Family):
         if not cfg.drums:
             transpose = track.squash(cfg.min_note, cfg.max_note, cfg.transpose_to_key)
         events = list(track)
+        qpm = request.qpm if "qpm" in request.explicit or not primer.qpm else primer.qpm
+        on_step = self._reporter(track, transpose, qpm) if progress.listening() else None
         results = beam.generate(
             self.model,
             self.encoder,
@@ -266,8 +268,8 @@ class MelodyRnnFamily(Family):
             beam_size,
             branch_factor,
             steps_per_iteration,
+            on_step,
         )
-        qpm = request.qpm if "qpm" in request.explicit or not primer.qpm else primer.qpm
         sequences, event_lists = [], []
         for r in results:
             out = (DrumTrack if cfg.drums else Melody)(
@@ -288,3 +290,26 @@ class MelodyRnnFamily(Family):
             "events_start_step": track.start_step,
         }
         return GenerateResult(sequences=sequences, extra=extra)
+
+    def _reporter(self, track, transpose: int, qpm: float):
+        """An ``on_step`` for :func:`beam.generate` that reports each output's newly decided notes to
+        streaming clients: a melody's last note may still be held, a drum hit is decided when drawn."""
+        drums = self.config.drums
+        sent: dict = {}
+
+        def on_step(output: int, events: list) -> None:
+            out = (DrumTrack if drums else Melody)(
+                list(events),
+                start_step=track.start_step,
+                steps_per_bar=track.steps_per_bar,
+                steps_per_quarter=track.steps_per_quarter,
+            )
+            if transpose:
+                out.transpose(-transpose)
+            notes = list(out.to_sequence(qpm=qpm).notes)
+            decided = notes if drums else notes[:-1]
+            if len(decided) > sent.get(output, 0):
+                progress.notes(output, decided[sent.get(output, 0) :], step=track.start_step + len(events) - 1)
+                sent[output] = len(decided)
+
+        return on_step
