@@ -2,12 +2,16 @@
 magenta's own Nade graph (fixture from reference/pianoroll_rnn_nade_reference.py)."""
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from magenta_api import nn
 from magenta_api.nade import Nade, sigmoid
+
+FIX = Path(__file__).parent / "fixtures" / "pianoroll_rnn_nade" / "nade"
 
 
 def _random_nade(dims=5, hidden=4, seed=0, internal=True):
@@ -80,3 +84,21 @@ def test_inconsistent_weights_are_the_kits_weights_error():
         Nade(np.zeros((5, 1, 4)), np.zeros((5, 4, 1)), b_enc=np.zeros((1, 3)))
     with pytest.raises(nn.WeightsError, match="w_dec_t"):
         Nade.from_variables({"nade/w_enc": np.zeros((5, 1, 4))})
+
+
+def test_parity_with_magentas_nade_graph():
+    """magenta.common.Nade's log_prob, conditionals and threshold sample on its own random weights."""
+    meta = json.loads((FIX / "reference.json").read_text())
+    arr = dict(np.load(FIX / "reference.npz"))
+    nade = Nade.from_variables({k: v for k, v in arr.items() if k.startswith("nade/")}, "nade/")
+    assert (nade.num_dims, nade.num_hidden) == (meta["num_dims"], meta["num_hidden"])
+    log_p, cond = nade.log_prob(arr["x"], arr["b_enc"], arr["b_dec"])
+    assert np.abs(log_p - arr["log_prob"]).max() < 1e-4
+    assert np.abs(cond - arr["cond_probs"]).max() < 1e-4
+    x, log_p = nade.sample(arr["b_enc"], arr["b_dec"])
+    assert np.array_equal(x, arr["sample"])
+    assert np.abs(log_p - arr["sample_log_prob"]).max() < 1e-4
+    internal = Nade.from_variables({k: v for k, v in arr.items() if k.startswith("internal/")}, "internal/")
+    x, log_p = internal.sample(n=3)
+    assert np.array_equal(x, arr["internal_sample"])
+    assert np.abs(log_p - arr["internal_sample_log_prob"]).max() < 1e-4
