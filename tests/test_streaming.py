@@ -115,3 +115,24 @@ def test_melody_rnn_streams_each_note_once_it_is_decided(tmp_path):
             assert steps == sorted(steps)
     beam = {"model": "embedded-basic_rnn", "seed": 3, "length": 32, "beam_size": 2, "stream": True}
     assert [k for k, _ in events(client.post("/v1/generate", json=beam, buffered=False))] == ["start", "result"]
+
+
+def test_hierarchical_musicvae_reports_bar_by_bar():
+    from musicvae_support import family, request
+
+    from magenta_api import progress
+    from magenta_api.testing import run_family
+
+    mel16 = family("hierdec_mel", {"config": "hierdec-mel_16bar"})
+    heard = []
+    with progress.listen(lambda kind, data: heard.append((kind, data))):
+        result = run_family(mel16, request("sample", num_outputs=2, seed=5))
+    assert [k for k, _ in heard] == ["bar"] * 32
+    assert [(d["output"], d["bar"]) for _, d in heard] == [(o, b) for b in range(16) for o in range(2)]
+    for output, seq in enumerate(result.sequences):
+        final = [(n.pitch, round(n.start_time, 6)) for n in seq.notes]
+        streamed = [(n["pitch"], round(n.get("startTime", 0.0), 6)) for k, d in heard if d["output"] == output
+                    for n in d["notes"]]  # fmt: skip
+        assert streamed == final and len(final) > 16  # every note once, in its bar, in order
+    plain = run_family(mel16, request("sample", num_outputs=2, seed=5))  # nobody listening: the same music
+    assert [s.SerializeToString() for s in plain.sequences] == [s.SerializeToString() for s in result.sequences]

@@ -22,7 +22,7 @@ import logging
 import numpy as np
 from note_seq import sequences_lib
 
-from magenta_api import Family, GenerateRequest, GenerateResult, InvalidRequest, Unprocessable
+from magenta_api import Family, GenerateRequest, GenerateResult, InvalidRequest, Unprocessable, progress
 from magenta_api import chords as chords_lib
 from magenta_api.batching import RowStreams
 from magenta_api.music import parse_sequence
@@ -320,11 +320,13 @@ class MusicVAEFamily(Family):
             return self._decode_long(z, request, chunks, extra)
         length = self._length(request)
         symbols = self._request_chords(request, length)
+        # the general engine (hierarchical, trio, chords) reports each bar to streaming clients
+        stream = {"on_step": self._bar_reporter(request.qpm)} if self.general and progress.listening() else {}
         if symbols is None:
-            classes = self.engine.sample(z, length, request.temperature, request.rng)
+            classes = self.engine.sample(z, length, request.temperature, request.rng, **stream)
         else:
             controls = self._chord_controls(symbols)
-            classes = self.engine.sample(z, length, request.temperature, request.rng, controls=controls)
+            classes = self.engine.sample(z, length, request.temperature, request.rng, controls=controls, **stream)
         seqs = self._sequences(classes, request.qpm)
         if symbols is not None:
             for s in seqs:
@@ -385,6 +387,22 @@ class MusicVAEFamily(Family):
             return [chords_lib.NO_CHORD] * self.steps
         progression.check(self.chord_encoding.encode_event, f"{self.spec.id}'s chord encoding")
         return progression.per_step(self.steps, start_step=window.start_step)
+
+    def _bar_reporter(self, qpm):
+        """An ``on_step`` for the general engine: once a bar is decoded, the notes that start in it (as
+        decoded so far: a note held into the next bar ends at the bar line here) go to :mod:`progress`."""
+        steps_per_bar = self.converter.steps_per_bar
+        step_s = 60.0 / (qpm * self.converter.steps_per_quarter)
+
+        def on_step(done: int, classes) -> None:
+            if done % steps_per_bar:
+                return
+            bar = done // steps_per_bar - 1
+            start, end = bar * steps_per_bar * step_s, done * step_s
+            for output, seq in enumerate(self._sequences(classes[:, :done], qpm)):
+                progress.bar(output, bar, [n for n in seq.notes if start - 1e-9 <= n.start_time < end - 1e-9])
+
+        return on_step
 
     def _sequences(self, classes, qpm):
         if classes.ndim == 3 and classes.shape[2] == 1:

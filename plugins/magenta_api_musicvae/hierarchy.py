@@ -343,8 +343,9 @@ class VAEModel:
         except _Enough:
             pass
 
-    def _run(self, z, length, choose, controls):
-        """Decode ``length`` steps; ``choose(t, logits per core)`` returns the classes fed back [B, splits]."""
+    def _run(self, z, length, choose, controls, on_step=None):
+        """Decode ``length`` steps; ``choose(t, logits per core)`` returns the classes fed back [B, splits].
+        ``on_step(done, classes)`` hears each decided step (streaming clients: bar by bar)."""
         batch = z.shape[0]
         seg = self.segment or length
         classes = np.empty((batch, length, len(self.splits)), np.int64)
@@ -372,6 +373,8 @@ class VAEModel:
                 prev[:] = choose(t, all_logits)
                 classes[:, t] = prev
                 done[0] += 1
+                if on_step is not None:
+                    on_step(done[0], classes)
             if done[0] >= length:
                 raise _Enough
             # the merged final state, flattened: per layer (c, h), each concatenated over the split decoders
@@ -417,8 +420,9 @@ class VAEModel:
         _, logits = self._run(z, length, lambda t, lg: idx[:, t], self._controls(controls, z.shape[0], length))
         return logits
 
-    def sample(self, z, length, temperature=1.0, rng=None, controls=None, return_logits=False):
-        """Free-running decode of ``length`` steps: classes [B, length, splits] (and the logits)."""
+    def sample(self, z, length, temperature=1.0, rng=None, controls=None, return_logits=False, on_step=None):
+        """Free-running decode of ``length`` steps: classes [B, length, splits] (and the logits);
+        ``on_step(done, classes)`` after each step."""
         z = np.asarray(z, np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_size:
             raise ValueError(f"expected z [batch, {self.z_size}], got {z.shape}")
@@ -443,5 +447,5 @@ class VAEModel:
                 at += core.depth
             return np.concatenate(out, axis=-1) if len(out) > 1 else out[0]
 
-        classes, logits = self._run(z, length, choose, self._controls(controls, batch, length))
+        classes, logits = self._run(z, length, choose, self._controls(controls, batch, length), on_step)
         return (classes, logits) if return_logits else classes
