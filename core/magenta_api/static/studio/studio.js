@@ -3,7 +3,7 @@
 
 const $ = (id) => document.getElementById(id);
 // Fields the form does not show: the page fills them itself (model, inputs, format...).
-const HIDDEN_FIELDS = new Set(["model", "primer", "inputs", "format", "json_style", "seed_sequence", "sample_rate"]);
+const HIDDEN_FIELDS = new Set(["model", "primer", "inputs", "format", "json_style", "seed_sequence", "sample_rate", "stream"]);
 const INTERPOLATION_POINTS = 7;
 const KEYBOARD = { low: 60, high: 83 };  // C4 to B5
 const studio = { models: [], info: null, body: null, result: null, slots: { a: null, b: null }, interp: null, phrase: [] };
@@ -359,7 +359,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("slider").addEventListener("input", showPoint);
   on("respond", respond);
   on("clear-phrase", async () => clearPhrase());
-  $("roll").config = { noteHeight: 5, pixelsPerTimeStep: 40, noteSpacing: 1 };
+  $("roll").config = { noteHeight: 8, pixelsPerTimeStep: 120, noteSpacing: 1 };
   buildKeyboard();
   loadModels().catch(showError);
 });
