@@ -65,6 +65,13 @@ MODELS = {
 
 GROOVE = ("groovae_2bar_humanize", "groovae_2bar_hits_control_tfds")
 NADE = ("nade-drums_2bar_reduced", "nade-drums_2bar_full")
+MULTI = ("hier-multiperf_vel_1bar_med", "hier-multiperf_vel_1bar_med_chords")
+MODELS["multiperf"] = ("hier-multiperf_vel_1bar_med", dict(z_size=12, enc_rnn_size=[16], dec_rnn_size=[20, 20]), False)
+MODELS["multiperf_chords"] = (
+    "hier-multiperf_vel_1bar_med_chords",
+    dict(z_size=10, enc_rnn_size=[14], dec_rnn_size=[16]),
+    False,
+)
 MODELS["nade_reduced"] = (
     "nade-drums_2bar_reduced",
     dict(z_size=12, enc_rnn_size=[16], dec_rnn_size=[20, 20], nade_num_hidden=8),
@@ -154,7 +161,7 @@ def build_and_record(name, spec, overrides, save_ckpt, out_dir, seed=4321, n=3):
         splits = output_depths(model.decoder) or [depth]
         x_ph = tf.placeholder(tf.float32, [n, T, conv.input_depth])
         c_ph = tf.placeholder(tf.float32, [n, T, cdepth]) if cdepth else None
-        len_ph = tf.placeholder(tf.int32, [n])
+        len_ph = tf.placeholder(tf.int32, [n, 8] if spec in MULTI else [n])  # multitrack: a length per track
         z_ph = tf.placeholder(tf.float32, [n, hp.z_size])
         q_z = model.encode(x_ph, len_ph, c_ph)
         mu, sigma = q_z.loc, q_z.scale.diag
@@ -187,15 +194,33 @@ def build_and_record(name, spec, overrides, save_ckpt, out_dir, seed=4321, n=3):
             y = np.concatenate([hits, hits * rng.random(hits.shape), hits * rng.uniform(-1, 1, hits.shape)], -1)
             y = y.astype(np.float32)
             x = np.concatenate([hits, np.zeros_like(hits), np.zeros_like(hits)], -1)
+        elif spec in MULTI:  # 8 tracks of 64 steps: a program token, events, the end token, zero padding
+            track_len = rng.integers(2, 65, 8)  # the same per track across the batch (TF's outputs are that long)
+            track_len[-1] = 1  # an empty track: the end token alone, as the converter pads
+            y = np.zeros((n, 8, 64, depth), np.float32)
+            for k, L in enumerate(track_len):
+                tokens = rng.integers(0, conv.end_token, (n, L))
+                tokens[:, 0] = rng.integers(288, conv.end_token, n)  # program tokens
+                tokens[:, -1] = conv.end_token
+                y[:, k, np.arange(L)] = np.eye(depth, dtype=np.float32)[tokens]
+            y = y.reshape(n, T, depth)
+            x = y
+            lens = np.tile(track_len.astype(np.int32), (n, 1))
         else:
             y = random_targets(rng, n, T, splits)
             x = y if conv.input_depth == depth else None
-        lens = np.full(n, T, np.int32)
+        if spec not in MULTI:
+            lens = np.full(n, T, np.int32)
         z = rng.normal(0, 1, (n, hp.z_size)).astype(np.float32)
         feed = {x_ph: x, y_ph: y, len_ph: lens, z_ph: z}
         record = {"inputs": x, "targets": y, "lengths": lens, "z": z}
         if cdepth and spec in GROOVE:  # hits as controls
             controls = y[..., : depth // 3].astype(np.float32)
+            feed[c_ph], feed[cs_ph] = controls, controls[0]
+            record["controls"] = controls
+        elif cdepth and spec in MULTI:  # a chord per track step; the greedy decode gets one progression
+            chords = rng.integers(0, cdepth, (n, T))
+            controls = np.eye(cdepth, dtype=np.float32)[chords]
             feed[c_ph], feed[cs_ph] = controls, controls[0]
             record["controls"] = controls
         elif cdepth:  # one chord (a triad one-hot class) per 8 steps, one progression for the greedy decode
@@ -416,6 +441,134 @@ def record_nade_converters(out_dir):
     print("nade converters:", {k: v["count"] for k, v in meta.items()}, file=sys.stderr)
 
 
+def synthetic_multitracks(seed=5):
+    """Multi-instrument edge cases: 3 bars of 4 instruments with a sustain pedal, 9 instruments in a bar (too
+    many), a dense track (too many events), and a lone instrument (too few); plus the synthetic trios."""
+    import note_seq
+
+    rng = np.random.default_rng(seed)
+    out = {}
+
+    def seq(qpm=120.0):
+        s = note_seq.NoteSequence(ticks_per_quarter=220)
+        s.tempos.add(qpm=qpm)
+        s.time_signatures.add(numerator=4, denominator=4)
+        return s
+
+    def add(s, inst, prog, pitch, a, b, drum=False, vel=None):
+        s.notes.add(
+            instrument=inst,
+            program=prog,
+            pitch=int(pitch),
+            velocity=int(vel or rng.integers(30, 120)),
+            start_time=float(a),
+            end_time=float(b),
+            is_drum=drum,
+        )
+        s.total_time = max(s.total_time, float(b))
+
+    s = seq()
+    for bar in range(3):
+        for k, prog in enumerate((0, 24, 33, 48)):
+            for t in range(0, 16, 4 + k):
+                at = bar * 2.0 + t * 0.125 + rng.uniform(0, 0.03)
+                add(s, k, prog, 40 + 7 * k + t % 5, at, at + 0.3)
+        add(s, 9, 0, 36, bar * 2.0, bar * 2.0 + 0.1, drum=True)
+    s.control_changes.add(control_number=64, control_value=127, time=0.5, instrument=0, program=0)
+    s.control_changes.add(control_number=64, control_value=0, time=1.5, instrument=0, program=0)
+    out["four_parts_sustain"] = s
+    s = seq()
+    for k in range(9):
+        add(s, k, k * 8, 50 + k, 0.0, 1.0)
+    out["nine_parts"] = s
+    s = seq(100.0)
+    for t in range(40):
+        add(s, 0, 0, 60 + t % 12, t * 0.06, t * 0.06 + 0.05)
+    add(s, 1, 33, 40, 0.0, 2.4)
+    out["dense_track"] = s
+    s = seq()
+    add(s, 0, 0, 60, 0.0, 2.0)
+    out["one_part"] = s
+    for k, v in synthetic_trios().items():
+        out[k] = v
+    return out
+
+
+def record_multitrack_converters(out_dir):
+    """Magenta's MultiInstrumentPerformanceConverter (hier-multiperf_vel_1bar_med and _med_chords) on the
+    MIDI files and :func:`synthetic_multitracks`: per window the class of each of the 512 rows (-1 for the
+    zero padding), the chord controls likewise, and from_tensors of the first two."""
+    import glob
+
+    import note_seq
+    from google.protobuf import json_format
+    from magenta.models.music_vae import data_hierarchical
+
+    class _Numpy:
+        """numpy, except that np.size of the chord converter's ragged control lists (one array per track)
+        answers "not empty" instead of raising (magenta 2.1.4 predates NumPy refusing ragged arrays)."""
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def size(a):
+            try:
+                return np.size(a)
+            except ValueError:
+                return 1
+
+    data_hierarchical.np = _Numpy()
+    synth = synthetic_multitracks()
+    meta = {"synthetic": {k: json_format.MessageToDict(v) for k, v in synth.items()}}
+    sources = [
+        (os.path.basename(p), lambda p=p: note_seq.midi_file_to_note_sequence(p))
+        for p in sorted(glob.glob(os.path.join(out_dir, "midi", "*.mid")))
+    ]
+    sources += [(f"synthetic:{k}", lambda v=v: copy.deepcopy(v)) for k, v in synth.items()]
+    arrays = {}
+
+    def classes(t):
+        t = np.asarray(t, np.float32)
+        return np.where(t.any(-1), t.argmax(-1), -1).astype(np.int16)
+
+    for name in MULTI:
+        conv = copy.deepcopy(configs.CONFIG_MAP[name].data_converter)
+        conv.set_mode("infer")
+        for fname, load_ns in sources:
+            key = f"{name}/{fname}"
+            t = conv.to_tensors(load_ns())
+            meta[key] = {"count": len(t.outputs)}
+            if not t.outputs:
+                continue
+            arrays[f"{key}/inputs"] = np.stack([classes(x) for x in t.inputs])
+            if conv.control_depth:
+                arrays[f"{key}/controls"] = np.stack([classes(c) for c in t.controls])
+            back = conv.from_tensors(
+                np.stack(t.outputs)[:2].astype(np.float32),
+                np.stack(t.controls)[:2].astype(np.float32) if conv.control_depth else None,
+            )
+            meta[key]["from_tensors"] = [
+                sorted(
+                    [
+                        n.instrument,
+                        n.program,
+                        n.pitch,
+                        n.velocity,
+                        round(n.start_time, 6),
+                        round(n.end_time, 6),
+                        bool(n.is_drum),
+                    ]
+                    for n in b.notes
+                )
+                for b in back
+            ]
+    np.savez_compressed(os.path.join(out_dir, "converters_multitrack.npz"), **arrays)
+    with open(os.path.join(out_dir, "converters_multitrack.json"), "w") as f:
+        json.dump(meta, f, indent=1, sort_keys=True)
+    print("multitrack converters:", {k: v["count"] for k, v in meta.items() if k != "synthetic"}, file=sys.stderr)
+
+
 def record_converters(out_dir):
     """Magenta's mel_16bar and trio converters on the compat MIDI files and :func:`synthetic_trios`:
     class indices of every tensor (both max_tensors modes) and ``from_tensors`` of the first ones."""
@@ -485,12 +638,15 @@ def record_converters(out_dir):
     )
 
 
+CONVERTER_FIXTURES = ("converters", "groove_converters", "nade_converters", "multitrack_converters")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--only",
         nargs="*",
-        help=f"subset of fixture names ({' '.join(MODELS)} converters groove_converters nade_converters)",
+        help=f"subset of fixtures ({' '.join(MODELS)} {' '.join(CONVERTER_FIXTURES)})",
     )
     args = ap.parse_args()
     os.makedirs(FIXTURES, exist_ok=True)
@@ -500,6 +656,8 @@ def main():
         record_groove_converters(FIXTURES)
     if not args.only or "nade_converters" in args.only:
         record_nade_converters(FIXTURES)
+    if not args.only or "multitrack_converters" in args.only:
+        record_multitrack_converters(FIXTURES)
     for name, (spec, over, ckpt) in MODELS.items():
         if not args.only or name in args.only:
             build_and_record(name, spec, over, ckpt, FIXTURES)

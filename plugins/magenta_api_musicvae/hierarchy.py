@@ -115,7 +115,11 @@ class Encoder:
         self.z_size = self.mu_k.shape[1]
 
     def embed(self, x, lengths=None):
-        """The encoder's output [B, N] for inputs [B, T, input_size] (``lengths`` [B], flat only)."""
+        """The encoder's output [B, N] for inputs [B, T, input_size]. ``lengths``: [B] (flat), or [B,
+        segments] for the hierarchical encoder's first level (magenta's per-segment lengths, as the
+        multitrack tracks have); ``"rows"`` infers them from the rows that are not all zero."""
+        if isinstance(lengths, str):
+            lengths = self._row_lengths(x)
         if not self.hierarchical:
             return self.levels[0].final(x, lengths)
         assert self.level_lengths is not None
@@ -126,11 +130,20 @@ class Encoder:
                 f"a hierarchical encoder of level lengths {self.level_lengths} reads {want} steps, not {steps}"
             )
         splits = steps
-        for level, length in zip(self.levels, self.level_lengths):
+        for i, (level, length) in enumerate(zip(self.levels, self.level_lengths)):
             splits //= length
             segments = x.reshape(batch * splits, length, x.shape[-1])  # segment k of row b is row b*splits+k
-            x = level.final(segments).reshape(batch, splits, level.output_size)
+            seg_lengths = None if i or lengths is None else np.asarray(lengths).reshape(batch * splits)
+            x = level.final(segments, seg_lengths).reshape(batch, splits, level.output_size)
         return x[:, 0]
+
+    def _row_lengths(self, x):
+        """Per-segment lengths (hierarchical) or per-row lengths (flat): up to the last row that is not
+        all zero (padding is zero rows)."""
+        seg = self.level_lengths[0] if self.hierarchical and self.level_lengths else x.shape[1]
+        live = np.abs(x).sum(-1).reshape(x.shape[0], -1, seg) > 0
+        last = np.where(live.any(-1), seg - np.argmax(live[..., ::-1], axis=-1), 0)
+        return last if self.hierarchical else last[:, 0]
 
     def encode(self, x, lengths=None):
         enc = self.embed(np.asarray(x, np.float32), lengths)
@@ -262,7 +275,9 @@ class VAEModel:
         splits: Sequence[int] | None = None,
         autoregressive: Sequence[int] = (),
         fuse_limit: int = FUSE_LIMIT,
+        padded_segments: bool = False,
     ):
+        self.padded_segments = padded_segments  # multitrack: segments end early, padded with zero rows
         conductor = _numbered(variables, r"^decoder/hierarchical_level_(\d+)/")
         self.conductor = [_Conductor(variables, lv) for lv in conductor]
         if self.conductor and (not level_lengths or len(level_lengths) != len(self.conductor) + 1):
@@ -313,6 +328,8 @@ class VAEModel:
     def encode(self, inputs, controls=None, lengths=None):
         """(mu, sigma) for inputs [B, T, input_depth] (and controls [B, T, control_size])."""
         x = np.asarray(inputs, np.float32)
+        if lengths is None and self.padded_segments and x.ndim == 3:
+            lengths = self.encoder._row_lengths(x)  # from the inputs: controls may fill the padding rows
         if controls is not None and self.control_size:
             x = np.concatenate([x, np.asarray(controls, np.float32)], axis=-1)
         if x.ndim != 3 or x.shape[2] != self.encoder.input_size:
@@ -417,6 +434,7 @@ class VAEModel:
         self._check_length(length)
         offsets = np.cumsum([0, *self.splits[:-1]])
         idx = np.stack([y[..., o : o + d].argmax(-1) for o, d in zip(offsets, self.splits)], -1)  # [B, T, S]
+        idx[~(y != 0).any(-1)] = -1  # an all-zero (padding) row feeds zeros, as magenta's shifted inputs do
         _, logits = self._run(z, length, lambda t, lg: idx[:, t], self._controls(controls, z.shape[0], length))
         return logits
 
