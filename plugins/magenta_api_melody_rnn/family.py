@@ -40,7 +40,7 @@ def _magentajs_overrides(js: dict) -> dict:
 
 IMPROV_UNSUPPORTED = (
     "the melody_rnn family does not run it: ImprovRNN improvises a melody over a chord progression, and its "
-    "extra inputs are those chords, which this family has no way to take"
+    "extra inputs are those chords; declare the model with family improv_rnn (the chords field)"
 )
 # ImprovRNN's conditional encodings (magenta's improv_rnn_model.default_configs): melody part, chord part.
 IMPROV_CONFIGS = {
