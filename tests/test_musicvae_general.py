@@ -150,9 +150,7 @@ def test_magentajs_config_json_describes_the_hierarchy():
     ("hparams", "meta", "match"),
     [
         ({"config": "groovae_2bar_humanize"}, {}, "GrooVAE"),
-        ({"config": "hier-multiperf_vel_1bar_med"}, {}, "multitrack"),
         ({}, {"config": {"dataConverter": {"type": "GrooveConverter", "args": {"numSteps": 32}}}}, "GrooVAE"),
-        ({}, {"config": {"dataConverter": {"type": "MultitrackConverter", "args": {}}}}, "multitrack"),
         ({"config": "hierdec-mel_16bar", "segments": 5}, {}, "do not split"),
         ({"config": "hierdec-mel_16bar", "z_size": 99}, {}, "z_size=99"),
         ({"config": "hierdec-mel_16bar", "converter": "drums"}, {}, "input/output depth"),

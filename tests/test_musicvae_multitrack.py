@@ -105,3 +105,68 @@ def test_windows_and_reasons():
     assert len(w) == 3 and w[0].inputs.shape == (512, conv.output_depth) and len(w[0].instruments) == 5
     assert not conv.windows(seqs["synthetic:nine_parts"]) and "2 to 8" in conv.explain(seqs["synthetic:nine_parts"])
     assert "2 to 8 instruments in a bar" in conv.explain(seqs["synthetic:one_part"])
+
+
+def family(name, config):
+    from magenta_api.checkpoint import Checkpoint
+    from magenta_api.family import ModelSpec
+    from magenta_api_musicvae.family import MusicVAEFamily
+
+    spec = ModelSpec(id=name, family="musicvae", hparams={"config": config})
+    return MusicVAEFamily(spec, Checkpoint(load(name)[0], "native", {}, "sha"))
+
+
+def test_multitrack_through_the_family():
+    from musicvae_support import request
+
+    from magenta_api.errors import Unprocessable
+    from magenta_api.music import sequence_to_json
+    from magenta_api.testing import run_family
+
+    fam = family("multiperf", "hier-multiperf_vel_1bar_med")
+    assert fam.converter.kind == "multitrack" and fam.engine.padded_segments
+    (s,) = run_family(fam, request("sample", seed=3, temperature=1.0)).sequences
+    assert s.total_time >= 2.0 and s.notes and {n.instrument for n in s.notes} <= set(range(8))
+    _, ref, _ = load("multiperf")
+    dec = run_family(fam, request("decode", temperature=0, z=ref["z"][:1].tolist())).sequences[0]
+    want = fam.converter.from_classes(ref["greedy"][:1, :, 0])[0]
+    assert [(n.instrument, n.pitch, n.start_time) for n in dec.notes] == [
+        (n.instrument, n.pitch, n.start_time) for n in want.notes
+    ]
+    four = sequence_to_json(sources()["synthetic:four_parts_sustain"])
+    enc = run_family(fam, request("encode", inputs=[four]))
+    x = fam.converter.windows(sources()["synthetic:four_parts_sustain"])[0].inputs
+    np.testing.assert_allclose(enc.extra["mu"], fam.engine.encode(x[None])[0], atol=1e-6)
+    assert enc.extra["inputs_used"][0]["windows"] == 3
+    long = run_family(fam, request("sample", seed=3, bars=4, temperature=0.5))
+    assert long.extra["long_form"]["chunks"] == 4 and 6.0 < long.sequences[0].total_time <= 8.0
+    with pytest.raises(Unprocessable, match="2 to 8"):
+        run_family(fam, request("encode", inputs=[sequence_to_json(sources()["synthetic:one_part"])]))
+
+
+def test_multitrack_chords_follow_the_request():
+    from musicvae_support import request
+
+    from magenta_api.testing import run_family
+
+    fam = family("multiperf_chords", "hier-multiperf_vel_1bar_med_chords")
+    out = run_family(fam, request("sample", seed=1, chords=[{"symbol": "C", "step": 0}, {"symbol": "G", "step": 8}]))
+    (s,) = out.sequences
+    assert [(a.time, a.text) for a in s.text_annotations] == [(0.0, "C"), (1.0, "G")]
+    symbols = fam._multitrack_symbols(
+        request("sample", chords=[{"symbol": "C", "step": 0}, {"symbol": "G", "step": 8}]), 1
+    )
+    assert len(symbols) == 512 and symbols[0] == "N.C." and symbols[1:32] == ["C"] * 31 and symbols[63] == "G"
+    inferred = run_family(fam, request("encode", inputs=[sequence_to_json_of("synthetic:four_parts_sustain")]))
+    given = run_family(
+        fam, request("encode", inputs=[sequence_to_json_of("synthetic:four_parts_sustain")], chords=["Am"])
+    )
+    assert inferred.extra["mu"] != given.extra["mu"]
+    long = run_family(fam, request("sample", seed=1, bars=2, chords=["C", "F"]))
+    assert [a.text for a in long.sequences[0].text_annotations] == ["C", "F"]
+
+
+def sequence_to_json_of(name):
+    from magenta_api.music import sequence_to_json
+
+    return sequence_to_json(sources()[name])

@@ -29,6 +29,7 @@ from .converters import (
 )
 from .engine import MusicVAEEngine
 from .hierarchy import VAEModel, is_general
+from .multitrack import MultitrackConverter
 from .nade_drums import NadeDrumsModel, is_nade
 from .trio import TrioConverter
 
@@ -64,6 +65,12 @@ def _converter(arch, spb):
     lo, hi = arch.get("min_pitch", PIANO_MIN_PITCH), arch.get("max_pitch", PIANO_MAX_PITCH)
     if kind == "trio":
         return TrioConverter(slice_bars=slice_bars, min_pitch=lo, max_pitch=hi, **common)
+    if kind == "multitrack":
+        chords = CHORD_ENCODINGS[arch["chords"]]() if arch.get("chords") else None
+        tracks = int(arch.get("segments") or 8)
+        return MultitrackConverter(
+            max_num_instruments=tracks, max_events_per_instrument=arch["steps"] // tracks, chord_encoding=chords
+        )
     if kind == "drums":
         conv = DrumsConverter(
             slice_bars=slice_bars,
@@ -103,13 +110,14 @@ def build(model_id: str, hparams: dict, checkpoint) -> Built:
         first = "cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel"
         inp = next((v for k, v in variables.items() if k.endswith(first)), None)
         in_depth = (inp.shape[0] - inp.shape[1] // 4) if inp is not None else 0
-        arch["converter"] = "trio" if out_depth == 692 else "drums" if out_depth == 512 else "melody"
+        by_depth = {692: "trio", 512: "drums", 490: "multitrack"}
+        arch["converter"] = by_depth.get(out_depth, "melody")
         if arch["converter"] == "drums" and in_depth == 512:
             arch["roll_input"] = False
     if arch["converter"] == "drums" and "roll_input" not in arch:
         arch["roll_input"] = True
     converter = _converter(arch, spb)
-    needs_general = is_general(variables) or arch["converter"] == "trio" or bool(arch.get("chords"))
+    needs_general = is_general(variables) or arch["converter"] in ("trio", "multitrack") or bool(arch.get("chords"))
     if not needs_general:
         try:
             engine: Any = MusicVAEEngine(variables)
@@ -130,6 +138,7 @@ def build(model_id: str, hparams: dict, checkpoint) -> Built:
             level_lengths=levels,
             splits=getattr(converter, "splits", None),
             autoregressive=range(len(levels) - 1) if levels and arch.get("autoregressive") else (),
+            padded_segments=arch["converter"] == "multitrack",  # tracks end early: lengths from the padding
         )
     _check_depths(model_id, arch, engine, converter)
     chord_encoding = _chords(model_id, arch, engine)

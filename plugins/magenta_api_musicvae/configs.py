@@ -30,8 +30,9 @@ _MEL2 = {**_MEL, "steps": 32, "valid_programs": "melody"}
 _MEL16 = {**_MEL, "steps": 256, "valid_programs": None}
 _DRUMS2 = {"converter": "drums", "steps": 32, "roll_input": True}
 _TRIO16 = {"converter": "trio", "steps": 256, "min_pitch": 21, "max_pitch": 108}
+# 1 bar of up to 8 tracks of 64 performance events: the conductor steps over tracks
+_MULTI = {"converter": "multitrack", "steps": 512, "segments": 8}
 
-_MULTI = "the multitrack converter (MultiInstrumentPerformanceConverter: performance events per track)"
 _GROOVE = "the GrooVAE converter and decoder (declare it with family: groovae)"
 
 MAGENTA_CONFIGS: dict[str, dict[str, Any]] = {
@@ -48,10 +49,10 @@ MAGENTA_CONFIGS: dict[str, dict[str, Any]] = {
     "flat-mel_16bar": _MEL16,
     "hierdec-mel_16bar": {**_MEL16, "segments": 16},
     "hier-mel_16bar": {**_MEL16, "segments": 16},
-    "hier-multiperf_vel_1bar_med": {"unsupported": _MULTI},
-    "hier-multiperf_vel_1bar_big": {"unsupported": _MULTI},
-    "hier-multiperf_vel_1bar_med_chords": {"unsupported": _MULTI},
-    "hier-multiperf_vel_1bar_big_chords": {"unsupported": _MULTI},
+    "hier-multiperf_vel_1bar_med": _MULTI,
+    "hier-multiperf_vel_1bar_big": _MULTI,
+    "hier-multiperf_vel_1bar_med_chords": {**_MULTI, "chords": "triad"},
+    "hier-multiperf_vel_1bar_big_chords": {**_MULTI, "chords": "triad"},
     "groovae_4bar": {"unsupported": _GROOVE},
     "groovae_2bar_humanize": {"unsupported": _GROOVE},
     "groovae_2bar_tap_fixed_velocity": {"unsupported": _GROOVE},
@@ -67,16 +68,13 @@ _JS_CONVERTERS: dict[str, str | None] = {
     "DrumsConverter": "drums",
     "DrumRollConverter": "drums",
     "TrioConverter": "trio",
-    "MultitrackConverter": None,
+    "MultitrackConverter": "multitrack",
     "GrooveConverter": None,
     "MelodyRhythmConverter": None,
     "MelodyShapeConverter": None,
     "TrioRhythmConverter": None,
 }
-_JS_WHY = {
-    "MultitrackConverter": _MULTI,
-    "GrooveConverter": _GROOVE,
-}
+_JS_WHY = {"GrooveConverter": _GROOVE}
 
 
 def from_magentajs(config: dict) -> dict[str, Any]:
@@ -94,6 +92,8 @@ def from_magentajs(config: dict) -> dict[str, Any]:
             out["converter"] = ours
     if "numSteps" in args:
         out["steps"] = int(args["numSteps"])
+    if kind == "MultitrackConverter":  # numSteps is events per track there; numSegments the tracks
+        out["steps"] = int(args.get("numSteps", 64)) * int(args.get("numSegments", 8))
     if args.get("numSegments"):
         out["segments"] = int(args["numSegments"])
     mel = args.get("melArgs") if kind == "TrioConverter" else args

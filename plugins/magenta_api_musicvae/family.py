@@ -247,9 +247,16 @@ class MusicVAEFamily(Family):
         if self._chunks(request) > 1:
             return self.steps
         bars = request.params.get("bars")
-        if bars is not None and request.mode == "sample":
+        if bars is not None and request.mode == "sample" and self.converter.kind != "multitrack":
             return int(bars) * self.converter.steps_per_bar
         return int(request.length or self.steps)
+
+    @property
+    def _chunk_bars(self) -> int:
+        """Bars one decode covers (a multitrack model's steps are events, its window one bar)."""
+        if self.converter.kind == "multitrack":
+            return self.converter.hop_size_bars
+        return max(1, self.steps // self.converter.steps_per_bar)
 
     # -- long-form ------------------------------------------------------------------------------
     def _chunks(self, request) -> int:
@@ -257,6 +264,8 @@ class MusicVAEFamily(Family):
         bars = request.params.get("bars")
         if bars is None or request.mode != "sample":
             return 1
+        if self.converter.kind == "multitrack":
+            return -(-int(bars) // self._chunk_bars)
         return -(-int(bars) * self.converter.steps_per_bar // self.steps)
 
     def _long_z(self, request, chunks):
@@ -279,6 +288,8 @@ class MusicVAEFamily(Family):
         chords), then each output's chunks joined in time."""
         steps = self.steps
         symbols = self._request_chords(request, chunks * steps)
+        if symbols is not None and self.converter.kind == "multitrack":
+            symbols = self._multitrack_symbols(request, chunks)
         if symbols is None:
             classes = self.engine.sample(z, steps, request.temperature, request.rng)
         else:
@@ -287,8 +298,9 @@ class MusicVAEFamily(Family):
         seqs = self._join_long(self._sequences(classes, request.qpm), request, chunks)
         if symbols is not None:
             total = int(request.params["bars"]) * self.converter.steps_per_bar
+            grid = self._bar_symbols(request, total)
             for s in seqs:
-                chords_lib.annotate(s, symbols[:total], self.converter.steps_per_quarter, request.qpm)
+                chords_lib.annotate(s, grid, self.converter.steps_per_quarter, request.qpm)
         info = {
             "chunks": chunks,
             "bars": int(request.params["bars"]),
@@ -298,12 +310,13 @@ class MusicVAEFamily(Family):
 
     def _join_long(self, seqs, request, chunks):
         """One sequence per output from its chunks, each shifted by the chunk's start (bars exactly)."""
-        seconds = self.steps * 60.0 / (request.qpm * self.converter.steps_per_quarter)
+        quarters = self.converter.steps_per_bar / self.converter.steps_per_quarter
+        seconds = self._chunk_bars * quarters * 60.0 / request.qpm
         out = []
         for o in range(request.num_outputs):
             parts = seqs[o * chunks : (o + 1) * chunks]
             joined = sequences_lib.concatenate_sequences(parts, [seconds] * len(parts))
-            total = int(request.params["bars"]) * self.converter.steps_per_bar * seconds / self.steps
+            total = int(request.params["bars"]) * seconds / self._chunk_bars
             keep = [n for n in joined.notes if n.start_time < total - 1e-9]  # bars not a multiple of chunks
             del joined.notes[:]
             joined.notes.extend(keep)
@@ -320,6 +333,10 @@ class MusicVAEFamily(Family):
             return self._decode_long(z, request, chunks, extra)
         length = self._length(request)
         symbols = self._request_chords(request, length)
+        grid = symbols
+        if symbols is not None and self.converter.kind == "multitrack":
+            grid = self._bar_symbols(request, self._chunk_bars * self.converter.steps_per_bar)
+            symbols = self._multitrack_symbols(request, 1)
         # the general engine (hierarchical, trio, chords) reports each bar to streaming clients
         stream = {"on_step": self._bar_reporter(request.qpm)} if self.general and progress.listening() else {}
         if symbols is None:
@@ -328,9 +345,9 @@ class MusicVAEFamily(Family):
             controls = self._chord_controls(symbols)
             classes = self.engine.sample(z, length, request.temperature, request.rng, controls=controls, **stream)
         seqs = self._sequences(classes, request.qpm)
-        if symbols is not None:
+        if grid is not None:
             for s in seqs:
-                chords_lib.annotate(s, symbols, self.converter.steps_per_quarter, request.qpm)
+                chords_lib.annotate(s, grid, self.converter.steps_per_quarter, request.qpm)
         return GenerateResult(seqs, extra or {})
 
     # -- chords ---------------------------------------------------------------------------------
@@ -358,6 +375,27 @@ class MusicVAEFamily(Family):
         progression.check(self.chord_encoding.encode_event, f"{self.spec.id}'s chord encoding")
         spq = self.converter.steps_per_quarter
         return progression.per_step(length, spq, self.converter.steps_per_bar // spq, request.qpm)
+
+    def _bar_symbols(self, request, steps):
+        """The request's chords on the 16th grid for ``steps`` steps (for the output's annotations)."""
+        progression = chords_lib.parse_chords(request.params.get("chords"))
+        spq = self.converter.steps_per_quarter
+        return progression.per_step(steps, spq, self.converter.steps_per_bar // spq, request.qpm)
+
+    def _multitrack_symbols(self, request, chunks):
+        """A multitrack model's controls follow its events, not time: as Magenta.js does, each track gets
+        "no chord" for its program token, then the bar's chords spread evenly over its other 63 event
+        positions; every track of a chunk the same. Chunk k takes the chords of its own bars."""
+        bar_steps = self._chunk_bars * self.converter.steps_per_bar
+        grid = self._bar_symbols(request, chunks * bar_steps)
+        events = self.converter.max_events
+        out = []
+        for k in range(chunks):
+            bar = grid[k * bar_steps : (k + 1) * bar_steps]
+            changes = [s for i, s in enumerate(bar) if i == 0 or s != bar[i - 1]]
+            track = [chords_lib.NO_CHORD] + [changes[i * len(changes) // (events - 1)] for i in range(events - 1)]
+            out += track * self.converter.max_num_instruments
+        return out
 
     def _chord_controls(self, symbols):
         """One-hot control inputs [T, classes] of per-step chord symbols."""
@@ -408,7 +446,10 @@ class MusicVAEFamily(Family):
         if classes.ndim == 3 and classes.shape[2] == 1:
             classes = classes[..., 0]
         seqs = self.converter.from_classes(classes, qpm=qpm)
-        full = classes.shape[1] * 60.0 / (qpm * self.converter.steps_per_quarter)
+        if self.converter.kind == "multitrack":  # one bar per window, whatever its events
+            full = self._chunk_bars * self.converter.steps_per_bar * 60.0 / (qpm * self.converter.steps_per_quarter)
+        else:
+            full = classes.shape[1] * 60.0 / (qpm * self.converter.steps_per_quarter)
         for s in seqs:
             s.total_time = max(s.total_time, full)
         return seqs
@@ -487,7 +528,11 @@ class MusicVAEFamily(Family):
             w = windows[0]
             x, _ = self.converter.encode_window(w)
             xs.append(x)
-            if self.chord_encoding is not None:
+            if self.chord_encoding is not None and self.converter.kind == "multitrack":
+                # the converter's per-event chords (annotations, else inferred), or the request's
+                mt = self._multitrack_symbols(request, 1) if given else None
+                controls.append(self._chord_controls(mt) if mt else w.controls)
+            elif self.chord_encoding is not None:
                 controls.append(self._chord_controls(given or self._input_chords(ns, w, where)))
             used.append({"windows": len(windows), "piece": w.piece, "start_step": w.start_step, **_named(ns, w)})
         if self.chord_encoding is not None:
