@@ -6,7 +6,7 @@ import io
 import numpy as np
 import pretty_midi
 import pytest
-from musicvae_support import load, magentajs_files, melody, tf_tar
+from musicvae_support import load, magentajs_files, melody, seq_json, tf_tar
 from store_helpers import FileServer
 
 import magenta_api_musicvae
@@ -43,6 +43,22 @@ def client(tmp_path_factory):
     }
     for path, data in magentajs_files("mel_chords", chords_cfg).items():
         server.add(f"/js/chords/{path}", data)
+    server.add("/tf/nade-drums_2bar_reduced.tar", tf_tar("nade_reduced", "nade-drums_2bar_reduced"))
+    multi_cfg = {
+        "type": "MusicVAE",
+        "dataConverter": {
+            "type": "MultitrackConverter",
+            "args": {"numSteps": 64, "numSegments": 8, "stepsPerQuarter": 24, "numVelocityBins": 8},
+        },
+    }
+    for path, data in magentajs_files("multiperf", multi_cfg, quantize={"encoder/mu/kernel"}).items():
+        server.add(f"/js/multitrack/{path}", data)
+    groove_cfg = {
+        "type": "MusicVAE",
+        "dataConverter": {"type": "GrooveConverter", "args": {"numSteps": 32, "humanize": True}},
+    }
+    for path, data in magentajs_files("groove_2bar", groove_cfg).items():
+        server.add(f"/js/groove/{path}", data)
 
     def model(url, fmt, hparams, limits=None):
         return {
@@ -63,6 +79,11 @@ def client(tmp_path_factory):
             "trio": model(server.url("/js/trio"), "magentajs", {}),
             "chords": model(server.url("/js/chords"), "magentajs", {"valid_programs": None}),
             "groove": model(server.url("/tf/hierdec-mel_16bar.tar"), "tf-tar", {"config": "groovae_2bar_humanize"}),
+            "nade": model(
+                server.url("/tf/nade-drums_2bar_reduced.tar"), "tf-tar", {"config": "nade-drums_2bar_reduced"}
+            ),
+            "multitrack": model(server.url("/js/multitrack"), "magentajs", {}),
+            "humanize-js": {**model(server.url("/js/groove"), "magentajs", {}), "family": "groovae"},
         },
     )
     yield app.test_client()
@@ -132,3 +153,17 @@ def test_64_bar_long_form_from_the_16_bar_model(client):
     j = gen(client, model="mel16", seed=9, bars=64).get_json()
     assert j["long_form"]["chunks"] == 4 and j["sequences"][0]["totalTime"] == 128
     assert gen(client, model="mel16", seed=9, bars=64).get_json()["sequences"] == j["sequences"]
+
+
+def test_nade_multitrack_and_groovae_from_published_layouts(client):
+    r = gen(client, model="nade", seed=2, num_outputs=2)
+    assert r.status_code == 200, r.get_json()
+    assert all(n.get("isDrum") for s in r.get_json()["sequences"] for n in s["notes"])
+    r = gen(client, model="multitrack", seed=5, temperature=1.0, format="midi")
+    assert r.status_code == 200, r.get_json()
+    pm = pretty_midi.PrettyMIDI(io.BytesIO(r.data))
+    assert pm.instruments and pm.get_end_time() <= 2.5
+    beat = seq_json([(36 if t % 8 == 0 else 42, t, t + 1) for t in range(0, 32, 2)], drums=True)
+    r = gen(client, model="humanize-js", mode="humanize", inputs=[beat], seed=1)
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["inputs_used"][0]["windows"] == 1
