@@ -25,7 +25,13 @@ PHRASE = [
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
     port = free_port()
-    env = {**os.environ, "MODEL_DIR": str(tmp / "m"), "CACHE_DIR": str(tmp / "c"), "MAGENTA_API_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "MODEL_DIR": str(tmp / "m"),
+        "CACHE_DIR": str(tmp / "c"),
+        "MAGENTA_API_OFFLINE": "1",
+        "LOG_LEVEL": "INFO",
+    }
     log = open(tmp / "server.log", "wb")  # noqa: SIM115  (written until the fixture ends)
     proc = subprocess.Popen(
         [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -132,3 +138,26 @@ def test_server_sent_events_over_a_real_connection(server):
     kinds = [ln.split(": ", 1)[1] for ln in lines if ln.startswith("event:")]
     assert kinds[0] == "start" and kinds[-1] == "result"
     assert lines[-1].split(": ", 1)[1].encode() == requests.post(url, json=body, timeout=60).content
+
+
+def test_a_dropped_connection_stops_the_generation_on_the_server(server):
+    port, log = server
+    body = {"model": "embedded-basic_rnn", "seed": 9, "length": 1024, "temperature": 1.0}
+    url = f"http://127.0.0.1:{port}/v1/generate"
+    resp = requests.post(url, json={**body, "stream": True}, stream=True, timeout=60)
+    lines = resp.iter_lines(decode_unicode=True)
+    assert next(lines) == "event: start"
+    while next(lines) != "event: notes":
+        pass
+    request_id = resp.headers["X-Request-ID"]
+    resp.close()  # closes the socket, mid-stream
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        text = log.read_text()
+        if f"[{request_id}] stage=generate stopped: the client went away" in text:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the generation did not stop:\n{log.read_text()[-2000:]}")
+    finished = [ln for ln in text.splitlines() if request_id in ln and "stage=render" in ln]
+    assert finished == []  # stopped before it rendered a result nobody reads

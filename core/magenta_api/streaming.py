@@ -77,6 +77,9 @@ def stream_generate(service, payload) -> Response:
             with progress.cancel_when(stop):
                 rendered = service.generate(payload, "json", listener=listener)
             events.put(("result", rendered))
+        except GenerationCancelled as exc:
+            logger.info("stage=generate stopped: the client went away")
+            events.put(("failed", exc))
         except MagentaApiError as exc:
             events.put(("failed", exc))
         except Exception as exc:  # a bug: logged with its traceback, reported as internal_error
