@@ -170,18 +170,18 @@ class GrooveConverter:
         (step - offset / 2) steps, one step long, on instrument 9."""
         out = []
         step_length = 60.0 / qpm / self.steps_per_quarter
-        for sample in np.asarray(outputs):
+        d = self.num_drums
+        first_pitch = [p[0] for p in self.pitch_classes]
+        for sample in np.asarray(outputs, np.float64):
             ns = note_seq.NoteSequence(ticks_per_quarter=note_seq.STANDARD_PPQ)
             ns.tempos.add(qpm=qpm)
-            for i, row in enumerate(sample):
-                hits, vels, offs = np.split(row, 3)
-                for j in range(len(hits)):
-                    if hits[j] > 0.5:
-                        n = ns.notes.add(instrument=9, is_drum=True, pitch=self.pitch_classes[j][0])
-                        n.velocity = int(np.clip(int(np.round(vels[j] * 127)), 0, 127))
-                        offset = float(np.clip(offs[j] / 2, -0.5, 0.5))
-                        n.start_time = (i - offset) * step_length
-                        n.end_time = n.start_time + step_length
+            steps, drums = np.nonzero(sample[:, :d] > 0.5)  # in (step, drum) order, as magenta loops
+            vels = np.clip(np.round(sample[steps, d + drums] * 127), 0, 127).astype(int)
+            starts = (steps - np.clip(sample[steps, 2 * d + drums] / 2, -0.5, 0.5)) * step_length
+            for j, v, t in zip(drums.tolist(), vels.tolist(), starts.tolist()):
+                ns.notes.add(
+                    instrument=9, is_drum=True, pitch=first_pitch[j], velocity=v, start_time=t, end_time=t + step_length
+                )
             ns.total_time = max([n.end_time for n in ns.notes] + [len(sample) * step_length])
             out.append(ns)
         return out
@@ -226,10 +226,7 @@ class GrooveModel:
                 part += c[:, t] @ self.core.w_ctl
             new, x = [], None
             for k, (lay, (cc, h)) in enumerate(zip(self.core.layers, states)):
-                if k:
-                    part = nn.matmul(x, lay.w_x)
-                    part += lay.bias
-                cc, x = lay.step(part, cc, h)
+                cc, x = lay.step(part, cc, h) if k == 0 else lay.step_xh(x, cc, h)
                 new.append((cc, x))
             states = new
             out = nn.matmul(x, self.core.out_k)
