@@ -112,6 +112,20 @@ def test_a_batch_holds_at_most_max_batch_size_rows():
     assert family.batches == [[0], [1, 2], [3]]
 
 
+def test_requests_arriving_just_after_a_batch_join_those_that_waited_for_it():
+    family = Held()
+    queue = ModelQueue("held", family, ServingConfig(max_batch_size=8, max_wait_ms=300, max_queue=16), None)
+    pool, futures = submit_all(queue, [req("alone", seed=0)])  # taken at once: it batches with nothing
+    time.sleep(0.05)
+    futures.append(pool.submit(queue.submit, req(seed=1)))  # waits while seed 0 runs
+    queued(queue, 1)
+    family.gate.set()
+    futures[0].result(10)  # the client of the first batch comes back at once
+    futures.append(pool.submit(queue.submit, req(seed=2)))
+    assert [f.result(10).extra["seed"] for f in futures] == [0, 1, 2]
+    assert family.batches == [[0], [1, 2]]
+
+
 def test_one_requests_error_does_not_fail_the_others():
     family = Held()
     family.gate.set()

@@ -3,7 +3,8 @@
 Each model has a :class:`ModelQueue` per process: a bounded queue and one thread that runs the model.
 A request waits in the queue; the thread takes the oldest one, and with it every waiting request that
 the family says can share its pass (equal :meth:`~magenta_api.family.Family.batch_key`), up to
-``serving.max_batch_size`` rows (outputs), waiting at most ``serving.max_wait_ms`` for more to arrive.
+``serving.max_batch_size`` rows (outputs), waiting at most ``serving.max_wait_ms`` for more to arrive
+(counted from when the thread is free, so that clients answered by one batch can join the next).
 It runs them with :meth:`~magenta_api.family.Family.generate_batch` and hands each request its own result.
 
 Why a thread per model: a batch of 32 costs little more than one sample of a big model (reading the
@@ -110,6 +111,7 @@ class ModelQueue:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._batch_s = 0.0  # moving average of a batch's time, for Retry-After
+        self._free_at = 0.0  # when the last batch ended
 
     @property
     def depth(self) -> int:
@@ -183,7 +185,9 @@ class ModelQueue:
                     self._cond.wait()
                 first = self._pending[0]
                 if first.key is not None:
-                    until = first.arrived + self.config.max_wait_ms / 1000.0
+                    # from when the thread could start: the clients of the batch just answered come back
+                    # while the next waits, and join it instead of forming a half batch of their own
+                    until = max(first.arrived, self._free_at) + self.config.max_wait_ms / 1000.0
                     while self._rows(first.key) < limit and (left := until - time.monotonic()) > 0:
                         self._cond.wait(left)
                 if self._pending and self._pending[0] is first:  # not given up at its deadline meanwhile
@@ -213,7 +217,8 @@ class ModelQueue:
         for item, result in zip(batch, results):
             item.result = result
             item.done.set()
-        elapsed = time.monotonic() - started
+        self._free_at = time.monotonic()
+        elapsed = self._free_at - started
         self._batch_s = elapsed if not self._batch_s else 0.8 * self._batch_s + 0.2 * elapsed
 
     def _generate(self, batch: list, seconds: float | None, rows: int) -> list:

@@ -83,6 +83,8 @@ def cmd_serve(args, settings: Settings) -> int:
     # magenta_api.gunicorn_conf: preloaded models shared by the workers, BLAS threads sized from workers x
     # threads, metrics summed over the workers, the gthread worker with JSON errors
     os.environ.update(WEB_CONCURRENCY=str(args.workers), THREADS=str(args.threads))
+    if args.no_preload:
+        os.environ["PRELOAD"] = "off"
     argv = [
         sys.executable,
         "-m",
@@ -339,7 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int)
     p.add_argument("--dev", action="store_true", help="Flask's development server, one process")
     p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
-    p.add_argument("--threads", type=int, default=4)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get("THREADS", "16")),
+        help="gthread threads per worker: requests in service at once, which dynamic batching merges (default 16)",
+    )
+    p.add_argument(
+        "--no-preload",
+        action="store_true",
+        help="each worker imports the app and loads models itself (default: the master does, before the fork)",
+    )
     p.add_argument("--timeout", type=int, default=300, help="worker timeout (first loads can be slow)")
     p.set_defaults(func=cmd_serve)
 

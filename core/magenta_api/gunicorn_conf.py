@@ -42,7 +42,7 @@ def _off(name: str) -> bool:
 
 
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("THREADS", "4"))
+threads = int(os.environ.get("THREADS", "16"))
 worker_class = "magenta_api.gunicorn_worker.JsonErrorsWorker"  # gthread; its own 400/414/431 answers in JSON
 preload_app = not _off("PRELOAD")
 wsgi_app = "magenta_api.wsgi:app"
