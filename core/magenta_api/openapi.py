@@ -51,6 +51,7 @@ def openapi_document(app) -> dict:
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                     **{t: {"schema": BINARY} for t in (*AUDIO_TYPES.values(), "image/png")},
                     "image/svg+xml": {"schema": {"type": "string"}},
+                    "text/event-stream": {"schema": {"type": "string"}},  # "stream": true
                 }
             paths.setdefault(path, {})[method.lower()] = op
     generate = {k: v for k, v in schemas.load("generate").items() if not k.startswith("$") or k == "$defs"}
