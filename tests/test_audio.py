@@ -2,8 +2,6 @@
 ``format: wav/flac/ogg`` and ``Accept: audio/*``; seeded audio is cached and byte-identical."""
 
 import io
-import os
-import subprocess
 import sys
 import wave
 import zipfile
@@ -153,16 +151,26 @@ def test_general_midi_programs_and_the_drum_kit_on_channel_10():
         audio.render_audio(NoteSequence(), "wav")
 
 
-def test_without_the_binding_audio_is_a_503_naming_the_install_command(tmp_path):
-    """A real process in which ``import tinysoundfont`` fails (as on a machine without the package)."""
-    code = (
-        "import sys; sys.modules['tinysoundfont'] = None\n"
-        "from magenta_api.cli import main\n"
-        "sys.exit(main(['generate', 'embedded-basic_rnn', '--seed', '1', '-o', sys.argv[1]]))\n"
-    )
-    env = {**os.environ, "MODEL_DIR": str(tmp_path / "m"), "CACHE_DIR": str(tmp_path / "c")}
-    out = tmp_path / "x.wav"
-    proc = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 4, proc.stderr
-    assert "audio_unavailable" in proc.stderr and audio.INSTALL_COMMAND in proc.stderr
-    assert not out.exists()
+def test_without_the_binding_audio_is_a_503_naming_the_install_command(tmp_path, monkeypatch, capsys):
+    """As on a machine without the package: ``import tinysoundfont`` fails (a None entry in sys.modules)."""
+    import logging
+
+    from magenta_api import cli
+
+    monkeypatch.setitem(sys.modules, "tinysoundfont", None)
+    client = make_app(tmp_path / "app", offline=True, plugins=PLUGINS).test_client()
+    resp = client.post("/v1/generate", json={"model": "embedded-basic_rnn", "seed": 1}, headers={"Accept": "audio/wav"})
+    err = resp.get_json()["error"]
+    assert resp.status_code == 503 and err["code"] == "audio_unavailable"
+    assert audio.INSTALL_COMMAND in err["message"] and err["details"]["fix"] == audio.INSTALL_COMMAND
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "m"))
+    monkeypatch.setenv("CACHE_DIR", str(tmp_path / "c"))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # cli.main configures logging as the command does
+    try:
+        code = cli.main(["generate", "embedded-basic_rnn", "--seed", "1", "-o", str(tmp_path / "x.wav")])
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert code == 4 and f"fix: {audio.INSTALL_COMMAND}" in capsys.readouterr().err
+    assert not (tmp_path / "x.wav").exists()

@@ -41,8 +41,29 @@ CHROMIUM_FLAGS = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    yield from serve(tmp_path_factory.mktemp("studio-server"), {})
+def keyed(tmp_path_factory):
+    """The server with API keys on (API_KEYS_FILE) and one key: the page must work either way, and the
+    case with keys covers the case without (the page and its assets need none)."""
+    from magenta_api.auth import KeyStore
+
+    tmp = tmp_path_factory.mktemp("studio-server")
+    keys = tmp / "keys.json"
+    key = KeyStore(keys).add("studio")
+    for base in serve(tmp, {"API_KEYS_FILE": str(keys)}):
+        yield base, key
+
+
+@pytest.fixture(scope="module")
+def server(keyed):
+    return keyed[0]
+
+
+@pytest.fixture(scope="module")
+def api(keyed):
+    """requests with the key: what the test compares the page with."""
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {keyed[1]}"
+    return session
 
 
 def serve(tmp, extra_env):
@@ -139,11 +160,29 @@ def downloaded(folder, suffix, seconds=20):
     raise AssertionError(f"no {suffix} in {sorted(p.name for p in folder.iterdir())}")
 
 
-def test_the_studio_in_a_real_browser(server, browser, downloads, shots, tmp_path):
+def test_the_page_asks_for_a_key_and_remembers_it(keyed, browser):
+    base, key = keyed
+    d = browser
+    d.get(f"{base}/")  # the page and its assets need no key; the API calls do
+    d.execute_script("localStorage.clear()")
+    d.get(f"{base}/")
+    error = wait(d, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error").text)
+    assert error.startswith("401 ") and "API key" in error
+    d.find_element(By.ID, "api-key").send_keys(key)
+    d.execute_script("document.getElementById('api-key').dispatchEvent(new Event('change'))")
+    d.get(f"{base}/")  # the key is remembered in localStorage
+    wait(d, lambda d: len(Select(d.find_element(By.ID, "model")).options) > 0)
+    assert not d.find_element(By.ID, "error").is_displayed()
+
+
+def test_the_studio_in_a_real_browser(keyed, server, api, browser, downloads, shots, tmp_path):
     d = browser
     d.get(f"{server}/")
+    d.execute_script("localStorage.setItem('magenta-api-key', arguments[0])", keyed[1])  # as typed in the field
+    d.get_log("browser")  # what came before (the 401s of the page without its key)
+    d.get(f"{server}/")
     wait(d, lambda d: len(Select(d.find_element(By.ID, "model")).options) > 0)
-    models = requests.get(f"{server}/v1/models", timeout=10).json()
+    models = api.get(f"{server}/v1/models", timeout=10).json()
     picker = Select(d.find_element(By.ID, "model"))
     assert [o.get_attribute("value") for o in picker.options] == [m["id"] for m in models["models"]]
     assert picker.first_selected_option.get_attribute("value") == models["default_model"] == "embedded-mel_2bar"
@@ -157,7 +196,7 @@ def test_the_studio_in_a_real_browser(server, browser, downloads, shots, tmp_pat
     field(d, "seed").send_keys("11")
     d.find_element(By.ID, "generate").click()
     info = result_text(d)
-    expected = requests.post(
+    expected = api.post(
         f"{server}/v1/generate", json={"model": "embedded-mel_2bar", "mode": "sample", "seed": 11}, timeout=30
     ).json()
     pitches = [n["pitch"] for n in expected["sequences"][0]["notes"]]
@@ -172,7 +211,7 @@ def test_the_studio_in_a_real_browser(server, browser, downloads, shots, tmp_pat
     args = shlex.split(curl)
     assert args[:3] == ["curl", "-sS", f"{server}/v1/generate"]
     body = json.loads(args[args.index("-d") + 1])
-    assert requests.post(f"{server}/v1/generate", json=body, timeout=30).json()["sequences"] == expected["sequences"]
+    assert api.post(f"{server}/v1/generate", json=body, timeout=30).json()["sequences"] == expected["sequences"]
     d.find_element(By.ID, "copy-curl").click()
     wait(d, lambda d: d.find_element(By.ID, "copy-curl").text != "Copy curl command")
 
@@ -207,7 +246,7 @@ def test_the_studio_in_a_real_browser(server, browser, downloads, shots, tmp_pat
 
     # interpolate between two uploaded MIDI files
     for slot, s in (("a", 21), ("b", 22)):
-        midi = requests.post(
+        midi = api.post(
             f"{server}/v1/generate", json={"model": "embedded-mel_2bar", "seed": s, "format": "midi"}, timeout=30
         ).content
         path = tmp_path / f"upload-{slot}.mid"
@@ -217,7 +256,7 @@ def test_the_studio_in_a_real_browser(server, browser, downloads, shots, tmp_pat
     d.find_element(By.ID, "interpolate-go").click()
     wait(d, lambda d: d.execute_script("return window.studio.body.inputs[0].length > 0 && "
                                        "typeof window.studio.body.inputs[0] === 'string'"))  # fmt: skip
-    uploaded = requests.post(
+    uploaded = api.post(
         f"{server}/v1/generate",
         json={
             "model": "embedded-mel_2bar",
@@ -256,9 +295,10 @@ def test_the_studio_in_a_real_browser(server, browser, downloads, shots, tmp_pat
     temperature.send_keys("1000")
     d.find_element(By.ID, "generate").click()
     error = wait(d, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error").text)
-    api = requests.post(f"{server}/v1/generate", json={"model": "embedded-mel_2bar", "temperature": 1000}, timeout=30)
+    api = api.post(f"{server}/v1/generate", json={"model": "embedded-mel_2bar", "temperature": 1000}, timeout=30)
     assert error == f"400 {api.json()['error']['code']}: {api.json()['error']['message']}"
     d.save_screenshot(str(shots / "studio-error.png"))
+    assert "Authorization: Bearer $MAGENTA_API_KEY" in curl
     logged = severe(d)  # only the refused request itself, as the network log reports it
     assert len(logged) == 1 and "status of 400" in logged[0]["message"] and logged[0]["source"] == "network"
     assert all((shots / n).stat().st_size > 10_000 for n in ("studio.png", "studio-interpolate.png"))
@@ -270,28 +310,3 @@ def test_every_asset_is_served_by_the_service(server):
     assert "http://" not in page.text.replace(server, "") and "https://" not in page.text  # no CDN
     for asset in ("vendor/Tone.js", "vendor/core.js", "vendor/midi-player.min.js", "studio/studio.js"):
         assert requests.get(f"{server}/static/{asset}", timeout=10).ok, asset
-
-
-def test_the_page_works_with_api_keys(tmp_path, browser):
-    keys = tmp_path / "keys.json"
-    env = {**os.environ, "API_KEYS_FILE": str(keys)}
-    add = subprocess.run([str(BIN / "magenta-api"), "keys", "add", "studio"], env=env, capture_output=True, text=True)
-    assert add.returncode == 0, add.stderr
-    key = add.stdout.strip()
-    servers = serve(tmp_path, {"API_KEYS_FILE": str(keys)})
-    base = next(servers)
-    try:
-        d = browser
-        d.get(f"{base}/")  # the page and its assets need no key; the API calls do
-        error = wait(d, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error").text)
-        assert error.startswith("401 ") and "API key" in error
-        d.find_element(By.ID, "api-key").send_keys(key)
-        d.execute_script("document.getElementById('api-key').dispatchEvent(new Event('change'))")
-        d.get(f"{base}/")  # the key is remembered in localStorage
-        wait(d, lambda d: len(Select(d.find_element(By.ID, "model")).options) > 0)
-        d.find_element(By.ID, "generate").click()
-        assert "embedded-mel_2bar sample" in result_text(d)
-        assert d.find_element(By.ID, "curl").text.count("Authorization: Bearer $MAGENTA_API_KEY") == 1
-        d.execute_script("localStorage.clear()")
-    finally:
-        servers.close()
