@@ -154,10 +154,13 @@ def test_beam_search_is_seeded(client):
         ("perf", {"primer": _midi("example_complex.mid")}, "/primer", "invalid_primer"),
         ("perf", {"mode": "sample", "primer": [["note_on", 60]]}, "/primer", "invalid_primer"),
         ("perf", {"beam_size": 16, "branch_factor": 8}, "/beam_size", "over_limit"),
+        ("perf", {"seconds": 61, "length": None}, "/seconds", "over_limit"),
+        ("density", {"notes_per_second": 1e308}, "/notes_per_second", "invalid_control"),
     ],
 )
 def test_unusable_requests_are_422_naming_the_field(client, model, payload, field, code):
-    r = gen(client, model=model, length=payload.pop("length", 300), **payload)
+    length = payload.pop("length", 300)
+    r = gen(client, model=model, **({"length": length} if length else {}), **payload)
     assert r.status_code == 422, r.get_json()
     err = r.get_json()["error"]
     assert err["code"] == code and err["details"]["field"] == field and err["message"]

@@ -66,3 +66,11 @@ def test_generation_stops_at_length_even_when_the_rnn_runs_past_it():
     out = run_family(fam, request(primer=[["note_on", 60], ["time_shift", 20]], length=100, seed=3))
     assert out.extra["end_step"] == 100
     assert out.sequences[0].total_time == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("primer", [[], [["note_on"]], [["chord", 60]], [["note_on", 60.5]], ["note_on"]])
+def test_malformed_event_list_primers_are_422(primer):
+    fam = family("performance_with_dynamics")
+    with pytest.raises(Unprocessable) as err:
+        run_family(fam, request(primer=primer, length=300))
+    assert err.value.details["field"] == "/primer" and err.value.code == "invalid_primer"

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BEAM_ROWS = 64
 MAX_SCHEDULE = 64  # values of one control spread over the performance
+MAX_DENSITY = 1000.0  # notes per second; the density bins end at 64, and it sizes the RNN-steps estimate
 CONTROL_FIELDS = (DENSITY, PITCH, "disable_conditioning")
 
 _BEAM_SCHEMA = {
@@ -63,9 +64,11 @@ def _check_density(value) -> list:
     if not values or len(values) > MAX_SCHEDULE:
         raise _bad_control(DENSITY, f"notes_per_second takes a number or a list of 1..{MAX_SCHEDULE} numbers")
     for i, v in enumerate(values):
-        if not _number(v) or v < 0:
+        if not _number(v) or not 0 <= v <= MAX_DENSITY:
             at = f" (item {i})" if isinstance(value, list) else ""
-            raise _bad_control(DENSITY, f"notes_per_second{at} is {v!r}: expected a number of notes per second >= 0")
+            raise _bad_control(
+                DENSITY, f"notes_per_second{at} is {v!r}: expected a number of notes per second, 0..{MAX_DENSITY:g}"
+            )
     return [float(v) for v in values]
 
 
@@ -187,6 +190,14 @@ class PerformanceRnnFamily(Family):
             )
         if "seconds" in p and "length" in request.explicit:
             raise InvalidRequest("give length (10 ms steps) or seconds, not both", {"field": "/seconds"})
+        limit = (spec.limits or {}).get("length")
+        if "seconds" in p and limit and round(float(p["seconds"]) * STEPS_PER_SECOND) > limit:
+            raise Unprocessable(
+                f"seconds {p['seconds']:g} is {round(float(p['seconds']) * STEPS_PER_SECOND)} steps of 10 ms; this "
+                f"model's limit is {limit} steps ({limit / STEPS_PER_SECOND:g} s)",
+                {"field": "/seconds", "limit": limit},
+                code="over_limit",
+            )
         beam_size, branch_factor, _ = cls._beam_params(request)
         rows = request.num_outputs * beam_size * branch_factor
         if rows > MAX_BEAM_ROWS:
