@@ -136,3 +136,24 @@ def test_hierarchical_musicvae_reports_bar_by_bar():
         assert streamed == final and len(final) > 16  # every note once, in its bar, in order
     plain = run_family(mel16, request("sample", num_outputs=2, seed=5))  # nobody listening: the same music
     assert [s.SerializeToString() for s in plain.sequences] == [s.SerializeToString() for s in result.sequences]
+
+
+@pytest.mark.parametrize("bars", [None, 7])
+def test_flat_and_long_form_musicvae_report_bar_by_bar(tmp_path, bars):
+    import magenta_api_embedded as emb
+    import magenta_api_melody_rnn
+    import magenta_api_musicvae
+
+    plugins = [magenta_api_musicvae, magenta_api_melody_rnn, emb]
+    client = make_app(tmp_path, offline=True, plugins=plugins).test_client()
+    body = {"model": "embedded-mel_2bar", "seed": 6, "num_outputs": 2, **({"bars": bars} if bars else {})}
+    got = list(events(client.post("/v1/generate", json={**body, "stream": True}, buffered=False)))
+    plain = json.loads(client.post("/v1/generate", json=body).data)
+    assert json.loads(got[-1][1]) == plain
+    reported = [json.loads(d) for k, d in got if k == "bar"]
+    assert sorted((b["output"], b["bar"]) for b in reported) == [(o, b) for o in range(2) for b in range(bars or 2)]
+    for output, sequence in enumerate(plain["sequences"]):
+        mine = sorted((b for b in reported if b["output"] == output), key=lambda b: b["bar"])
+        streamed = [(n["pitch"], round(n.get("startTime", 0.0), 6)) for b in mine for n in b["notes"]]
+        final = [(n["pitch"], round(n.get("startTime", 0.0), 6)) for n in sequence["notes"]]
+        assert streamed == final and final  # every note once, in its bar, at its place in the piece

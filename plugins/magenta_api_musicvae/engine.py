@@ -208,10 +208,12 @@ class MusicVAEEngine:
         rng: np.random.Generator | None = None,
         return_logits: bool = False,
         path: str | None = None,
+        on_step=None,
     ):
         """Free-running decode of ``length`` steps from ``z`` [B, z_size]; each step samples from
         softmax(logits / temperature) (argmax when ``temperature`` is 0) and feeds the one-hot back.
-        Returns class indices [B, length] (and the logits if asked)."""
+        Returns class indices [B, length] (and the logits if asked). ``on_step(done, classes)`` hears
+        each decided step (streaming clients: bar by bar)."""
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.z_size:
             raise ValueError(f"expected z [batch, {self.z_size}], got {z.shape}")
@@ -225,7 +227,7 @@ class MusicVAEEngine:
         noise = _gumbel(rng, (length, batch, self.output_depth)) if temperature else None
         scale = np.float32(1.0 / temperature) if temperature and not return_logits else None
         if path == "row":
-            return self._sample_row(z, length, noise, scale)
+            return self._sample_row(z, length, noise, scale, on_step)
         step = self._stepper(path, z, scale)
         classes = np.empty((batch, length), np.int64)
         all_logits = np.empty((batch, length if return_logits else 0, self.output_depth), np.float32)
@@ -241,6 +243,8 @@ class MusicVAEEngine:
                 logits += noise[t]
             prev = logits.argmax(axis=-1)
             classes[:, t] = prev
+            if on_step is not None:
+                on_step(t + 1, classes)
         return (classes, all_logits) if return_logits else classes
 
     def _decoder_path(self, path, batch, logits):
@@ -263,7 +267,7 @@ class MusicVAEEngine:
         first = self.layers[0]
         return z @ first.w_x[self.output_depth :] + first.bias, [(s.c, s.h) for s in self.initial_state(z)]
 
-    def _sample_row(self, z, length, noise, scale):
+    def _sample_row(self, z, length, noise, scale, on_step=None):
         """Sampling for a single z on :class:`~magenta_api.nn.RowLSTM` layers stepped in place (at this
         size a step is bound by reading the weights and by per-call overhead, not arithmetic)."""
         const0, states = self._start(z)
@@ -290,6 +294,8 @@ class MusicVAEEngine:
             prev = int(logits.argmax())
             classes[0, t] = prev
             row = table[prev]
+            if on_step is not None:
+                on_step(t + 1, classes)
         return classes
 
     def _feature_major(self):

@@ -17,6 +17,7 @@ for every decoding mode; encoding reads them from the request, else the input's 
 else chords inferred from its notes (as magenta's converter does).
 """
 
+import inspect
 import logging
 
 import numpy as np
@@ -290,11 +291,12 @@ class MusicVAEFamily(Family):
         symbols = self._request_chords(request, chunks * steps)
         if symbols is not None and self.converter.kind == "multitrack":
             symbols = self._multitrack_symbols(request, chunks)
+        stream = self._streaming(request.qpm, chunks, request)
         if symbols is None:
-            classes = self.engine.sample(z, steps, request.temperature, request.rng)
+            classes = self.engine.sample(z, steps, request.temperature, request.rng, **stream)
         else:
             controls = np.tile(self._chord_controls(symbols).reshape(chunks, steps, -1), (request.num_outputs, 1, 1))
-            classes = self.engine.sample(z, steps, request.temperature, request.rng, controls=controls)
+            classes = self.engine.sample(z, steps, request.temperature, request.rng, controls=controls, **stream)
         seqs = self._join_long(self._sequences(classes, request.qpm), request, chunks)
         if symbols is not None:
             total = int(request.params["bars"]) * self.converter.steps_per_bar
@@ -337,8 +339,7 @@ class MusicVAEFamily(Family):
         if symbols is not None and self.converter.kind == "multitrack":
             grid = self._bar_symbols(request, self._chunk_bars * self.converter.steps_per_bar)
             symbols = self._multitrack_symbols(request, 1)
-        # the general engine (hierarchical, trio, chords) reports each bar to streaming clients
-        stream = {"on_step": self._bar_reporter(request.qpm)} if self.general and progress.listening() else {}
+        stream = self._streaming(request.qpm)  # bar by bar to streaming clients
         if symbols is None:
             classes = self.engine.sample(z, length, request.temperature, request.rng, **stream)
         else:
@@ -426,19 +427,42 @@ class MusicVAEFamily(Family):
         progression.check(self.chord_encoding.encode_event, f"{self.spec.id}'s chord encoding")
         return progression.per_step(self.steps, start_step=window.start_step)
 
-    def _bar_reporter(self, qpm):
-        """An ``on_step`` for the general engine: once a bar is decoded, the notes that start in it (as
-        decoded so far: a note held into the next bar ends at the bar line here) go to :mod:`progress`."""
+    def _streaming(self, qpm, chunks: int = 1, request=None) -> dict:
+        """``{"on_step": reporter}`` for the engine's sample when a streaming client listens and the engine
+        reports steps (the flat and general decoders; not GrooVAE's or the NADE drums'), else ``{}``."""
+        if not progress.listening() or "on_step" not in inspect.signature(self.engine.sample).parameters:
+            return {}
+        return {"on_step": self._bar_reporter(qpm, chunks, request)}
+
+    def _bar_reporter(self, qpm, chunks: int = 1, request=None):
+        """An ``on_step`` for the engines: once a bar is decoded, the notes that start in it (as decoded
+        so far: a note held into the next bar ends at the bar line here) go to :mod:`progress`. Long-form
+        (``chunks`` > 1) decodes every chunk at once, so bar b of each chunk is done at the same step;
+        its notes are shifted to the chunk's place in the piece, and bars past ``bars`` are left out."""
         steps_per_bar = self.converter.steps_per_bar
         step_s = 60.0 / (qpm * self.converter.steps_per_quarter)
+        bars_per_chunk = self.steps // steps_per_bar if chunks > 1 else 0
+        total_bars = int(request.params["bars"]) if chunks > 1 else 0
 
         def on_step(done: int, classes) -> None:
             if done % steps_per_bar:
                 return
             bar = done // steps_per_bar - 1
             start, end = bar * steps_per_bar * step_s, done * step_s
-            for output, seq in enumerate(self._sequences(classes[:, :done], qpm)):
-                progress.bar(output, bar, [n for n in seq.notes if start - 1e-9 <= n.start_time < end - 1e-9])
+            for row, seq in enumerate(self._sequences(classes[:, :done], qpm)):
+                notes = [n for n in seq.notes if start - 1e-9 <= n.start_time < end - 1e-9]
+                if chunks == 1:
+                    progress.bar(row, bar, notes)
+                    continue
+                output, chunk = divmod(row, chunks)
+                piece_bar = chunk * bars_per_chunk + bar
+                if piece_bar >= total_bars:
+                    continue
+                shift = chunk * self.steps * step_s
+                for n in notes:
+                    n.start_time += shift
+                    n.end_time += shift
+                progress.bar(output, piece_bar, notes)
 
         return on_step
 
