@@ -69,6 +69,7 @@ bench: $(STAMP) $(REF_VENV)/.installed  ## run benchmarks side by side with Mage
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_musicvae.py --threads $(THREADS)
 	$(BIN)/python bench/bench_melody_rnn.py --threads $(THREADS)
+	$(BIN)/python bench/bench_events_rnn.py --threads $(THREADS)
 	PYTHONPATH=core $(BIN)/python bench/bench_serving.py
 
 # The studio page's browser packages (tone, @magenta/music, html-midi-player), from the lock file.
