@@ -124,7 +124,7 @@ class PolyphonicSequence:
             starts[note.quantized_start_step].append(note.pitch)
             ends[note.quantized_end_step].append(note.pitch)
         events = [PolyphonicEvent(START)]
-        active: list = []
+        active = []
         for step in range(start_step, q.total_quantized_steps):
             step_events = []
             for pitch in ends[step]:
@@ -149,8 +149,8 @@ class PolyphonicSequence:
             sequence.tempos.add().qpm = qpm
             sequence.ticks_per_quarter = constants.STANDARD_PPQ
         step = 0
-        pitch_start_steps: list = []
-        pitches_to_end: list = []
+        pitch_start_steps = []
+        pitches_to_end = []
         for i, event in enumerate(self.events):
             kind = event.event_type
             if kind == START or (kind == END and i < len(self.events) - 1):
