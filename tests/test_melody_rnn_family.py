@@ -340,3 +340,11 @@ def test_a_primer_sequence_without_notes_or_length_is_422():
     with pytest.raises(Unprocessable, match="length is 1") as err:
         run_family(family("basic_rnn"), request(silence, length=1))
     assert err.value.code == "primer_too_long" and err.value.details["start_step"] == 17
+
+
+def test_a_primer_event_of_probability_zero_scores_null_not_infinity():
+    """float32 softmax underflows to 0 for a far-off logit: Magenta's score is -inf, which JSON cannot hold."""
+    w = {k: v.copy() for k, v in weights("basic_rnn").items()}
+    w["fully_connected/biases"][2 + 62 - 48] = -1e4  # melody class of pitch 62
+    out = run_family(family("basic_rnn", variables=w), request(primer=[60, 62], length=8, seed=1))
+    assert out.extra["log_likelihood"] == [None]

@@ -20,6 +20,7 @@ log-likelihood is added with the next draw's, as magenta scores them (in the nex
 injected after the final draw stay in the sequence unscored).
 """
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,12 @@ def scatter_state(state: tuple, rows, part: tuple) -> tuple:
 class Generated:
     events: list  # the full event list, primer included
     score: float  # log-likelihood (primer included) under the temperature softmax
+
+
+def json_score(score: float) -> float | None:
+    """A score for a JSON answer: ``None`` for -inf (an event whose float32 probability is 0, as in
+    Magenta's own score), since JSON has no infinities."""
+    return score if math.isfinite(score) else None
 
 
 def tempered_softmax(logits, temperature):
@@ -89,10 +96,11 @@ def primer_loglik(logits, labels, temperature) -> np.float32:
     """Log-likelihood of the primer's events 1..n-1 (magenta scores them in the first step)."""
     if not len(labels):
         return np.float32(0.0)
-    if temperature:
-        logp = np.log(tempered_softmax(logits[: len(labels)], temperature))
-    else:
-        logp = log_softmax(np.asarray(logits[: len(labels)], np.float32))
+    with np.errstate(divide="ignore"):  # a probability of 0 scores -inf, as in Magenta
+        if temperature:
+            logp = np.log(tempered_softmax(logits[: len(labels)], temperature))
+        else:
+            logp = log_softmax(np.asarray(logits[: len(labels)], np.float32))
     return np.float32(logp[np.arange(len(labels)), labels].sum())
 
 

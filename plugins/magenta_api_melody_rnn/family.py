@@ -284,7 +284,7 @@ class MelodyRnnFamily(Family):
             event_lists.append([sorted(int(p) for p in e) for e in out] if cfg.drums else [int(e) for e in out])
         extra = {
             "events": event_lists,
-            "log_likelihood": [r.score for r in results],
+            "log_likelihood": [beam.json_score(r.score) for r in results],
             "primer_steps": primer.steps_before(start, track),
             "start_step": start,
             "events_start_step": track.start_step,

@@ -296,7 +296,7 @@ class ImprovRnnFamily(Family):
         extra = {
             "events": events,
             "chords": symbols,
-            "log_likelihood": [r.score for r in results],
+            "log_likelihood": [beam.json_score(r.score) for r in results],
             "start_step": start,
             "events_start_step": track.start_step,
         }

@@ -280,7 +280,7 @@ class PerformanceRnnFamily(Family):
             scores.append(r.score)
         extra = {
             "events": event_lists,
-            "log_likelihood": scores,
+            "log_likelihood": [beam.json_score(s) for s in scores],
             "rnn_steps": rnn_steps,
             "start_step": primer.start_step,
             "end_step": perf.start_step + primer.total_steps,

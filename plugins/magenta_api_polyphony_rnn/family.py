@@ -222,7 +222,7 @@ class PolyphonyRnnFamily(Family):
             event_lists.append(events_json(out))
         extra = {
             "events": event_lists,
-            "log_likelihood": scores,
+            "log_likelihood": [beam.json_score(s) for s in scores],
             "rnn_steps": rnn_steps,
             "start_step": start,
             "events_start_step": outputs[0].start_step,
