@@ -42,8 +42,20 @@ class InjectingEncoder(InputEncoder):
     def __init__(self, melody: PolyphonicSequence | None, start_step: int):
         super().__init__(make_encoder())
         self.melody, self.start_step = melody, start_step
+        self._steps: dict = {}  # id(event list) -> (the list, events counted, STEP_ENDs among them)
         # the beam search's hook; None: nothing is injected
         self.inject: Callable[[list], list] | None = self._inject if melody is not None else None
+
+    def _step_count(self, events) -> int:
+        """STEP_ENDs in ``events``, counting only what was appended since the last call on the same list
+        (the cache holds the list, so its id cannot be reused while cached)."""
+        cached = self._steps.get(id(events))
+        start, count = (cached[1], cached[2]) if cached is not None and cached[0] is events else (0, 0)
+        if start > len(events):
+            start, count = 0, 0
+        count += sum(1 for e in events[start:] if e.event_type == STEP_END)
+        self._steps[id(events)] = (events, len(events), count)
+        return count
 
     def _inject(self, events) -> list:
         """The primer's events of the step ``events`` has just reached (after a STEP_END, or right after
@@ -51,7 +63,7 @@ class InjectingEncoder(InputEncoder):
         last = events[-1].event_type
         if not (last == STEP_END or (last == START and len(events) == 1)):
             return []
-        steps = sum(1 for e in events if e.event_type == STEP_END)
+        steps = self._step_count(events)
         count = self.start_step
         assert self.melody is not None
         melody = self.melody.events
