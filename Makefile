@@ -68,6 +68,7 @@ THREADS ?= 1
 bench: $(STAMP) $(REF_VENV)/.installed  ## run benchmarks side by side with Magenta (THREADS=0: library defaults)
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_musicvae.py --threads $(THREADS)
+	$(BIN)/python bench/bench_musicvae_general.py --threads $(THREADS)
 	$(BIN)/python bench/bench_melody_rnn.py --threads $(THREADS)
 	$(BIN)/python bench/bench_events_rnn.py --threads $(THREADS)
 	PYTHONPATH=core $(BIN)/python bench/bench_serving.py
