@@ -7,6 +7,11 @@ from . import __version__, schemas
 from .render import AUDIO_TYPES
 
 BINARY = {"type": "string", "format": "binary"}
+SSE_EVENT = {  # one Server-Sent Event of a streamed generation (start, notes, bar, result, error)
+    "type": "object",
+    "properties": {"event": {"enum": ["start", "notes", "bar", "result", "error"]}, "data": {"type": "string"}},
+    "required": ["event", "data"],
+}
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -51,7 +56,7 @@ def openapi_document(app) -> dict:
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                     **{t: {"schema": BINARY} for t in (*AUDIO_TYPES.values(), "image/png")},
                     "image/svg+xml": {"schema": {"type": "string"}},
-                    "text/event-stream": {"schema": {"type": "string"}},  # "stream": true
+                    "text/event-stream": {"schema": SSE_EVENT},  # "stream": true: the schema of each event
                 }
             paths.setdefault(path, {})[method.lower()] = op
     generate = {k: v for k, v in schemas.load("generate").items() if not k.startswith("$") or k == "$defs"}
