@@ -272,7 +272,8 @@ print(json.dumps({"sha": ck.sha256, "answers": sorted(set(answers))}))
 @pytest.mark.slow
 def test_processes_share_one_background_download(tmp_path, http_server):
     data = v2_tar(padding=200_000)
-    http_server.chunk, http_server.delay = 4096, 0.01
+    # About 2.5 s of download, so that the processes (started together) ask while it runs.
+    http_server.chunk, http_server.delay = 4096, 0.05
     ckpt = {"url": http_server.add("/tiny.tar", data), "format": "tf-tar"}
     env = {**store_helpers.os.environ, "PYTHONPATH": str(store_helpers.TESTS.parent / "core")}
     procs = [
@@ -289,7 +290,9 @@ def test_processes_share_one_background_download(tmp_path, http_server):
     assert [p.returncode for p in procs] == [0] * 4, [e for _, e in outs]
     results = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]
     assert {r["sha"] for r in results} == {sha(data)}
-    assert all(r["answers"] == ["downloading"] for r in results)
+    # A process that started late on a loaded machine may find the copy ready; none saw another answer.
+    assert all(set(r["answers"]) <= {"downloading"} for r in results)
+    assert sum(r["answers"] == ["downloading"] for r in results) >= 2
     assert http_server.count("/tiny.tar") == 1
 
 
