@@ -4,7 +4,7 @@ Each model has a :class:`ModelQueue` per process: a bounded queue and one thread
 A request waits in the queue; the thread takes the oldest one, and with it every waiting request that
 the family says can share its pass (equal :meth:`~magenta_api.family.Family.batch_key`), up to
 ``serving.max_batch_size`` rows (outputs), waiting at most ``serving.max_wait_ms`` for more to arrive
-(counted from when the thread is free, so that clients answered by one batch can join the next).
+(and, after a batch, up to 5% of that batch's time, so that the clients it answered can join the next).
 It runs them with :meth:`~magenta_api.family.Family.generate_batch` and hands each request its own result.
 
 Why a thread per model: a batch of 32 costs little more than one sample of a big model (reading the
@@ -42,6 +42,8 @@ from .family import Family, GenerateRequest, GenerateResult, ModelSpec
 from .logs import request_id_var, stage
 
 logger = logging.getLogger(__name__)
+
+REGROUP_FRACTION = 0.05  # after a batch, wait up to this share of its time for its clients' next requests
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class ModelQueue:
         self._thread: threading.Thread | None = None
         self._batch_s = 0.0  # moving average of a batch's time, for Retry-After
         self._free_at = 0.0  # when the last batch ended
+        self._last_s = 0.0  # how long it ran
 
     @property
     def depth(self) -> int:
@@ -185,9 +188,12 @@ class ModelQueue:
                     self._cond.wait()
                 first = self._pending[0]
                 if first.key is not None:
-                    # from when the thread could start: the clients of the batch just answered come back
-                    # while the next waits, and join it instead of forming a half batch of their own
-                    until = max(first.arrived, self._free_at) + self.config.max_wait_ms / 1000.0
+                    # also from when the thread could start: the clients of the batch just answered come back
+                    # while the next waits, and join it instead of forming a half batch of their own (a
+                    # window that grows with the batch's time: their answers and new requests take a while)
+                    wait = self.config.max_wait_ms / 1000.0
+                    regroup = max(wait, REGROUP_FRACTION * self._last_s)
+                    until = max(first.arrived + wait, self._free_at + regroup)
                     while self._rows(first.key) < limit and (left := until - time.monotonic()) > 0:
                         self._cond.wait(left)
                 if self._pending and self._pending[0] is first:  # not given up at its deadline meanwhile
@@ -218,7 +224,7 @@ class ModelQueue:
             item.result = result
             item.done.set()
         self._free_at = time.monotonic()
-        elapsed = self._free_at - started
+        elapsed = self._last_s = self._free_at - started
         self._batch_s = elapsed if not self._batch_s else 0.8 * self._batch_s + 0.2 * elapsed
 
     def _generate(self, batch: list, seconds: float | None, rows: int) -> list:
