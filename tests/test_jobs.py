@@ -172,3 +172,11 @@ def test_the_openapi_document_lists_the_job_routes(jobs_app):
     assert "202" in doc["paths"]["/v1/jobs"]["post"]["responses"]
     assert {"get", "delete"} <= set(doc["paths"]["/v1/jobs/{job_id}"])
     assert "/v1/jobs/{job_id}/result" in doc["paths"]
+
+
+def test_the_worker_preloads_the_models_that_are_ready(tmp_path):
+    models = {**toy_plugin.TOY_MODELS, "broken": {"family": "unbuildable"}, "no-family": {"family": "absent"}}
+    app = make_app(tmp_path, plugins=[toy_plugin], models=models)
+    service = app.extensions["magenta_api"]
+    assert sorted(jobs.preload(service)) == ["toy-a", "toy-b"]  # the unbuildable one is logged, not fatal
+    assert service.loader.is_loaded("toy-a") and not service.loader.is_loaded("broken")
