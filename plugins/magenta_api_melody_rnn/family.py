@@ -9,7 +9,7 @@ from note_seq.melody_encoder_decoder import KeyMelodyEncoderDecoder, MelodyOneHo
 
 from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable, progress
 
-from . import beam
+from . import beam, beam_request
 from .encoders import CONFIG_NAMES, InputEncoder, make_config, make_encoder
 from .engine import EventRnn
 from .primer import parse_primer, primer_too_long
@@ -18,7 +18,6 @@ logger = logging.getLogger(__name__)
 
 # .mag bundles name their generator; drums_rnn calls drum_kit "drum_kit".
 GENERATOR_IDS = {"drum_kit": "drum_kit_rnn"}
-MAX_BEAM_ROWS = 64  # num_outputs * beam_size * branch_factor sequences in one batch
 MAX_START_STEP = 1_000_000  # a primer lasts at most music.MAX_SECONDS (240,000 steps at 1000 qpm)
 
 
@@ -156,24 +155,7 @@ class MelodyRnnFamily(Family):
     params_schema = {
         "type": "object",
         "properties": {
-            "beam_size": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 64,
-                "description": "sequences kept per iteration of beam search (1 = plain sampling)",
-            },
-            "branch_factor": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 64,
-                "description": "copies of each beam entry extended per iteration",
-            },
-            "steps_per_iteration": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 1024,
-                "description": "steps each branch is extended before pruning",
-            },
+            **beam_request.SCHEMA,
             "start_step": {
                 "type": "integer",
                 "minimum": 0,
@@ -215,11 +197,6 @@ class MelodyRnnFamily(Family):
         )
 
     # -- request checks -------------------------------------------------------------------------
-    @staticmethod
-    def _beam_params(request):
-        p = request.params
-        return int(p.get("beam_size", 1)), int(p.get("branch_factor", 1)), int(p.get("steps_per_iteration", 1))
-
     @classmethod
     def validate(cls, spec, request):
         if request.mode == "sample" and request.primer is not None:
@@ -228,14 +205,7 @@ class MelodyRnnFamily(Family):
                 {"field": "/primer"},
                 code="invalid_primer",
             )
-        beam_size, branch_factor, _ = cls._beam_params(request)
-        rows = request.num_outputs * beam_size * branch_factor
-        if rows > MAX_BEAM_ROWS:
-            raise Unprocessable(
-                f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
-                {"field": "/beam_size", "limit": MAX_BEAM_ROWS},
-                code="over_limit",
-            )
+        beam_request.check_rows(request)
         if isinstance(request.primer, list) and request.primer and request.length is not None:
             # An event list starts at step 0 and ends at step len: checks that need no parsing.
             primer = request.primer
@@ -247,7 +217,7 @@ class MelodyRnnFamily(Family):
     def generate(self, request: GenerateRequest) -> GenerateResult:
         cfg = self.config
         length = int(request.length or self.defaults["length"])
-        beam_size, branch_factor, steps_per_iteration = self._beam_params(request)
+        beam_size, branch_factor, steps_per_iteration = beam_request.params(request)
         primer = parse_primer(request.primer, cfg.drums, cfg.steps_per_quarter, cfg.default_primer)
         # Parsed afresh for this request, so padding and squashing the track in place is fine.
         track, start = primer.align(request.params.get("start_step"), length)

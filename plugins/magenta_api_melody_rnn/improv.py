@@ -31,7 +31,7 @@ from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 from magenta_api.chords import CHORDS_SCHEMA, from_sequence, parse_chords
 from magenta_api.music import parse_sequence
 
-from . import beam
+from . import beam, beam_request
 from .encoders import InputEncoder
 from .engine import EventRnn
 from .keymelody import KeyMelodyTracker
@@ -41,7 +41,6 @@ logger = logging.getLogger(__name__)
 
 MIN_NOTE, MAX_NOTE = 48, 84  # improv_rnn_model.DEFAULT_MIN_NOTE / DEFAULT_MAX_NOTE
 CHORD_VELOCITY = 50  # improv_rnn_generate's rendered chords
-MAX_BEAM_ROWS = 64
 # config -> (melody encoding, chord encoding, attention length)
 IMPROV = {
     "basic_improv": ("one_hot", "triad", 0),
@@ -181,14 +180,7 @@ class ImprovRnnFamily(Family):
                 "type": "boolean",
                 "description": "also play the backing chords as notes (improv_rnn_generate --render_chords)",
             },
-            "beam_size": {"type": "integer", "minimum": 1, "maximum": 64, "description": "beam entries kept"},
-            "branch_factor": {"type": "integer", "minimum": 1, "maximum": 64, "description": "copies per entry"},
-            "steps_per_iteration": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 1024,
-                "description": "steps each branch is extended before pruning",
-            },
+            **beam_request.SCHEMA,
             "start_step": {
                 "type": "integer",
                 "minimum": 0,
@@ -220,11 +212,6 @@ class ImprovRnnFamily(Family):
         self._chord_check = chord_encoder(IMPROV[self.config][1])
         logger.info("improv_rnn %s: config %s, layers %s", spec.id, self.config, self.model.layer_sizes)
 
-    @staticmethod
-    def _beam_params(request):
-        p = request.params
-        return int(p.get("beam_size", 1)), int(p.get("branch_factor", 1)), int(p.get("steps_per_iteration", 1))
-
     @classmethod
     def validate(cls, spec, request):
         if request.mode == "sample" and request.primer is not None:
@@ -234,13 +221,7 @@ class ImprovRnnFamily(Family):
                 code="invalid_primer",
             )
         parse_chords(request.params.get("chords"))  # a bad symbol is a 422 naming it, before any weights
-        rows = request.num_outputs * cls._beam_params(request)[0] * cls._beam_params(request)[1]
-        if rows > MAX_BEAM_ROWS:
-            raise Unprocessable(
-                f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
-                {"field": "/beam_size", "limit": MAX_BEAM_ROWS},
-                code="over_limit",
-            )
+        beam_request.check_rows(request)
 
     def _progression(self, request):
         progression = parse_chords(request.params.get("chords"))
@@ -277,7 +258,7 @@ class ImprovRnnFamily(Family):
             request.num_outputs,
             request.temperature,
             request.rng,
-            *self._beam_params(request),
+            *beam_request.params(request),
         )
         backing = chords_lib.ChordProgression(
             symbols, start_step=track.start_step, steps_per_bar=track.steps_per_bar, steps_per_quarter=4

@@ -16,7 +16,7 @@ import numbers
 from note_seq.performance_lib import Performance
 
 from magenta_api import Family, GenerateRequest, GenerateResult, InvalidRequest, Unprocessable
-from magenta_api_melody_rnn import beam
+from magenta_api_melody_rnn import beam, beam_request
 from magenta_api_melody_rnn.engine import EventRnn
 
 from .configs import (
@@ -34,21 +34,9 @@ from .primer import events_json, parse_primer
 
 logger = logging.getLogger(__name__)
 
-MAX_BEAM_ROWS = 64
 MAX_SCHEDULE = 64  # values of one control spread over the performance
 MAX_DENSITY = 1000.0  # notes per second; the density bins end at 64, and it sizes the RNN-steps estimate
 CONTROL_FIELDS = (DENSITY, PITCH, "disable_conditioning")
-
-_BEAM_SCHEMA = {
-    "beam_size": {"type": "integer", "minimum": 1, "maximum": 64, "description": "sequences kept per beam iteration"},
-    "branch_factor": {"type": "integer", "minimum": 1, "maximum": 64, "description": "copies of each beam entry"},
-    "steps_per_iteration": {
-        "type": "integer",
-        "minimum": 1,
-        "maximum": 1024,
-        "description": "RNN steps each branch is extended before pruning",
-    },
-}
 
 
 def _bad_control(field: str, message: str, **details) -> Unprocessable:
@@ -135,7 +123,7 @@ class PerformanceRnnFamily(Family):
     params_schema = {
         "type": "object",
         "properties": {
-            **_BEAM_SCHEMA,
+            **beam_request.SCHEMA,
             "seconds": {
                 "type": "number",
                 "exclusiveMinimum": 0,
@@ -169,11 +157,6 @@ class PerformanceRnnFamily(Family):
         logger.info("performance_rnn %s: config %s, layers %s", spec.id, self.config.name, self.model.layer_sizes)
 
     # -- request checks -------------------------------------------------------------------------
-    @staticmethod
-    def _beam_params(request):
-        p = request.params
-        return int(p.get("beam_size", 1)), int(p.get("branch_factor", 1)), int(p.get("steps_per_iteration", 1))
-
     @classmethod
     def _config_of(cls, spec) -> PerformanceConfig | None:
         name = (spec.hparams or {}).get("config")
@@ -198,14 +181,7 @@ class PerformanceRnnFamily(Family):
                 {"field": "/seconds", "limit": limit},
                 code="over_limit",
             )
-        beam_size, branch_factor, _ = cls._beam_params(request)
-        rows = request.num_outputs * beam_size * branch_factor
-        if rows > MAX_BEAM_ROWS:
-            raise Unprocessable(
-                f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
-                {"field": "/beam_size", "limit": MAX_BEAM_ROWS},
-                code="over_limit",
-            )
+        beam_request.check_rows(request)
         checks = {DENSITY: _check_density, PITCH: _check_histogram, "disable_conditioning": _check_disable}
         for field, check in checks.items():
             if field in p:
@@ -236,7 +212,7 @@ class PerformanceRnnFamily(Family):
         config, p = self.config, request.params
         self._check_fields(config, p)
         length = self._length(request)
-        beam_size, branch_factor, steps_per_iteration = self._beam_params(request)
+        beam_size, branch_factor, steps_per_iteration = beam_request.params(request)
         primer = parse_primer(request.primer, config.num_velocity_bins, length)
         perf = primer.performance
         values = {

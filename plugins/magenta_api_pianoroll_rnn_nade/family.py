@@ -8,6 +8,7 @@ from note_seq import PianorollSequence, sequences_lib
 
 from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 from magenta_api.music import parse_sequence
+from magenta_api_melody_rnn import beam_request
 
 from . import generate as gen
 from .engine import RnnNade
@@ -16,7 +17,6 @@ logger = logging.getLogger(__name__)
 
 STEPS_PER_QUARTER = 4
 DEFAULT_QPM = 120.0
-MAX_BEAM_ROWS = 64
 ATTN_LENGTH = {"rnn-nade": 0, "rnn-nade_attn": 32}  # pianoroll_rnn_nade_model.default_configs
 FIELD = "/primer"
 
@@ -52,14 +52,7 @@ class PianorollRnnNadeFamily(Family):
     params_schema = {
         "type": "object",
         "properties": {
-            "beam_size": {"type": "integer", "minimum": 1, "maximum": 64, "description": "beam entries kept"},
-            "branch_factor": {"type": "integer", "minimum": 1, "maximum": 64, "description": "copies per entry"},
-            "steps_per_iteration": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 1024,
-                "description": "steps each branch is extended before pruning",
-            },
+            **beam_request.SCHEMA,
         },
     }
 
@@ -81,23 +74,11 @@ class PianorollRnnNadeFamily(Family):
             self.model.num_hidden,
         )
 
-    @staticmethod
-    def _beam_params(request):
-        p = request.params
-        return int(p.get("beam_size", 1)), int(p.get("branch_factor", 1)), int(p.get("steps_per_iteration", 1))
-
     @classmethod
     def validate(cls, spec, request):
         if request.mode == "sample" and request.primer is not None:
             raise _bad("mode 'sample' starts from one silent step; use mode 'continue' to send a primer")
-        beam_size, branch_factor, _ = cls._beam_params(request)
-        rows = request.num_outputs * beam_size * branch_factor
-        if rows > MAX_BEAM_ROWS:
-            raise Unprocessable(
-                f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
-                {"field": "/beam_size", "limit": MAX_BEAM_ROWS},
-                code="over_limit",
-            )
+        beam_request.check_rows(request)
 
     def _primer(self, raw, qpm):
         """(frames, the step generation starts at, the primer's tempo or None)."""
@@ -144,7 +125,7 @@ class PianorollRnnNadeFamily(Family):
             )
         roll = PianorollSequence(events_list=frames, steps_per_quarter=STEPS_PER_QUARTER)
         roll.set_length(start)  # pad with silence (or cut) to where generation starts
-        beam_args = self._beam_params(request)
+        beam_args = beam_request.params(request)
         results = gen.generate(
             self.model, list(roll), length, request.num_outputs, request.temperature, request.rng, *beam_args
         )

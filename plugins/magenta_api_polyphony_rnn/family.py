@@ -22,7 +22,7 @@ from note_seq.protobuf import music_pb2
 
 from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 from magenta_api.music import parse_sequence
-from magenta_api_melody_rnn import beam
+from magenta_api_melody_rnn import beam, beam_request
 from magenta_api_melody_rnn.encoders import InputEncoder
 from magenta_api_melody_rnn.engine import EventRnn
 
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 
 STEPS_PER_QUARTER = 4
 DEFAULT_QPM = 120.0
-MAX_BEAM_ROWS = 64
 RNN_STEPS_PER_STEP = 5  # the generator's estimate
 
 
@@ -101,14 +100,7 @@ class PolyphonyRnnFamily(Family):
     params_schema = {
         "type": "object",
         "properties": {
-            "beam_size": {"type": "integer", "minimum": 1, "maximum": 64, "description": "beam entries kept"},
-            "branch_factor": {"type": "integer", "minimum": 1, "maximum": 64, "description": "copies per entry"},
-            "steps_per_iteration": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": 1024,
-                "description": "RNN steps each branch is extended before pruning",
-            },
+            **beam_request.SCHEMA,
             "condition_on_primer": {
                 "type": "boolean",
                 "description": "the RNN reads the primer before generating (default false, as polyphony_rnn_generate)",
@@ -133,11 +125,6 @@ class PolyphonyRnnFamily(Family):
             )
         logger.info("polyphony_rnn %s: layers %s", spec.id, self.model.layer_sizes)
 
-    @staticmethod
-    def _beam_params(request):
-        p = request.params
-        return int(p.get("beam_size", 1)), int(p.get("branch_factor", 1)), int(p.get("steps_per_iteration", 1))
-
     @classmethod
     def validate(cls, spec, request):
         if request.mode == "sample" and request.primer is not None:
@@ -146,14 +133,7 @@ class PolyphonyRnnFamily(Family):
             raise _bad("mode 'continue' needs a primer (NoteSequence JSON or base64 MIDI)")
         if isinstance(request.primer, list):
             raise _bad("PolyphonyRNN primers are NoteSequence JSON or base64 MIDI, not event lists")
-        beam_size, branch_factor, _ = cls._beam_params(request)
-        rows = request.num_outputs * beam_size * branch_factor
-        if rows > MAX_BEAM_ROWS:
-            raise Unprocessable(
-                f"num_outputs x beam_size x branch_factor is {rows}; at most {MAX_BEAM_ROWS}",
-                {"field": "/beam_size", "limit": MAX_BEAM_ROWS},
-                code="over_limit",
-            )
+        beam_request.check_rows(request)
 
     def _primer(self, request, qpm):
         """(primer NoteSequence, quantized, PolyphonicSequence) as the generator extracts it (an empty
@@ -217,7 +197,7 @@ class PolyphonyRnnFamily(Family):
             poly = PolyphonicSequence(steps_per_quarter=STEPS_PER_QUARTER, start_step=start)
             poly.trim_trailing_end_events()
         total = poly.num_steps + (end - start)
-        beam_size, branch_factor, steps_per_iteration = self._beam_params(request)
+        beam_size, branch_factor, steps_per_iteration = beam_request.params(request)
         outputs = [PolyphonicSequence(steps_per_quarter=STEPS_PER_QUARTER, start_step=poly.start_step, events=poly)]
         outputs = outputs * request.num_outputs
         scores = [0.0] * request.num_outputs
