@@ -17,12 +17,11 @@ service does. Results are also written to bench/out/musicvae_bench.json.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import product_floor, thread_env
+from benchlib import product_floor, thread_env, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -45,16 +44,6 @@ def melody_json(offset):
         "notes": notes,
         "totalTime": 4.0,
     }
-
-
-def timed(fn, reps):
-    fn()  # warm-up (TF builds its kernels on the first run)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0
 
 
 # --- our side ----------------------------------------------------------------------------------

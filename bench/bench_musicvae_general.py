@@ -13,12 +13,11 @@ are also written to bench/out/musicvae_general_bench.json.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-from benchlib import product_floor, thread_env
+from benchlib import product_floor, thread_env, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "bench", "out")
@@ -97,16 +96,6 @@ def _seq(notes, total):
 
 
 INPUTS = {"trio": trio_json, "groove": groove_json}
-
-
-def timed(fn, reps):
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000.0
 
 
 # --- our side ----------------------------------------------------------------------------------

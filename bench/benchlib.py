@@ -7,6 +7,18 @@ import statistics
 import time
 
 
+def timed(fn, reps):
+    """Median milliseconds of ``reps`` calls of ``fn`` after one warm-up call (TF builds its kernels on
+    the first run; NumPy touches its weights)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0
+
+
 def thread_env(threads):
     """Thread settings for both sides; 0 leaves the libraries at their defaults (every core)."""
     if not threads:
