@@ -1,10 +1,9 @@
 """Shared loaders for the melody_rnn plugin's tests (fixtures made by reference/melody_rnn_reference.py)."""
 
-import json
-from functools import cache
 from pathlib import Path
 
 import numpy as np
+from reference_fixtures import fixture_readers
 
 from magenta_api.checkpoint import Checkpoint
 from magenta_api.family import GenerateRequest, ModelSpec
@@ -18,19 +17,7 @@ def config_of(name):
     return name.replace("_stacked", "")
 
 
-@cache
-def reference(name):
-    return json.loads((FIX / name / "reference.json").read_text())
-
-
-@cache
-def arrays(name):
-    return dict(np.load(FIX / name / "reference.npz"))
-
-
-@cache
-def weights(name):
-    return dict(np.load(FIX / name / "weights.npz"))
+reference, arrays, weights = fixture_readers(FIX)
 
 
 def is_drums(name):

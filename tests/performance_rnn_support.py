@@ -1,11 +1,9 @@
 """Shared loaders for the performance_rnn plugin's tests (fixtures made by reference/performance_rnn_reference.py)."""
 
-import json
-from functools import cache
 from pathlib import Path
 
-import numpy as np
 from note_seq.performance_lib import PerformanceEvent
+from reference_fixtures import fixture_readers
 
 from magenta_api.checkpoint import Checkpoint
 from magenta_api.family import ModelSpec
@@ -24,19 +22,7 @@ MIDI = sorted((Path(__file__).parent / "fixtures" / "melody_rnn" / "midi").glob(
 TYPES = {"note_on": 1, "note_off": 2, "time_shift": 3, "velocity": 4}
 
 
-@cache
-def reference(name):
-    return json.loads((FIX / name / "reference.json").read_text())
-
-
-@cache
-def arrays(name):
-    return dict(np.load(FIX / name / "reference.npz"))
-
-
-@cache
-def weights(name):
-    return dict(np.load(FIX / name / "weights.npz"))
+reference, arrays, weights = fixture_readers(FIX)
 
 
 def to_events(pairs):

@@ -2,14 +2,13 @@
 reference/improv_rnn_reference.py): the chord-conditioned inputs, logits, greedy / seeded / beam melodies
 over chord progressions, and ImprovRnnSequenceGenerator end to end on a lead-sheet primer."""
 
-import json
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 from melody_rnn_support import request
 from note_seq.protobuf import music_pb2
+from reference_fixtures import fixture_readers
 
 from magenta_api.checkpoint import Checkpoint
 from magenta_api.family import ModelSpec
@@ -23,19 +22,7 @@ FIX = Path(__file__).parent / "fixtures" / "improv_rnn"
 CONFIGS = ["basic_improv", "attention_improv", "chord_pitches_improv"]
 
 
-@cache
-def ref(name):
-    return json.loads((FIX / name / "reference.json").read_text())
-
-
-@cache
-def arrays(name):
-    return dict(np.load(FIX / name / "reference.npz"))
-
-
-@cache
-def weights(name):
-    return dict(np.load(FIX / name / "weights.npz"))
+ref, arrays, weights = fixture_readers(FIX)
 
 
 def family(name, variables=None, meta=None, hparams=None):

@@ -3,14 +3,13 @@ reference/pianoroll_rnn_nade_reference.py): the NADE biases the RNN gives, the N
 model's generation and beam search (Magenta's threshold decoding, identical frames), the sequence
 generator end to end, and the pianorolls extracted from real MIDI files."""
 
-import json
-from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 from melody_rnn_support import request
 from note_seq import PianorollEncoderDecoder, PianorollSequence, midi_file_to_note_sequence, quantize_note_sequence
+from reference_fixtures import fixture_readers
 
 from magenta_api.checkpoint import Checkpoint
 from magenta_api.family import ModelSpec
@@ -25,19 +24,7 @@ MIDI = sorted((Path(__file__).parent / "fixtures" / "melody_rnn" / "midi").glob(
 CONFIGS = ["rnn-nade", "rnn-nade_attn"]
 
 
-@cache
-def ref(name):
-    return json.loads((FIX / name / "reference.json").read_text())
-
-
-@cache
-def arrays(name):
-    return dict(np.load(FIX / name / "reference.npz"))
-
-
-@cache
-def weights(name):
-    return dict(np.load(FIX / name / "weights.npz"))
+ref, arrays, weights = fixture_readers(FIX)
 
 
 def model(name):
