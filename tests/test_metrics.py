@@ -1,10 +1,6 @@
 """Prometheus metrics: /metrics parses with prometheus_client's own parser and counts what happened, in
 one process and summed over two real gunicorn workers (multiprocess mode), or on METRICS_PORT."""
 
-import os
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,12 +8,12 @@ import pytest
 import requests
 from conftest import free_port
 from prometheus_client.parser import text_string_to_metric_families
+from server_support import running_service
 
 from magenta_api import metrics
 from magenta_api.store.download import download
 from magenta_api.store.errors import SourceMissing
 
-BIN = Path(sys.executable).parent
 MODEL = "embedded-mel_2bar"
 
 
@@ -97,41 +93,17 @@ def test_downloads_and_cache_errors_are_counted(tmp_path):
 def gunicorn(tmp_path_factory):
     """``magenta-api serve`` with two workers, metrics on their own port."""
     tmp = tmp_path_factory.mktemp("metrics-server")
-    port, metrics_port = free_port(), free_port()
+    metrics_port = free_port()
     env = {
-        **os.environ,
         "MODEL_DIR": str(tmp / "models"),
         "CACHE": "off",
-        "MAGENTA_API_OFFLINE": "1",
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prom"),
         "PRELOAD_MODELS": MODEL,
-        "LOG_LEVEL": "WARNING",
     }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115  (written by the server until the fixture ends)
-    proc = subprocess.Popen(
-        [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        end = time.time() + 90
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert proc.poll() is None and time.time() < end, (tmp / "server.log").read_text()[-3000:]
-            time.sleep(0.3)
-        yield base, f"http://127.0.0.1:{metrics_port}/metrics", proc, tmp / "prom"
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        log.close()
+    with running_service(tmp, env, workers=2) as service:
+        yield service.base, f"http://127.0.0.1:{metrics_port}/metrics", service.proc, tmp / "prom"
 
 
 def worker_pids(master: int) -> set:

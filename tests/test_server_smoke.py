@@ -2,23 +2,17 @@
 
 import json
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 from conftest import free_port
-
-BIN = Path(sys.executable).parent
+from server_support import running_service
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, plugin_site):
     tmp = tmp_path_factory.mktemp("server")
-    port = free_port()
     dead_port = free_port()
     extra = tmp / "extra.yaml"
     extra.write_text(
@@ -34,38 +28,15 @@ def server(tmp_path_factory, plugin_site):
         )
     )
     env = {
-        **os.environ,
         "PYTHONPATH": os.pathsep.join([str(plugin_site), os.environ.get("PYTHONPATH", "")]),
         "MODEL_DIR": str(tmp / "models"),
         "CACHE_DIR": str(tmp / "cache"),
         "MAGENTA_API_MODELS": str(extra),
-        "MAGENTA_API_OFFLINE": "1",
         "MAX_BODY_BYTES": "4000",
         "LOG_LEVEL": "INFO",
     }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115  (the server writes it until the fixture ends)
-    proc = subprocess.Popen(
-        [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
-            assert proc.poll() is None, (tmp / "server.log").read_text()
-            assert time.time() < deadline, "server did not start:\n" + (tmp / "server.log").read_text()
-        yield base, tmp / "server.log"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with running_service(tmp, env, workers=2) as service:
+        yield service.base, service.log
 
 
 def err(resp, status):

@@ -2,19 +2,14 @@
 package), and Server-Sent Events over a real HTTP connection."""
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
+from server_support import running_service
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-BIN = Path(sys.executable).parent
 PHRASE = [
     {"pitch": p, "velocity": 90, "startTime": i * 0.25, "endTime": (i + 1) * 0.25}
     for i, p in enumerate([60, 62, 64, 65])
@@ -24,36 +19,9 @@ PHRASE = [
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("live")
-    port = free_port()
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(tmp / "m"),
-        "CACHE_DIR": str(tmp / "c"),
-        "MAGENTA_API_OFFLINE": "1",
-        "LOG_LEVEL": "INFO",
-    }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115  (written until the fixture ends)
-    proc = subprocess.Popen(
-        [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp / "server.log").read_text()
-            time.sleep(0.3)
-        yield port, tmp / "server.log"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    env = {"MODEL_DIR": str(tmp / "m"), "CACHE_DIR": str(tmp / "c"), "LOG_LEVEL": "INFO"}
+    with running_service(tmp, env) as service:
+        yield service.port, service.log
 
 
 def live(server, model="embedded-basic_rnn"):

@@ -10,21 +10,18 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+from server_support import running_service
 
-BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = [
@@ -68,38 +65,9 @@ def api(keyed):
 
 def serve(tmp, extra_env):
     """The real service (gunicorn, one worker) on a free port, until the generator is closed."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(tmp / "models"),
-        "CACHE_DIR": str(tmp / "cache"),
-        "MAGENTA_API_OFFLINE": "1",
-        "LOG_LEVEL": "WARNING",
-        **extra_env,
-    }
-    log = open(tmp / "server.log", "wb")  # noqa: SIM115  (written until the fixture ends)
-    proc = subprocess.Popen(
-        [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).ok:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            assert proc.poll() is None and time.time() < deadline, (tmp / "server.log").read_text()
-            time.sleep(0.3)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()
+    env = {"MODEL_DIR": str(tmp / "models"), "CACHE_DIR": str(tmp / "cache"), **extra_env}
+    with running_service(tmp, env) as service:
+        yield service.base
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,11 @@ The bound here is loose (4 workers under 2x one worker; without preloading they 
 tighter goal for a big model (under 1.5x) is measured and reported by bench/bench_serving.py. The
 BLAS thread budget that the gunicorn config gives the workers is checked here too."""
 
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
-from conftest import free_port
+from server_support import running_service
 
 from magenta_api.config import blas_threads
 
@@ -20,49 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from benchlib import process_tree, tree_pss_kib  # noqa: E402
 
-BIN = Path(sys.executable).parent
 MODELS = ("embedded-mel_2bar", "embedded-drums_2bar", "embedded-basic_rnn")
 
 
-def serve(tmp: Path, workers: int):
-    port = free_port()
-    env = {
-        **os.environ,
-        "MODEL_DIR": str(tmp / "models"),
-        "CACHE": "off",
-        "MAGENTA_API_OFFLINE": "1",
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [str(BIN / "magenta-api"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    end = time.time() + 90
-    while True:
-        try:
-            if requests.get(f"{base}/healthz", timeout=5).ok:
-                break
-        except (requests.ConnectionError, requests.Timeout):
-            pass
-        assert proc.poll() is None and time.time() < end, "the server did not start"
-        time.sleep(0.3)
-    return proc, base
-
-
 def pss_after_use(tmp: Path, workers: int) -> tuple:
-    proc, base = serve(tmp, workers)
-    try:
+    with running_service(tmp, {"MODEL_DIR": str(tmp / "models"), "CACHE": "off"}, workers=workers) as service:
         for i in range(6 * workers):  # a connection each: every worker gets some of every model
             with requests.Session() as s:
-                r = s.post(f"{base}/v1/generate", json={"model": MODELS[i % 3], "seed": i}, timeout=60)
+                r = s.post(f"{service.base}/v1/generate", json={"model": MODELS[i % 3], "seed": i}, timeout=60)
                 assert r.status_code == 200, r.text
-        return tree_pss_kib(proc.pid), len(process_tree(proc.pid))
-    finally:
-        proc.terminate()
-        proc.wait(30)
+        return tree_pss_kib(service.proc.pid), len(process_tree(service.proc.pid))
 
 
 def test_four_workers_share_the_preloaded_models(tmp_path):
