@@ -60,7 +60,7 @@ $(REF_VENV)/.installed:
 	touch $(REF_VENV)/.installed
 
 reference: $(REF_VENV)/.installed  ## regenerate every committed reference fixture
-	for script in reference/*.py; do \
+	for script in reference/*_reference.py reference/make_checkpoint_fixtures.py; do \
 		echo "== $$script"; TF_USE_LEGACY_KERAS=1 $(REF_VENV)/bin/python $$script || exit 1; \
 	done
 

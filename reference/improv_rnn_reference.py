@@ -13,10 +13,10 @@ end on a primer NoteSequence with chord annotations.
 """
 
 import copy
+import functools
 import json
 import os
 import sys
-import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,9 +27,10 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 
 import note_seq  # noqa: E402
+from events_rnn_bundle import bundled_generator, config_seed, with_beam_score  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from magenta.models.improv_rnn import improv_rnn_model, improv_rnn_sequence_generator  # noqa: E402
-from magenta.models.shared import events_rnn_graph, sequence_generator_bundle  # noqa: E402
+from magenta.models.shared import events_rnn_graph  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,20 +71,6 @@ def make_generator(config, checkpoint=None, bundle=None):
     )
 
 
-def random_checkpoint(config, path, seed):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        events_rnn_graph.get_build_graph_fn("generate", config)()
-        rng = np.random.RandomState(seed)
-        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)) as sess:
-            sess.run(tf.global_variables_initializer())
-            for var in tf.global_variables():
-                if "bias" in var.op.name:
-                    sess.run(var.assign(rng.uniform(-0.5, 0.5, var.shape).astype(np.float32)))
-            tf.train.Saver().save(sess, path)
-
-
 def prepared(config, primer, symbols):
     """Melody squashed and chords transposed with it, as generate_melody prepares them."""
     melody = note_seq.Melody(primer)
@@ -111,23 +98,7 @@ def generate(model, primer, symbols, temperature, beam=(1, 1, 1)):
 
 
 def beam_with_score(model, primer, symbols, temperature, beam, seed):
-    import magenta.models.shared.events_rnn_model as erm
-
-    captured = {}
-    orig = erm.beam_search
-
-    def spy(**kwargs):
-        seq, state, score = orig(**kwargs)
-        captured["score"] = float(score)
-        return seq, state, score
-
-    erm.beam_search = spy
-    try:
-        np.random.seed(seed)
-        events = generate(model, primer, symbols, temperature, beam)
-    finally:
-        erm.beam_search = orig
-    return events, captured["score"]
+    return with_beam_score(lambda: generate(model, primer, symbols, temperature, beam), seed)
 
 
 def lead_sheet_primer():
@@ -165,21 +136,13 @@ def run_config(name):
     out_dir = os.path.join(OUT, name)
     os.makedirs(out_dir, exist_ok=True)
     config = make_config(name)
-    ckpt = os.path.join(tempfile.mkdtemp(), "model.ckpt")
-    random_checkpoint(config, ckpt, seed=sum(map(ord, name)))
-    mag = os.path.join(out_dir, f"{name}.mag")
-    gen = make_generator(config, checkpoint=ckpt)
-    gen.create_bundle_file(mag, f"{name} with random weights, layers {CONFIGS[name]}")
-    gen.close()
-    bundle = sequence_generator_bundle.read_bundle_file(mag)
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "model.ckpt"), "wb") as f:
-            f.write(bundle.checkpoint_file[0])
-        reader = tf.train.load_checkpoint(os.path.join(d, "model.ckpt"))
-        weights = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    np.savez(os.path.join(out_dir, "weights.npz"), **weights)
-    gen = make_generator(config, bundle=bundle)
-    gen.initialize()
+    bundle, gen, weights = bundled_generator(
+        functools.partial(make_generator, config),
+        events_rnn_graph.get_build_graph_fn("generate", config),
+        os.path.join(out_dir, f"{name}.mag"),
+        f"{name} with random weights, layers {CONFIGS[name]}",
+        config_seed(name),
+    )
     model = gen._model
     ref = {
         "generator_id": bundle.generator_details.id,

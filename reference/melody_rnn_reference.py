@@ -19,11 +19,11 @@ Outputs go to tests/fixtures/melody_rnn/.
 """
 
 import copy
+import functools
 import glob
 import json
 import os
 import sys
-import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,9 +34,10 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 
 import note_seq  # noqa: E402
+from events_rnn_bundle import bundled_generator, config_seed, with_beam_score  # noqa: E402
 from magenta.models.drums_rnn import drums_rnn_model, drums_rnn_sequence_generator  # noqa: E402
 from magenta.models.melody_rnn import melody_rnn_model, melody_rnn_sequence_generator  # noqa: E402
-from magenta.models.shared import events_rnn_graph, sequence_generator_bundle  # noqa: E402
+from magenta.models.shared import events_rnn_graph  # noqa: E402
 from magenta.pipelines import drum_pipelines, melody_pipelines  # noqa: E402
 from note_seq.protobuf import generator_pb2  # noqa: E402
 
@@ -121,22 +122,6 @@ def make_generator(name, config, checkpoint=None, bundle=None):
     )
 
 
-def random_checkpoint(config, path, seed):
-    """Magenta's own generation graph with random (non-trivial) weights, saved as a checkpoint."""
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        events_rnn_graph.get_build_graph_fn("generate", config)()
-        rng = np.random.RandomState(seed)
-        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)) as sess:
-            sess.run(tf.global_variables_initializer())
-            # Biases start at zero; give them values so the tests see them used.
-            for var in tf.global_variables():
-                if "bias" in var.op.name:
-                    sess.run(var.assign(rng.uniform(-0.5, 0.5, var.shape).astype(np.float32)))
-            tf.train.Saver().save(sess, path)
-
-
 def to_events(name, primer):
     if CONFIGS[name][2]:
         return note_seq.DrumTrack([frozenset(p) for p in primer])
@@ -190,25 +175,10 @@ def beam_loglik(model, config, name, primer, temperature, beam, seed):
     """Magenta's beam search result with its log-likelihood score (calls the private
     _generate_events on the prepared primer, the same call generate_melody makes)."""
     events, transpose = prepared(name, config, primer)
-    import magenta.models.shared.events_rnn_model as erm
-
-    captured = {}
-    orig = erm.beam_search
-
-    def spy(**kwargs):
-        seq, state, score = orig(**kwargs)
-        captured["score"] = float(score)
-        return seq, state, score
-
-    erm.beam_search = spy
-    try:
-        np.random.seed(seed)
-        out = model._generate_events(NUM_STEPS, events, temperature, *beam)
-    finally:
-        erm.beam_search = orig
+    out, score = with_beam_score(lambda: model._generate_events(NUM_STEPS, events, temperature, *beam), seed)
     if not CONFIGS[name][2]:
         out.transpose(-transpose)
-    return events_json(name, out), captured["score"]
+    return events_json(name, out), score
 
 
 def extract_midi(name, config, path):
@@ -266,24 +236,13 @@ def _run_config(name):
     out_dir = os.path.join(OUT, name)
     os.makedirs(out_dir, exist_ok=True)
     config = make_config(name)
-    tmp = tempfile.mkdtemp()
-    ckpt = os.path.join(tmp, "model.ckpt")
-    random_checkpoint(config, ckpt, seed=sum(map(ord, name)))
-    mag = os.path.join(out_dir, f"{name}.mag")
-    gen = make_generator(name, config, checkpoint=ckpt)
-    gen.create_bundle_file(mag, f"{name} with random weights, layers {config.hparams.rnn_layer_sizes}")
-    gen.close()
-
-    bundle = sequence_generator_bundle.read_bundle_file(mag)
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "model.ckpt"), "wb") as f:
-            f.write(bundle.checkpoint_file[0])
-        reader = tf.train.load_checkpoint(os.path.join(d, "model.ckpt"))
-        weights = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    np.savez(os.path.join(out_dir, "weights.npz"), **weights)
-
-    gen = make_generator(name, config, bundle=bundle)
-    gen.initialize()
+    bundle, gen, weights = bundled_generator(
+        functools.partial(make_generator, name, config),
+        events_rnn_graph.get_build_graph_fn("generate", config),
+        os.path.join(out_dir, f"{name}.mag"),
+        f"{name} with random weights, layers {config.hparams.rnn_layer_sizes}",
+        config_seed(name),
+    )
     model = gen._model
     ref = {
         "config": name,

@@ -27,7 +27,6 @@ import glob
 import json
 import os
 import sys
-import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -38,8 +37,9 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 
 import note_seq  # noqa: E402
+from events_rnn_bundle import bundled_generator, config_seed, with_beam_score  # noqa: E402
 from magenta.models.performance_rnn import performance_model, performance_sequence_generator  # noqa: E402
-from magenta.models.shared import events_rnn_graph, sequence_generator_bundle  # noqa: E402
+from magenta.models.shared import events_rnn_graph  # noqa: E402
 from magenta.pipelines import performance_pipeline  # noqa: E402
 from note_seq.performance_lib import PerformanceEvent  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
@@ -114,20 +114,6 @@ def make_generator(config, checkpoint=None, bundle=None):
     )
 
 
-def random_checkpoint(config, path, seed):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        events_rnn_graph.get_build_graph_fn("generate", config)()
-        rng = np.random.RandomState(seed)
-        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)) as sess:
-            sess.run(tf.global_variables_initializer())
-            for var in tf.global_variables():
-                if "bias" in var.op.name:
-                    sess.run(var.assign(rng.uniform(-0.5, 0.5, var.shape).astype(np.float32)))
-            tf.train.Saver().save(sess, path)
-
-
 def to_performance(config, events):
     perf = note_seq.Performance(steps_per_second=100, num_velocity_bins=config.num_velocity_bins)
     for kind, value in events:
@@ -192,23 +178,7 @@ def generate(model, config, primer, temperature, fns, beam=(1, 1, 1)):
 
 
 def beam_with_score(model, config, primer, temperature, fns, beam, seed):
-    import magenta.models.shared.events_rnn_model as erm
-
-    captured = {}
-    orig = erm.beam_search
-
-    def spy(**kwargs):
-        seq, state, score = orig(**kwargs)
-        captured["score"] = float(score)
-        return seq, state, score
-
-    erm.beam_search = spy
-    try:
-        np.random.seed(seed)
-        events = generate(model, config, primer, temperature, fns, beam)
-    finally:
-        erm.beam_search = orig
-    return events, captured["score"]
+    return with_beam_score(lambda: generate(model, config, primer, temperature, fns, beam), seed)
 
 
 def primer_sequence():
@@ -276,24 +246,13 @@ def run_config(name):
     out_dir = os.path.join(OUT, name)
     os.makedirs(out_dir, exist_ok=True)
     config = make_config(name)
-    tmp = tempfile.mkdtemp()
-    ckpt = os.path.join(tmp, "model.ckpt")
-    random_checkpoint(config, ckpt, seed=sum(map(ord, name)))
-    mag = os.path.join(out_dir, f"{name}.mag")
-    gen = make_generator(config, checkpoint=ckpt)
-    gen.create_bundle_file(mag, f"{name} with random weights, layers {LAYERS}")
-    gen.close()
-
-    bundle = sequence_generator_bundle.read_bundle_file(mag)
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "model.ckpt"), "wb") as f:
-            f.write(bundle.checkpoint_file[0])
-        reader = tf.train.load_checkpoint(os.path.join(d, "model.ckpt"))
-        weights = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    np.savez(os.path.join(out_dir, "weights.npz"), **weights)
-
-    gen = make_generator(config, bundle=bundle)
-    gen.initialize()
+    bundle, gen, weights = bundled_generator(
+        functools.partial(make_generator, config),
+        events_rnn_graph.get_build_graph_fn("generate", config),
+        os.path.join(out_dir, f"{name}.mag"),
+        f"{name} with random weights, layers {LAYERS}",
+        config_seed(name),
+    )
     model = gen._model
     ref = {
         "config": name,

@@ -19,11 +19,11 @@ Outputs go to tests/fixtures/pianoroll_rnn_nade/.
 """
 
 import copy
+import functools
 import glob
 import json
 import os
 import sys
-import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,6 +34,7 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 
 import note_seq  # noqa: E402
+from events_rnn_bundle import bundled_generator, config_seed  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from magenta.common import Nade  # noqa: E402
 from magenta.models.pianoroll_rnn_nade import (  # noqa: E402
@@ -41,7 +42,6 @@ from magenta.models.pianoroll_rnn_nade import (  # noqa: E402
     pianoroll_rnn_nade_model,
     pianoroll_rnn_nade_sequence_generator,
 )
-from magenta.models.shared import sequence_generator_bundle  # noqa: E402
 from magenta.pipelines import pianoroll_pipeline  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
 
@@ -99,20 +99,6 @@ def make_generator(config, checkpoint=None, bundle=None):
     )
 
 
-def random_checkpoint(config, path, seed):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        pianoroll_rnn_nade_graph.get_build_graph_fn("generate", config)()
-        rng = np.random.RandomState(seed)
-        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)) as sess:
-            sess.run(tf.global_variables_initializer())
-            for var in tf.global_variables():
-                if "bias" in var.op.name:
-                    sess.run(var.assign(rng.uniform(-0.5, 0.5, var.shape).astype(np.float32)))
-            tf.train.Saver().save(sess, path)
-
-
 def frames_json(seq):
     return [sorted(int(p) for p in frame) for frame in seq]
 
@@ -124,6 +110,7 @@ def nade_fixture():
     rng = np.random.RandomState(3)
     graph = tf.Graph()
     with graph.as_default():
+        tf.set_random_seed(1)  # before the ops exist, so that the initializers and the sampling are seeded
         nade = Nade(dims, hidden, name="nade")
         internal = Nade(dims, hidden, internal_bias=True, name="internal")
         x = tf.constant(rng.randint(0, 2, (batch, dims)).astype(np.float32))
@@ -133,7 +120,6 @@ def nade_fixture():
         sample, sample_lp = nade.sample(b_enc, b_dec)
         isample, isample_lp = internal.sample(n=3)
         with tf.Session() as sess:
-            tf.set_random_seed(1)
             sess.run(tf.global_variables_initializer())
             values = sess.run(
                 dict(
@@ -193,21 +179,13 @@ def run_config(name):
     out_dir = os.path.join(OUT, name)
     os.makedirs(out_dir, exist_ok=True)
     config = config_for(name)
-    ckpt = os.path.join(tempfile.mkdtemp(), "model.ckpt")
-    random_checkpoint(config, ckpt, seed=sum(map(ord, name)))
-    mag = os.path.join(out_dir, f"{name}.mag")
-    gen = make_generator(config, checkpoint=ckpt)
-    gen.create_bundle_file(mag, f"{name} with random weights")
-    gen.close()
-    bundle = sequence_generator_bundle.read_bundle_file(mag)
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "model.ckpt"), "wb") as f:
-            f.write(bundle.checkpoint_file[0])
-        reader = tf.train.load_checkpoint(os.path.join(d, "model.ckpt"))
-        weights = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    np.savez(os.path.join(out_dir, "weights.npz"), **weights)
-    gen = make_generator(config, bundle=bundle)
-    gen.initialize()
+    bundle, gen, weights = bundled_generator(
+        functools.partial(make_generator, config),
+        pianoroll_rnn_nade_graph.get_build_graph_fn("generate", config),
+        os.path.join(out_dir, f"{name}.mag"),
+        f"{name} with random weights",
+        config_seed(name),
+    )
     model = gen._model
     ref = {
         "generator_id": bundle.generator_details.id,

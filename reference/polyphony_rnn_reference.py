@@ -22,7 +22,6 @@ import functools
 import glob
 import json
 import os
-import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,10 +32,11 @@ import tensorflow.compat.v1 as tf
 tf.disable_v2_behavior()
 
 import note_seq  # noqa: E402
+from events_rnn_bundle import bundled_generator, config_seed, with_beam_score  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from magenta.models.polyphony_rnn import polyphony_lib, polyphony_model, polyphony_sequence_generator  # noqa: E402
 from magenta.models.polyphony_rnn.polyphony_lib import PolyphonicEvent as E  # noqa: E402
-from magenta.models.shared import events_rnn_graph, sequence_generator_bundle  # noqa: E402
+from magenta.models.shared import events_rnn_graph  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,23 +81,12 @@ def make_generator(config, checkpoint=None, bundle=None):
     )
 
 
-def random_checkpoint(config, path, seed):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.set_random_seed(seed)
-        events_rnn_graph.get_build_graph_fn("generate", config)()
-        rng = np.random.RandomState(seed)
-        with tf.Session(config=tf.ConfigProto(intra_op_parallelism_threads=1, inter_op_parallelism_threads=1)) as sess:
-            sess.run(tf.global_variables_initializer())
-            for var in tf.global_variables():
-                if "bias" in var.op.name:
-                    value = rng.uniform(-0.5, 0.5, var.shape).astype(np.float32)
-                    if var.op.name.startswith("fully_connected"):
-                        # STEP_END as likely as a trained model makes it (about one event in four), so
-                        # that the generator's loop fills its steps in a few rounds
-                        value[2] += 5.0
-                    sess.run(var.assign(value))
-            tf.train.Saver().save(sess, path)
+def more_step_ends(name, value):
+    """STEP_END as likely as a trained model makes it (about one event in four), so that the generator's
+    loop fills its steps in a few rounds."""
+    if name.startswith("fully_connected"):
+        value[2] += 5.0
+    return value
 
 
 def primer_sequence():
@@ -154,23 +143,7 @@ def generate(model, primer, temperature, melody, beam=(1, 1, 1)):
 
 
 def beam_with_score(model, primer, temperature, melody, beam, seed):
-    import magenta.models.shared.events_rnn_model as erm
-
-    captured = {}
-    orig = erm.beam_search
-
-    def spy(**kwargs):
-        seq, state, score = orig(**kwargs)
-        captured["score"] = float(score)
-        return seq, state, score
-
-    erm.beam_search = spy
-    try:
-        np.random.seed(seed)
-        events = generate(model, primer, temperature, melody, beam)
-    finally:
-        erm.beam_search = orig
-    return events, captured["score"]
+    return with_beam_score(lambda: generate(model, primer, temperature, melody, beam), seed)
 
 
 def run_generator(gen, seq, num_steps, temperature, seed, condition, inject, beam=(1, 1, 1)):
@@ -199,23 +172,14 @@ def run_generator(gen, seq, num_steps, temperature, seed, condition, inject, bea
 def main():
     os.makedirs(OUT, exist_ok=True)
     config = make_config()
-    tmp = tempfile.mkdtemp()
-    ckpt = os.path.join(tmp, "model.ckpt")
-    random_checkpoint(config, ckpt, seed=sum(map(ord, NAME)))
-    mag = os.path.join(OUT, "polyphony_rnn.mag")
-    gen = make_generator(config, checkpoint=ckpt)
-    gen.create_bundle_file(mag, f"polyphony with random weights, layers {LAYERS}")
-    gen.close()
-    bundle = sequence_generator_bundle.read_bundle_file(mag)
-    with tempfile.TemporaryDirectory() as d:
-        with open(os.path.join(d, "model.ckpt"), "wb") as f:
-            f.write(bundle.checkpoint_file[0])
-        reader = tf.train.load_checkpoint(os.path.join(d, "model.ckpt"))
-        weights = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    np.savez(os.path.join(OUT, "weights.npz"), **weights)
-
-    gen = make_generator(config, bundle=bundle)
-    gen.initialize()
+    bundle, gen, weights = bundled_generator(
+        functools.partial(make_generator, config),
+        events_rnn_graph.get_build_graph_fn("generate", config),
+        os.path.join(OUT, "polyphony_rnn.mag"),
+        f"polyphony with random weights, layers {LAYERS}",
+        config_seed(NAME),
+        more_step_ends,
+    )
     model = gen._model
     ref = {"generator_id": bundle.generator_details.id, "layers": LAYERS, "num_steps": NUM_STEPS, "cases": {}}
     arrays = {}
