@@ -1,6 +1,8 @@
 """The trainer's PyTorch models export into Magenta's exact layout, and our NumPy engines compute the
 same numbers from those exports as torch does (teacher-forced logits, encoder mu/sigma)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from embedded_support import magenta_var_list
@@ -9,7 +11,7 @@ torch = pytest.importorskip(
     "torch", reason="needs the 'train' extra (pip install -e '.[train]'; make test installs it)"
 )
 from magenta_api_training.export import export_model, lstm_layer_to_tf, model_variables  # noqa: E402
-from magenta_api_training.models_torch import MelodyRNN, MusicVAE, drums_roll_input  # noqa: E402
+from magenta_api_training.models_torch import HierMusicVAE, MelodyRNN, MusicVAE, drums_roll_input  # noqa: E402
 
 F = torch.nn.functional
 
@@ -107,6 +109,72 @@ def test_roll_input_matches_magentas_drums_converter():
     assert roll[2].tolist() == [0] * 8 + [1, 0]
     assert roll[3].tolist() == [1, 1] + [0] * 8
     assert roll[4].tolist() == [1] * 9 + [0]
+
+
+HIER_FIXTURE = Path(__file__).parent / "fixtures" / "musicvae" / "hier_mel.npz"
+
+
+def test_hier_export_has_the_variable_names_magenta_writes_for_hier_mel_16bar(tmp_path):
+    """The names of the checkpoint magenta 2.1.4's own code saved for hier-mel_16bar (the parity
+    fixture of reference/musicvae_hier_reference.py), and the shapes those graphs give these dims."""
+    from safetensors.numpy import load_file
+
+    magenta = {k[len("var/") :] for k in np.load(HIER_FIXTURE).files if k.startswith("var/")}
+    path = export_model(HierMusicVAE(90, 90, [16], [20, 20], 12), {"kind": "hier_musicvae"}, tmp_path / "w.st", 5)
+    got = load_file(str(path))
+    assert set(got) == magenta
+    assert int(got["global_step"]) == 5
+    enc0 = "encoder/hierarchical_level_0/cell_0/bidirectional_rnn/fw/multi_rnn_cell/cell_0/lstm_cell/kernel"
+    enc1 = enc0.replace("level_0", "level_1")
+    assert got[enc0].shape == (90 + 16, 64) and got[enc1].shape == (32 + 16, 64)
+    assert got["decoder/hierarchical_level_0/cell_0/lstm_cell/kernel"].shape == (1 + 20, 80)
+    assert got["decoder/hierarchical_level_0/initial_state/kernel"].shape == (12, 80)
+    assert got["core_decoder/decoder/multi_rnn_cell/cell_0/lstm_cell/kernel"].shape == (90 + 20 + 20, 80)
+    assert got["core_decoder/decoder/z_to_initial_state/kernel"].shape == (20, 80)
+
+
+@pytest.mark.parametrize(
+    "enc, dec, z",
+    [
+        ([16], [20, 20], 12),  # the fixture's dims (decoder layers equal: torch's fused LSTM)
+        ([8, 8], [12], 6),  # two encoder layers per level, one decoder layer
+    ],
+)
+def test_torch_and_numpy_hierarchical_musicvae_agree(enc, dec, z):
+    """Same weights: the NumPy engine the service runs (conductor, hierarchical encoder) gives
+    torch's mu, sigma and teacher-forced logits, across bar boundaries too; and the weights
+    round-trip into a fresh twin."""
+    from magenta_api_musicvae.hierarchy import VAEModel
+    from magenta_api_training.export import load_variables
+
+    model = _randomize(HierMusicVAE(90, 90, enc, dec, z), scale=0.15, seed=4)
+    variables = model_variables(model, {"kind": "hier_musicvae"})
+    engine = VAEModel(variables, level_lengths=[16, 16])
+    labels = torch.randint(0, 90, (3, 256), generator=torch.Generator().manual_seed(5))
+    onehot = F.one_hot(labels, 90).float()
+    with torch.no_grad():
+        mu, sigma = model.encode(onehot)
+        logits = model.decode_logits(mu, onehot)
+    mu_np, sigma_np = engine.encode(onehot.numpy())
+    logits_np = engine.decode_logits(mu.numpy(), onehot.numpy())
+    assert np.abs(mu.numpy() - mu_np).max() < 1e-4
+    assert np.abs(sigma.numpy() - sigma_np).max() < 1e-4
+    assert np.abs(logits.numpy() - logits_np).max() < 1e-4
+    assert np.abs(logits.numpy()).max() > 0.05
+    twin = HierMusicVAE(90, 90, enc, dec, z).eval()
+    load_variables(twin, variables)
+    with torch.no_grad():
+        np.testing.assert_allclose(twin.decode_logits(mu, onehot).numpy(), logits.numpy(), atol=1e-6)
+
+
+def test_hierarchical_twin_refuses_other_lengths():
+    model = HierMusicVAE(90, 90, [8], [8], 4)
+    with pytest.raises(ValueError, match="256 steps"):
+        model.encode(torch.zeros(1, 32, 90))
+    with pytest.raises(ValueError, match="256 steps"):
+        model.decode_logits(torch.zeros(1, 4), torch.zeros(1, 32, 90))
+    with pytest.raises(ValueError, match="level_lengths"):
+        HierMusicVAE(level_lengths=[4, 4, 16])
 
 
 @pytest.mark.parametrize("name", ["mel_2bar", "drums_2bar", "basic_rnn"])

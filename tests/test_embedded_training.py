@@ -48,6 +48,68 @@ def test_abc_tune_becomes_bar_aligned_melody_events():
     assert ev[64] == 81  # the "Am" chord symbol is not a note
 
 
+REPEATS = """X:2
+T:Repeat Tune
+M:C
+L:1/8
+K:C
+G|:c2 e2 g4|a2 g2 e4|1 f2 d2 c3 G:|2 f2 d2 c4||
+"""
+
+SHORT_CLOSE = """X:3
+T:Short Close
+M:C
+L:1/8
+K:C
+G|:c2 e2 g4|a2 g2 e4|f2 d2 c3:|
+"""
+
+
+@needs("music21")
+def test_repeats_are_written_out_with_their_endings_for_the_16_bar_data():
+    bars = lambda ev: [ev[b : b + 16].tolist() for b in range(0, len(ev), 16)]  # noqa: E731
+    written = bars(dm.tune_to_events(REPEATS))
+    played = bars(dm.tune_to_events(REPEATS, expand_repeats=True))
+    assert len(written) == 5 and len(played) == 7  # pickup, A (1st ending), A (2nd ending)
+    assert played[:4] == written[:4]
+    assert played[4:6] == written[1:3] and played[6] == written[4]
+    assert played[3][14] == 67 and played[6][14] == dm.NO_EVENT  # the 1st ending's pickup G only
+
+
+@needs("music21")
+def test_a_full_bar_after_a_short_closing_bar_starts_on_the_bar_line():
+    played = dm.tune_to_events(SHORT_CLOSE, expand_repeats=True)
+    assert len(played) == 7 * 16
+    # bar 3 is c3 short of the pickup: a note-off fills its last 8th, and the repeat starts on beat 1
+    assert played[3 * 16 + 14] == dm.NOTE_OFF
+    assert played[4 * 16 : 6 * 16].tolist() == played[16 : 3 * 16].tolist()
+
+
+def test_16_bar_windows_are_bar_aligned_unique_and_split_by_tune():
+    from magenta_api_training.datasets import Melody16Data
+
+    rng = np.random.default_rng(0)
+    tunes = []
+    for _ in range(6):  # 20-bar tunes of one note per beat
+        ev = np.full(20 * 16, dm.NO_EVENT)
+        ev[::4] = rng.integers(60, 72, 80)
+        tunes.append(ev)
+    tunes[5][5 * 16 : 6 * 16] = dm.NO_EVENT  # a silent bar: no window may hold it
+    ts = dm.TuneSet(
+        np.concatenate(tunes),
+        np.cumsum([0] + [len(t) for t in tunes]),
+        [f"t{i}" for i in range(6)],
+        ["x"] * 6,
+        np.array([False] * 4 + [True] * 2),
+    )
+    data = Melody16Data(ts)
+    assert data.train.shape == (4 * 5, 256)  # 5 windows at a one-bar hop in each 20-bar tune
+    assert data.valid.shape == (5, 256)  # tune 4's: every window of tune 5 holds its silent bar
+    batch = data.batch(np.random.default_rng([0, 1]), 8)
+    assert batch.shape == (8, 256) and batch.max() < 90
+    np.testing.assert_array_equal(batch, data.batch(np.random.default_rng([0, 1]), 8))
+
+
 def test_melody_encoding_is_note_seqs_melody_one_hot_encoding():
     events = [-2, -1, 21, 60, 108, 48, 83]
     for lo, hi in ((21, 109), (48, 84)):
@@ -89,7 +151,7 @@ def test_transposition_keeps_rows_in_range():
     assert out[1].tolist() == [105, -2, 107, -1]  # 110 would leave [21, 108]: row unchanged
 
 
-def _smoke(tmp_path, model, steps, *extra):
+def _smoke(tmp_path, model, steps, *extra, cache=None):
     out = tmp_path / model
     rc = train_main(
         [
@@ -102,7 +164,7 @@ def _smoke(tmp_path, model, steps, *extra):
             "--out",
             str(out),
             "--cache",
-            str(tmp_path / "cache"),
+            str(cache or tmp_path / "cache"),
             *extra,
         ]
     )
@@ -152,3 +214,45 @@ def test_resumed_training_equals_an_uninterrupted_run(tmp_path):
 def test_unknown_model_is_refused():
     with pytest.raises(SystemExit):
         train_main(["train", "nonsense"])
+
+
+@pytest.fixture(scope="module")
+def tune_cache(tmp_path_factory):
+    """One parse of the smoke tunes for the 16-bar tests below."""
+    return tmp_path_factory.mktemp("tunes")
+
+
+@needs("torch", "music21")
+def test_smoke_16_bar_training_exports_what_the_service_builds_and_resumes_exactly(tmp_path, tune_cache):
+    from safetensors.numpy import load_file
+
+    from magenta_api.store.readers.native import read_native
+    from magenta_api_musicvae.build import build
+    from magenta_api_training.ship import model_entry
+    from magenta_api_training.train import build_config
+
+    straight = _smoke(tmp_path / "a", "mel_16bar", 4, cache=tune_cache)
+    log = [json.loads(line) for line in (straight / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 4 and "val_r_loss" in log[-1] and "kl_bits" in log[-1]
+    summary = json.loads((straight / "summary.json").read_text())
+    assert summary["train_windows"] > 0 and summary["validation_windows"] > 0
+
+    class Checkpoint:
+        variables, _ = read_native(straight / "mel_16bar.safetensors")
+        meta: dict = {}
+
+    cfg = build_config("mel_16bar", smoke=True)
+    cfg["max_seq_len"] = 256
+    entry = model_entry("mel_16bar", cfg, straight / "mel_16bar.safetensors")
+    built = build("embedded-mel_16bar", entry["hparams"], Checkpoint)
+    assert built.general and built.engine.level_lengths == [16, 16] and built.engine.encoder.hierarchical
+    classes = built.engine.sample(np.zeros((2, 8), np.float32), 256, 1.0, np.random.default_rng(0))
+    assert classes.shape == (2, 256, 1)
+
+    half = _smoke(tmp_path / "b", "mel_16bar", 2, cache=tune_cache)
+    _smoke(tmp_path / "b", "mel_16bar", 4, "--resume", cache=tune_cache)
+    a = load_file(str(straight / "mel_16bar.safetensors"))
+    b = load_file(str(half / "mel_16bar.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)

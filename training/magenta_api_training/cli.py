@@ -4,10 +4,10 @@
     train MODEL ...                              # short for `train train MODEL ...`
     train train MODEL --steps N --seed S --out DIR [--resume] [--smoke] [--max-minutes M]
     train export RUN_DIR --out FILE.safetensors  # re-export a run's checkpoint
-    train evaluate [--samples 1000] [--json F]   # quality metrics of the shipped models
-    train ship [--runs DIR] [--evaluation F]     # copy runs into plugins/magenta_api_embedded
+    train evaluate [--samples 1000] [--json F] [--models M ...]  # quality metrics of the shipped models
+    train ship [--runs DIR] [--evaluation F] [--models M ...]    # copy runs into plugins/magenta_api_embedded
 
-MODEL is one of ``mel_2bar``, ``drums_2bar``, ``basic_rnn`` or ``all`` (one after another, each
+MODEL is one of ``mel_2bar``, ``drums_2bar``, ``basic_rnn``, ``mel_16bar`` or ``all`` (one after another, each
 into ``DIR/<model>``).
 """
 
@@ -49,10 +49,12 @@ def _parser():
     )
     s.add_argument("--runs", type=Path, default=Path("training/runs"))
     s.add_argument("--evaluation", type=Path, default=None, help="JSON written by `evaluate --json`")
+    s.add_argument("--models", nargs="+", choices=sorted(CONFIGS), default=None, help="default: all")
     q = sub.add_parser("evaluate", help="quality metrics of models (bench/quality.py)")
     q.add_argument("--samples", type=int, default=1000)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--json", type=Path, default=None)
+    q.add_argument("--models", nargs="+", choices=sorted(CONFIGS), default=None, help="default: all")
     q.add_argument(
         "--runs",
         type=Path,
@@ -72,8 +74,10 @@ def main(argv=None) -> int:
         from . import datasets
 
         cache = args.cache or datasets.DEFAULT_CACHE
-        ts = datasets.load_or_extract_tunes(cache, limit=args.limit)
-        print(f"{len(ts)} tunes ({int(ts.valid.sum())} validation) cached in {cache}")
+        for expand in (False, True):  # as written (2-bar models, basic_rnn); repeats written out (mel_16bar)
+            ts = datasets.load_or_extract_tunes(cache, limit=args.limit, expand_repeats=expand)
+            what = "tunes with repeats written out" if expand else "tunes"
+            print(f"{len(ts)} {what} ({int(ts.valid.sum())} validation) cached in {cache}")
         return 0
     if args.command == "train":
         from .train import train
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     if args.command == "ship":
         from .ship import ship
 
-        for model_id, entry in ship(args.runs, args.evaluation).items():
+        for model_id, entry in ship(args.runs, args.evaluation, names=args.models).items():
             print(model_id, entry["checkpoint"]["sha256"], entry["checkpoint"]["size"])
         return 0
     if args.command == "evaluate":
@@ -124,7 +128,9 @@ def main(argv=None) -> int:
         weights = None
         if args.runs:
             weights = {n: args.runs / n / f"{n}.safetensors" for n in CONFIGS}
-        return evaluate_main(samples=args.samples, seed=args.seed, json_path=args.json, weights=weights)
+        return evaluate_main(
+            samples=args.samples, seed=args.seed, json_path=args.json, models=args.models, weights=weights
+        )
     return 2
 
 

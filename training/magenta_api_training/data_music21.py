@@ -80,12 +80,33 @@ def _meters(tune: str):
     return [m.strip() for m in re.findall(r"(?m)^M:\s*(\S+)", tune)] + re.findall(r"\[M:\s*(\S+?)\]", tune)
 
 
-def tune_to_events(tune_text: str):
+def _measure_starts(measures, shift: float):
+    """Start (quarters) of each measure of an expanded part: measures follow one another, except that
+    a full-length measure starts on the next bar line (a short closing bar of a repeated part, whose
+    complementing pickup the repeat does not play again, leaves a rest instead of shifting the grid)."""
+    starts, at = [], 0.0
+    for k, m in enumerate(measures):
+        try:
+            bar_q, dur_q = float(m.barDuration.quarterLength), float(m.duration.quarterLength)
+        except Exception:
+            bar_q = dur_q = 0.0
+        if k == 0:
+            at = shift
+        elif bar_q and dur_q >= bar_q and at % bar_q > 1e-6:
+            at += bar_q - at % bar_q
+        starts.append(at)
+        at += dur_q
+    return starts
+
+
+def tune_to_events(tune_text: str, expand_repeats: bool = False):
     """Parse one ABC tune with music21; return its melody event list at 16th steps, or None.
 
     The grid is aligned to bar lines: a pickup bar shifts the tune so that its first full bar
     starts at a multiple of 16 steps. Ties are merged, grace notes and chord symbols dropped,
     chords reduced to their top note (Magenta keeps the highest pitch in polyphony).
+    ``expand_repeats``: the tune as played, repeats and first/second endings written out
+    (music21's ``expandRepeats``), each full bar on a bar line (16-bar windows: a tune's AABB form).
     """
     from music21 import chord, converter, harmony, note
 
@@ -96,12 +117,22 @@ def tune_to_events(tune_text: str):
         return None
     if hasattr(score, "scores") and len(score.scores):
         score = score.scores[0]
-    try:
-        score = score.stripTies()
-    except Exception:
-        pass
+    if not expand_repeats:
+        try:
+            score = score.stripTies()
+        except Exception:
+            pass
     parts = score.parts if hasattr(score, "parts") and len(score.parts) else [score]
     part = parts[0]
+    if expand_repeats:
+        try:
+            part = part.expandRepeats()
+        except Exception as exc:  # inconsistent repeat marks: the tune as written
+            log.debug("repeats not expanded: %s", exc)
+        try:
+            part = part.stripTies()
+        except Exception:
+            pass
     measures = list(part.getElementsByClass("Measure"))
     shift = 0.0
     if measures:
@@ -113,8 +144,14 @@ def tune_to_events(tune_text: str):
                 shift = bar_q - dur_q
         except Exception:
             pass
+    placed = [(n, float(n.getOffsetInHierarchy(part)) + shift) for n in part.recurse().notes]
+    if expand_repeats and measures:
+        starts = _measure_starts(measures, shift)
+        placed = [
+            (n, at + float(n.getOffsetInHierarchy(m))) for m, at in zip(measures, starts) for n in m.recurse().notes
+        ]
     onsets = []
-    for n in part.recurse().notes:
+    for n, off in placed:
         if isinstance(n, harmony.ChordSymbol) or n.duration.isGrace:
             continue
         if isinstance(n, chord.Chord):
@@ -125,7 +162,6 @@ def tune_to_events(tune_text: str):
             pitch = n.pitch.midi
         else:
             continue
-        off = float(n.getOffsetInHierarchy(part)) + shift
         start = int(round(off * STEPS_PER_QUARTER))
         end = int(round((off + float(n.quarterLength)) * STEPS_PER_QUARTER))
         onsets.append((start, max(end, start + 1), pitch))
@@ -180,7 +216,8 @@ class TuneSet:
         return len(self.titles)
 
 
-def extract_tunes(collections=COLLECTIONS, limit=None, seed=0, progress=False) -> TuneSet:
+def extract_tunes(collections=COLLECTIONS, limit=None, seed=0, progress=False, expand_repeats=False) -> TuneSet:
+    """Every accepted tune of ``collections`` (see :func:`tune_to_events`), split by tune."""
     items = list(iter_corpus_tunes(collections, limit))
     if progress:
         from tqdm import tqdm
@@ -188,7 +225,7 @@ def extract_tunes(collections=COLLECTIONS, limit=None, seed=0, progress=False) -
         items = tqdm(items, desc="parse ABC", unit="tune")
     evs, titles, colls = [], [], []
     for coll, title, text in items:
-        ev = tune_to_events(text)
+        ev = tune_to_events(text, expand_repeats)
         if ev is None or len(ev) < 2 * STEPS_PER_BAR:
             continue
         evs.append(ev)

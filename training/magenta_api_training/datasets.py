@@ -12,16 +12,18 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache"
 
 
-def tunes_path(cache_dir: Path) -> Path:
-    return Path(cache_dir) / "tunes.npz"
+def tunes_path(cache_dir: Path, limit=None, expand_repeats: bool = False) -> Path:
+    name = "tunes-repeats" if expand_repeats else "tunes"
+    return Path(cache_dir) / (f"{name}-limit{limit}.npz" if limit else f"{name}.npz")
 
 
-def load_or_extract_tunes(cache_dir: Path, limit=None, seed=0, progress=True) -> dm.TuneSet:
-    """The parsed tune books, from the cache if present (full extraction takes ~2 min)."""
-    path = tunes_path(cache_dir) if not limit else Path(cache_dir) / f"tunes-limit{limit}.npz"
+def load_or_extract_tunes(cache_dir: Path, limit=None, seed=0, progress=True, expand_repeats=False) -> dm.TuneSet:
+    """The parsed tune books, from the cache if present (full extraction takes ~2-4 min);
+    ``expand_repeats``: as played, repeats written out (the 16-bar model's data)."""
+    path = tunes_path(cache_dir, limit, expand_repeats)
     if path.exists():
         return dm.load_tunes(path)
-    ts = dm.extract_tunes(limit=limit, seed=seed, progress=progress)
+    ts = dm.extract_tunes(limit=limit, seed=seed, progress=progress, expand_repeats=expand_repeats)
     dm.save_tunes(ts, path)
     return ts
 
@@ -46,6 +48,21 @@ class MelodyData:
 
     def validation(self, limit=1024):
         return dm.encode_events(self.valid[:limit], dm.VAE_MIN_PITCH)
+
+
+class Melody16Data(MelodyData):
+    """16-bar windows (256 steps, a bar's hop) for the hierarchical melody model, same encoding,
+    transposition and split by tune as :class:`MelodyData`; from tunes with their repeats written
+    out (:func:`load_or_extract_tunes` with ``expand_repeats``), so a window holds a tune's form."""
+
+    bars = 16
+
+    def __init__(self, ts: dm.TuneSet, transpose_range=(-5, 5)):
+        steps = self.bars * dm.STEPS_PER_BAR
+        self.train = dm.melody_windows(ts, steps=steps, validation=False)
+        self.valid = dm.melody_windows(ts, steps=steps, validation=True)
+        self.transpose_range = transpose_range
+        log.info("16-bar melody windows: %d train, %d validation", len(self.train), len(self.valid))
 
 
 class DrumData:

@@ -10,7 +10,9 @@ Melody metrics (on note-on pitches of each 2- or 4-bar window):
   best-fitting major key), in-scale ratio (share of notes in the best fitting major scale),
   note density (note-ons per bar), interval histogram distance (total variation over -12..12,
   larger leaps pooled), repetition (share of one-beat cells that repeat an earlier cell of the
-  window). The rest ratio (share of silent steps) is reported as a value, not scored.
+  window). The rest ratio (share of silent steps) is reported as a value, not scored. The 16-bar
+  model adds bar repetition (share of bars that repeat an earlier bar of the window note for note:
+  the form a hierarchical decoder is for).
 MusicVAE models are sampled at their models.yaml default temperature (0.5, what a request gets
 by default), the RNN at 1.0 (its default); random weights at the same temperature.
 Drum metrics: per-class hit-rate distance (L1 over the 9 classes), backbeat strength (share of
@@ -106,12 +108,21 @@ def repetition(windows, cell=4):
     return float(np.mean(vals))
 
 
+def bar_repetition(windows, steps_per_bar=16):
+    vals = []
+    for w in windows:
+        bars = [tuple(w[i : i + steps_per_bar]) for i in range(0, len(w), steps_per_bar)]
+        vals.append(sum(b in bars[:k] for k, b in enumerate(bars)) / (len(bars) - 1))
+    return float(np.mean(vals))
+
+
 def tv(p, q):
     return float(0.5 * np.abs(np.asarray(p) - np.asarray(q)).sum())
 
 
-def melody_stats(windows) -> dict:
-    return {
+def melody_stats(windows, bars: bool = False) -> dict:
+    """Statistics of raw event windows; ``bars``: with :func:`bar_repetition` (16-bar windows)."""
+    stats = {
         "pitch_class_hist": pitch_class_hist(windows),
         "interval_hist": interval_hist(windows),
         "in_scale_ratio": in_scale_ratio(windows),
@@ -119,13 +130,17 @@ def melody_stats(windows) -> dict:
         "repetition": repetition(windows),
         "rest_ratio": rest_ratio(windows),
     }
+    if bars:
+        stats["bar_repetition"] = bar_repetition(windows)
+    return stats
 
 
 def melody_distances(stats: dict, ref: dict) -> dict:
+    scalars = [k for k in ("in_scale_ratio", "note_density", "repetition", "bar_repetition") if k in ref]
     return {
         "pitch_class_hist_tv": tv(stats["pitch_class_hist"], ref["pitch_class_hist"]),
         "interval_hist_tv": tv(stats["interval_hist"], ref["interval_hist"]),
-        **{f"{k}_abs_diff": abs(stats[k] - ref[k]) for k in ("in_scale_ratio", "note_density", "repetition")},
+        **{f"{k}_abs_diff": abs(stats[k] - ref[k]) for k in scalars},
     }
 
 
@@ -178,6 +193,20 @@ def vae_samples(variables, n: int, rng: np.random.Generator, temperature=1.0, ba
     return np.concatenate(out)
 
 
+def hier_samples(variables, n: int, rng: np.random.Generator, temperature=1.0, batch=100, level_lengths=(16, 16)):
+    """Class indices [n, 256] decoded from z ~ N(0, 1) by the musicvae plugin's general engine
+    (hierarchical decoder, as the service runs ``embedded-mel_16bar``)."""
+    from magenta_api_musicvae.hierarchy import VAEModel
+
+    eng = VAEModel(variables, level_lengths=list(level_lengths))
+    steps = int(np.prod(level_lengths))
+    out = []
+    for k in range(0, n, batch):
+        z = rng.standard_normal((min(batch, n - k), eng.z_size)).astype(np.float32)
+        out.append(eng.sample(z, steps, temperature, rng)[..., 0])
+    return np.concatenate(out)
+
+
 def rnn_samples(variables, first_events, steps: int, rng: np.random.Generator, temperature=1.0):
     """Class indices [n, steps]: each row starts from ``first_events[i]`` (a class index) and
     the melody_rnn plugin's engine samples the rest step by step."""
@@ -217,7 +246,7 @@ def _fmt(d):
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-TEMPERATURES = {"mel_2bar": 0.5, "drums_2bar": 0.5, "basic_rnn": 1.0}
+TEMPERATURES = {"mel_2bar": 0.5, "drums_2bar": 0.5, "basic_rnn": 1.0, "mel_16bar": 0.5}
 
 
 def evaluate_model(name: str, variables, samples=1000, seed=0, cache_dir=None, temperature=None) -> dict:
@@ -238,8 +267,14 @@ def evaluate_model(name: str, variables, samples=1000, seed=0, cache_dir=None, t
         dist = drum_distances
         reference = {"held_out_windows": len(held)}
     else:
-        ts = datasets.load_or_extract_tunes(Path(cache_dir) if cache_dir else datasets.DEFAULT_CACHE)
-        if name == "mel_2bar":
+        cache = Path(cache_dir) if cache_dir else datasets.DEFAULT_CACHE
+        ts = datasets.load_or_extract_tunes(cache, expand_repeats=name == "mel_16bar")
+        if name == "mel_16bar":
+            held = dm.melody_windows(ts, steps=256, validation=True)
+            decode = lambda c: dm.decode_events(c, dm.VAE_MIN_PITCH)  # noqa: E731
+            trained_w = decode(hier_samples(variables, samples, rng, temp))
+            random_w = decode(hier_samples(rand_vars, samples, rng, temp))
+        elif name == "mel_2bar":
             held = dm.melody_windows(ts, validation=True)
             decode = lambda c: dm.decode_events(c, dm.VAE_MIN_PITCH)  # noqa: E731
             trained_w = decode(vae_samples(variables, samples, rng, temp))
@@ -250,7 +285,8 @@ def evaluate_model(name: str, variables, samples=1000, seed=0, cache_dir=None, t
             decode = lambda c: dm.decode_events(c, dm.RNN_MIN_NOTE)  # noqa: E731
             trained_w = decode(rnn_samples(variables, starts, 64, rng, temp))
             random_w = decode(rnn_samples(rand_vars, starts, 64, rng, temp))
-        ref, trained, random = melody_stats(held), melody_stats(trained_w), melody_stats(random_w)
+        bars = name == "mel_16bar"
+        ref, trained, random = (melody_stats(w, bars) for w in (held, trained_w, random_w))
         dist = melody_distances
         reference = {"held_out_windows": len(held)}
     d_trained, d_random = dist(trained, ref), dist(random, ref)
@@ -301,7 +337,12 @@ def shipped_variables(model_id: str):
     return variables
 
 
-EMBEDDED = {"mel_2bar": "embedded-mel_2bar", "drums_2bar": "embedded-drums_2bar", "basic_rnn": "embedded-basic_rnn"}
+EMBEDDED = {
+    "mel_2bar": "embedded-mel_2bar",
+    "drums_2bar": "embedded-drums_2bar",
+    "basic_rnn": "embedded-basic_rnn",
+    "mel_16bar": "embedded-mel_16bar",
+}
 
 
 def main(samples=1000, seed=0, json_path=None, models=None, weights=None) -> int:

@@ -65,6 +65,39 @@ def musicvae_variables(model) -> dict:
     return v
 
 
+def _dense(v, name, layer):
+    v[f"{name}/kernel"] = np.ascontiguousarray(_np(layer.weight).T)
+    v[f"{name}/bias"] = _np(layer.bias)
+
+
+def hier_musicvae_variables(model) -> dict:
+    """Variables of a ``hier-mel_16bar`` MusicVAE as Magenta's graph names them (see the hier_mel
+    fixture of reference/musicvae_hier_reference.py): encoder levels under
+    ``encoder/hierarchical_level_<l>/``, the conductor under ``decoder/hierarchical_level_0/``, the core
+    decoder under ``core_decoder/decoder/``."""
+    v = {}
+    for level, lstm in enumerate(model.encoder_levels):
+        for suffix, direction in (("", "fw"), ("_reverse", "bw")):
+            for k, (kernel, bias) in _lstm_layers(lstm, suffix):
+                base = (
+                    f"encoder/hierarchical_level_{level}/cell_{k}/bidirectional_rnn/{direction}"
+                    "/multi_rnn_cell/cell_0/lstm_cell"
+                )
+                v[f"{base}/kernel"], v[f"{base}/bias"] = kernel, bias
+    _dense(v, "encoder/mu", model.mu)
+    _dense(v, "encoder/sigma", model.sigma)
+    _dense(v, "decoder/hierarchical_level_0/initial_state", model.conductor_initial_state)
+    for k, (kernel, bias) in _lstm_layers(model.conductor):
+        base = f"decoder/hierarchical_level_0/cell_{k}/lstm_cell"
+        v[f"{base}/kernel"], v[f"{base}/bias"] = kernel, bias
+    for k, (kernel, bias) in _lstm_layers(model.decoder):
+        base = f"core_decoder/decoder/multi_rnn_cell/cell_{k}/lstm_cell"
+        v[f"{base}/kernel"], v[f"{base}/bias"] = kernel, bias
+    _dense(v, "core_decoder/decoder/z_to_initial_state", model.z_to_initial_state)
+    _dense(v, "core_decoder/decoder/output_projection", model.output_projection)
+    return v
+
+
 def melody_rnn_variables(model) -> dict:
     """Variables of a MelodyRNN bundle (see vars_basic_rnn.txt): BasicLSTMCell + fully_connected."""
     v = {}
@@ -77,6 +110,8 @@ def melody_rnn_variables(model) -> dict:
 
 
 def model_variables(model, cfg) -> dict:
+    if cfg["kind"] == "hier_musicvae":
+        return hier_musicvae_variables(model)
     return musicvae_variables(model) if cfg["kind"] == "musicvae" else melody_rnn_variables(model)
 
 
@@ -85,7 +120,7 @@ def export_model(model, cfg: dict, path: Path, global_step: int = 0) -> Path:
     from safetensors.numpy import save_file
 
     v = model_variables(model, cfg)
-    if cfg["kind"] == "musicvae":
+    if cfg["kind"] in ("musicvae", "hier_musicvae"):
         v["global_step"] = np.array(global_step, np.int64)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +162,30 @@ def load_variables(model, variables) -> None:
         layer.bias.copy_(torch.as_tensor(np.array(variables[bias], np.float32)))
 
     with torch.no_grad():
-        if hasattr(model, "encoder"):
+        if hasattr(model, "encoder_levels"):
+            for level, lstm in enumerate(model.encoder_levels):
+                for suffix, direction in (("", "fw"), ("_reverse", "bw")):
+                    for k in range(lstm.num_layers):
+                        set_lstm(
+                            lstm,
+                            k,
+                            suffix,
+                            f"encoder/hierarchical_level_{level}/cell_{k}/bidirectional_rnn/{direction}"
+                            "/multi_rnn_cell/cell_0/lstm_cell",
+                        )
+            for k in range(model.conductor.num_layers):
+                set_lstm(model.conductor, k, "", f"decoder/hierarchical_level_0/cell_{k}/lstm_cell")
+            for k in range(model.decoder.num_layers):
+                set_lstm(model.decoder, k, "", f"core_decoder/decoder/multi_rnn_cell/cell_{k}/lstm_cell")
+            for layer, name in (
+                (model.mu, "encoder/mu"),
+                (model.sigma, "encoder/sigma"),
+                (model.conductor_initial_state, "decoder/hierarchical_level_0/initial_state"),
+                (model.z_to_initial_state, "core_decoder/decoder/z_to_initial_state"),
+                (model.output_projection, "core_decoder/decoder/output_projection"),
+            ):
+                set_dense(layer, f"{name}/kernel", f"{name}/bias")
+        elif hasattr(model, "encoder"):
             for suffix, direction in (("", "fw"), ("_reverse", "bw")):
                 for k in range(model.encoder.num_layers):
                     set_lstm(

@@ -15,7 +15,12 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO / "plugins" / "magenta_api_embedded"
 
-MODEL_IDS = {"mel_2bar": "embedded-mel_2bar", "drums_2bar": "embedded-drums_2bar", "basic_rnn": "embedded-basic_rnn"}
+MODEL_IDS = {
+    "mel_2bar": "embedded-mel_2bar",
+    "drums_2bar": "embedded-drums_2bar",
+    "basic_rnn": "embedded-basic_rnn",
+    "mel_16bar": "embedded-mel_16bar",
+}
 
 DESCRIPTIONS = {
     "mel_2bar": "MusicVAE 2-bar melody model trained by magenta-api on public-domain tune books "
@@ -23,6 +28,8 @@ DESCRIPTIONS = {
     "drums_2bar": "MusicVAE 2-bar drum model (9 classes, 512-way) trained by magenta-api on its own "
     "groove library; offline",
     "basic_rnn": "MelodyRNN basic_rnn trained by magenta-api on public-domain tune books; continues a primer; offline",
+    "mel_16bar": "MusicVAE 16-bar melody model (hier-mel_16bar: hierarchical encoder and 16-step conductor) "
+    "trained by magenta-api on public-domain tune books; offline 16-bar and long-form (bars: 64) music",
 }
 
 DATA_TEXT = {
@@ -51,6 +58,11 @@ top note), put on a 16th-note grid aligned to the bar lines (pickup bars shifted
 `note_seq.Melody` event lists (-2 hold, -1 note-off, pitch). The split into training and validation is by
 tune (10 % of tunes by a seeded hash of the normalised title, so the same tune printed in two books stays on
 one side).""",
+    "melody16": """The 16-bar model reads the tunes as they are played: music21's `expandRepeats` writes out
+repeats and first/second endings (a tune's AABB form), each full bar starts on a bar line (the short
+closing bar of a repeated part leaves a rest where its pickup is not played again), and windows are 16
+bars (256 steps) at a one-bar hop, each with at least one note in every bar and every pitch in
+[21, 108], transposed by -5..5 semitones in training as the 2-bar model.""",
     "drums": """The project's own groove library (`training/magenta_api_training/grooves.py`, Apache-2.0, written
 for magenta-api): 21 styles (rock, pop, funk, shuffle, bossa nova, samba, hip-hop, reggae one-drop and
 steppers, march, disco, jazz ride, afrobeat, metal, half-time, 12/8 feel on the straight-16 grid,
@@ -65,6 +77,17 @@ ARCH_TEXT = {
     "musicvae": "Flat MusicVAE as Magenta's `cat-*_2bar` configs: BidirectionalLstmEncoder -> mu, "
     "sigma = softplus -> z; CategoricalLstmDecoder with tanh(dense(z)) initial states and "
     "[previous output; z] inputs.",
+    "hier_musicvae": "Hierarchical MusicVAE as Magenta's `hier-mel_16bar` config: HierarchicalLstmEncoder "
+    "(level 0: a bidirectional LSTM over each bar of 16 steps; level 1: a bidirectional LSTM over the 16 bar "
+    "embeddings) -> mu, sigma = softplus -> z; HierarchicalLstmDecoder with one conductor level (tanh(dense(z)) "
+    "initial state, 16 steps with a single 0 input, `disable_autoregression`) whose output at step k is bar "
+    "k's embedding; a CategoricalLstmDecoder per bar with tanh(dense(embedding)) initial states and "
+    "[previous output; embedding] inputs, the previous output running across bar boundaries. Both encoder "
+    "levels use `enc_rnn_size`, conductor and core decoder `dec_rnn_size`, as Magenta builds them. Sizes: "
+    "1/8 of Magenta's widths (encoder 128, decoder 2 x 128, z 128 against 1024, 2 x 1024, 512), so that "
+    "the float32 weights stay under 10 MB (1.34 M parameters, 5.4 MB) and an hour of one CPU thread trains "
+    "several thousand batches; free bits keep Magenta's 0.5 bits per latent dimension (64 for z 128; "
+    "Magenta: 256 for z 512) and `max_beta` its 0.2.",
     "melody_rnn": "MelodyRNN `basic_rnn`: one-hot events in MelodyOneHotEncoding(48, 84) (38 classes), "
     "stacked BasicLSTMCells, `fully_connected` output; training tunes transposed to C "
     "major and squashed into [48, 84) as Magenta's `transpose_to_key=0` (the result equals "
@@ -84,6 +107,26 @@ def sha256_file(path: Path) -> str:
 def model_entry(name: str, cfg: dict, weights: Path) -> dict:
     a = cfg["arch"]
     ck = {"url": weights.name, "format": "native", "sha256": sha256_file(weights), "size": weights.stat().st_size}
+    if cfg["kind"] == "hier_musicvae":
+        segments, _ = a["level_lengths"]
+        return {
+            "family": "musicvae",
+            "description": DESCRIPTIONS[name],
+            "hparams": {
+                "config": "hier-mel_16bar",
+                "converter": "melody",
+                "steps": cfg["max_seq_len"],
+                "segments": segments,
+                "z_size": a["z_size"],
+                "enc_rnn_size": a["enc_rnn_size"],
+                "dec_rnn_size": a["dec_rnn_size"],
+                "min_pitch": 21,
+                "max_pitch": 108,
+            },
+            "defaults": {"temperature": 0.5, "num_outputs": 1},
+            "limits": {"num_outputs": 16, "length": cfg["max_seq_len"]},
+            "checkpoint": ck,
+        }
     if cfg["kind"] == "musicvae":
         hp = {
             "converter": "drums" if cfg["data"] == "drums" else "melody",
@@ -115,14 +158,19 @@ def model_entry(name: str, cfg: dict, weights: Path) -> dict:
 
 
 def write_models_yaml(entries: dict, path: Path):
+    """models.yaml with ``entries``; a partial ship (one model re-trained alone) keeps the other
+    models already in the file and its ``default_model``."""
     import yaml
 
     head = (
         "# Embedded default models, trained by magenta-api (training/) and shipped in this package.\n"
         "# Regenerated by `magenta-api train ship`; checkpoint paths are relative to this file.\n"
     )
-    doc = {"default_model": MODEL_IDS["mel_2bar"], "models": entries}
-    if MODEL_IDS["mel_2bar"] not in entries:  # a partial ship (e.g. one model re-trained alone)
+    old = yaml.safe_load(path.read_text()) if path.exists() else None
+    models = dict((old or {}).get("models") or {})
+    models.update(entries)
+    doc = {"default_model": MODEL_IDS["mel_2bar"], "models": models}
+    if MODEL_IDS["mel_2bar"] not in models:
         del doc["default_model"]
     path.write_text(head + yaml.safe_dump(doc, sort_keys=False, width=110))
 
@@ -161,6 +209,7 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
         "## Data and licence",
         "",
         DATA_TEXT["drums" if cfg["data"] == "drums" else "melody"],
+        *(["", DATA_TEXT["melody16"]] if cfg["data"] == "melody16" else []),
         "",
         f"Windows: {summary['train_windows']:,} training, {summary['validation_windows']:,} validation.",
         "",
@@ -180,7 +229,7 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
         f"Last training step: `{json.dumps(last)}`",
         "",
         f"Validation (held-out {'grooves' if cfg['data'] == 'drums' else 'tunes'}"
-        f"{', z = mu' if cfg['kind'] == 'musicvae' else ''}): `{json.dumps(final)}`",
+        f"{', z = mu' if cfg['kind'] != 'melody_rnn' else ''}): `{json.dumps(final)}`",
         "",
     ]
     if evaluation:
@@ -189,7 +238,11 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
             "",
             f"{evaluation['samples']} samples drawn by the service's NumPy engine (temperature "
             f"{evaluation['temperature']}"
-            + (", z ~ N(0, 1)" if cfg["kind"] == "musicvae" else ", 64 steps from the first event of a held-out window")
+            + (
+                ", z ~ N(0, 1)"
+                if cfg["kind"] != "melody_rnn"
+                else ", 64 steps from the first event of a held-out window"
+            )
             + f"), compared with {evaluation['held_out_windows']:,} held-out windows and with the "
             "same architecture at the trainer's random initial weights (`bench/quality.py`, seed "
             f"{evaluation['seed']}). Each metric is the distance between a statistic of the samples and the "

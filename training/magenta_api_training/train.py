@@ -19,14 +19,16 @@ import torch
 from torch.nn import functional as F
 
 from .configs import CONFIGS
-from .models_torch import MelodyRNN, MusicVAE, drums_roll_input, vae_loss
+from .models_torch import HierMusicVAE, MelodyRNN, MusicVAE, drums_roll_input, vae_loss
 
 log = logging.getLogger(__name__)
 
 SMOKE_OVERRIDES = {
     "musicvae": {"enc_rnn_size": [16], "dec_rnn_size": [16, 16], "z_size": 8},
     "melody_rnn": {"rnn_layer_sizes": [16, 16]},
+    "hier_musicvae": {"enc_rnn_size": [16], "dec_rnn_size": [16, 16], "z_size": 8},
 }
+SMOKE_TUNES = {"melody16": 20}  # 16-bar windows need more tunes than 12 to have validation ones too
 
 
 def build_config(model_name: str, smoke: bool = False) -> dict:
@@ -44,6 +46,10 @@ def build_model(cfg: dict) -> torch.nn.Module:
     a = cfg["arch"]
     if cfg["kind"] == "musicvae":
         return MusicVAE(a["input_depth"], a["output_depth"], a["enc_rnn_size"], a["dec_rnn_size"], a["z_size"])
+    if cfg["kind"] == "hier_musicvae":
+        return HierMusicVAE(
+            a["input_depth"], a["output_depth"], a["enc_rnn_size"], a["dec_rnn_size"], a["z_size"], a["level_lengths"]
+        )
     return MelodyRNN(a["num_classes"], a["rnn_layer_sizes"], cfg.get("dropout", 0.0))
 
 
@@ -52,9 +58,14 @@ def build_data(cfg: dict, seed: int, cache_dir: Path, smoke: bool):
 
     if cfg["data"] == "drums":
         return datasets.DrumData(seed=seed, smoke=smoke)
-    ts = datasets.load_or_extract_tunes(cache_dir, limit=12 if smoke else None, seed=0, progress=not smoke)
+    limit = SMOKE_TUNES.get(cfg["data"], 12) if smoke else None
+    ts = datasets.load_or_extract_tunes(
+        cache_dir, limit=limit, seed=0, progress=not smoke, expand_repeats=cfg["data"] == "melody16"
+    )
     if cfg["data"] == "melody":
         return datasets.MelodyData(ts, tuple(cfg.get("transpose_range", (0, 0))))
+    if cfg["data"] == "melody16":
+        return datasets.Melody16Data(ts, tuple(cfg.get("transpose_range", (0, 0))))
     return datasets.MelodyRnnData(ts, cfg["seq_len"])
 
 
@@ -64,9 +75,10 @@ def _step_seed(seed: int, step: int) -> int:
 
 def compute_loss(model, cfg, labels: torch.Tensor, step: int, deterministic=False):
     """Returns (loss, metrics dict) for one batch of label indices [B, T]."""
-    depth = model.output_depth if cfg["kind"] == "musicvae" else model.num_classes
+    vae = cfg["kind"] in ("musicvae", "hier_musicvae")
+    depth = model.output_depth if vae else model.num_classes
     onehot = F.one_hot(labels, depth).float()
-    if cfg["kind"] == "musicvae":
+    if vae:
         x = drums_roll_input(labels) if cfg["data"] == "drums" else onehot
         mu, sigma = model.encode(x)
         z = mu if deterministic else mu + sigma * torch.randn_like(mu)
