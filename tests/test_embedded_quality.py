@@ -41,3 +41,21 @@ def test_drum_values_on_a_rock_beat():
     assert stats["hit_density"] == 12.0  # 8 hats + 2 kicks + 2 snares per bar
     d = ev.drum_distances(stats, stats)
     assert all(v == 0.0 for v in d.values())
+
+
+def test_bar_repetition_counts_bars_repeated_note_for_note():
+    a, b = C_SCALE, [e + 2 if e >= 0 else e for e in C_SCALE]
+    aabb = np.array([a + a + b + b])  # bars 2 and 4 repeat bars 1 and 3
+    assert ev.bar_repetition(aabb) == 2 / 3
+    assert ev.bar_repetition(np.array([a + b])) == 0.0
+    stats = ev.melody_stats(aabb, bars=True)
+    assert stats["bar_repetition"] == 2 / 3 and "bar_repetition" not in ev.melody_stats(aabb)
+    d = ev.melody_distances(ev.melody_stats(np.array([a + b + a + b]), bars=True), stats)
+    assert d["bar_repetition_abs_diff"] == 0.0  # ABAB repeats two bars too
+    assert set(ev.melody_distances(ev.melody_stats(aabb), ev.melody_stats(aabb))) == {
+        "pitch_class_hist_tv",
+        "interval_hist_tv",
+        "in_scale_ratio_abs_diff",
+        "note_density_abs_diff",
+        "repetition_abs_diff",
+    }
