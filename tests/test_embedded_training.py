@@ -256,3 +256,14 @@ def test_smoke_16_bar_training_exports_what_the_service_builds_and_resumes_exact
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@needs("torch", "music21")
+def test_a_time_budget_stops_cleanly_and_still_exports(tmp_path, tune_cache):
+    from magenta_api.store.readers.native import read_native
+
+    out = _smoke(tmp_path, "mel_16bar", 50, "--max-minutes", "0.000001", cache=tune_cache)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] < 50 and summary["requested_steps"] == 50 and summary["stopped_by_budget"]
+    variables, _ = read_native(out / "mel_16bar.safetensors")
+    assert int(np.asarray(variables["global_step"])) == summary["steps"]

@@ -223,8 +223,17 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
         + ". "
         f"Settings: `{json.dumps(train_cfg)}`.",
         "",
+        *(
+            [
+                f"The run had a time budget (`--max-minutes`): it stopped after {summary['steps']} of the "
+                f"{summary.get('requested_steps', cfg.get('steps'))} steps asked for and exported there.",
+                "",
+            ]
+            if summary.get("stopped_by_budget", summary["steps"] < cfg.get("steps", 0))
+            else []
+        ),
         "Reproduce: `magenta-api train " + name + f" --steps {summary['steps']} --seed {summary['seed']} "
-        f"--out training/runs/{name}` then `magenta-api train ship` (see training/README.md).",
+        f"--out training/runs/{name}` then `magenta-api train ship --models {name}` (see training/README.md).",
         "",
         f"Last training step: `{json.dumps(last)}`",
         "",
@@ -263,6 +272,13 @@ def write_card(name: str, summary: dict, evaluation: dict, weights: Path, path: 
         "checkpoints.",
         "",
     ]
+    if cfg["kind"] == "hier_musicvae":
+        lines += [
+            "Long-form (`bars` over 16) joins 16-bar decodes of nearby codes on a slerp path (musicvae "
+            "plugin README, Long-form): each 16-bar chunk has the model's form, the piece as a whole "
+            "drifts rather than repeats.",
+            "",
+        ]
     path.write_text("\n".join(lines))
 
 

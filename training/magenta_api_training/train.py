@@ -201,6 +201,8 @@ def train(
     summary = {
         "model": model_name,
         "steps": step,
+        "requested_steps": steps,
+        "stopped_by_budget": step < steps,
         "seed": seed,
         "config": cfg,
         "last": last,
