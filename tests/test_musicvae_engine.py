@@ -174,3 +174,87 @@ def test_feature_major_batch_path_matches_magenta(name, block_elements):
     # sampling draws the same noise as the row-major path
     rowmajor = engine.sample(z, 32, 0.7, np.random.default_rng(5), path="rows")
     np.testing.assert_array_equal(engine.sample(z, 32, 0.7, np.random.default_rng(5)), rowmajor)
+
+
+# --- small batches: the in-place steppers, the feature-major encoder and the kit helpers they use --------------
+
+
+@pytest.mark.parametrize("rows", [1, 3, 12])
+@pytest.mark.parametrize("shape", [(64, 96), (600, 400), (1200, 1000)])  # small, per-row gemv, row blocks
+def test_matmul_into_a_buffer_equals_the_plain_product(rows, shape):
+    """``nn.matmul(..., out=)`` writes the product into the caller's buffer on each of its rules, also
+    from a column slice of a wider buffer (how the steppers read their h)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(shape).astype(np.float32)
+    wide = rng.standard_normal((rows, shape[0] + 7)).astype(np.float32)
+    x = wide[:, 3 : 3 + shape[0]]
+    out = np.full((rows, shape[1]), np.nan, np.float32)
+    assert nn.matmul(x, w, out=out) is out
+    np.testing.assert_allclose(out, x.astype(np.float64) @ w, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(nn.matmul(x, w), out, rtol=1e-5, atol=1e-5)
+
+
+def test_small_gemm_blocks_stay_within_the_kernel_size():
+    for batch, inputs in ((1, 256), (2, 512), (5, 512), (8, 2048), (32, 4096)):
+        rows = nn.small_gemm_rows(batch, inputs)
+        assert rows % 16 == 0 and rows >= 16
+        assert rows == 16 or rows * batch * inputs <= nn.SMALL_GEMM_MNK
+    assert isinstance(nn.small_gemm(), bool)
+
+
+@pytest.mark.parametrize("batch", [2, 3, 8])
+def test_small_batches_decode_like_the_reference_on_every_batched_path(batch):
+    """2..FM_MIN rows: the in-place row-major stepper and the feature-major one (small-matrix blocks) give
+    the reference path's logits within 1e-4 and its samples exactly."""
+    variables, ref, _ = load("mel_small")
+    engine = MusicVAEEngine(variables)
+    z = np.tile(ref["z"], (2, 1))[:batch]
+    targets = np.tile(ref["targets"], (2, 1, 1))[:batch]
+    base = engine.decode_logits(z, targets, path="reference")
+    for path in ("rows", "feature_major"):
+        np.testing.assert_allclose(engine.decode_logits(z, targets, path=path), base, atol=TOL, rtol=0)
+        for temperature in (0.0, 0.5):
+            np.testing.assert_array_equal(
+                engine.sample(z, 32, temperature, np.random.default_rng(7), path=path),
+                engine.sample(z, 32, temperature, np.random.default_rng(7), path="reference"),
+            )
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("batch", [1, 2, 5])
+def test_feature_major_encoder_equals_the_reference(name, batch):
+    """The feature-major encoder (both directions stepped together, transposed scaled weights in blocks)
+    gives the masked reference's mu and sigma for full-length rows, one-hot (melody) or not (drum rolls)."""
+    variables, ref, _ = load(name)
+    engine = MusicVAEEngine(variables)
+    full = ref["inputs"][ref["lengths"] == ref["inputs"].shape[1]]
+    x = np.concatenate([full] * batch)[:batch]
+    mu_ref, sigma_ref = engine.encode(x, path="reference")
+    for path in ("full", "feature_major"):
+        mu, sigma = engine.encode(x, path=path)
+        np.testing.assert_allclose(mu, mu_ref, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(sigma, sigma_ref, atol=1e-5, rtol=0)
+
+
+def test_paths_follow_the_blas_kernels(monkeypatch):
+    """With small-matrix kernels (an AVX-512 OpenBLAS core) 2..FM_MIN rows go feature-major, encoder and
+    decoder; without them row-major; one z and big batches do not depend on it."""
+    engine = MusicVAEEngine(load("mel_tiny")[0])
+    for small, rows, encoder in ((True, "feature_major", "feature_major"), (False, "rows", "full")):
+        monkeypatch.setattr(nn, "small_gemm", lambda small=small: small)
+        assert engine.path_for(5) == rows and engine.path_for(2, logits=True) == rows
+        assert engine.encoder_path_for(True, 2) == encoder and engine.encoder_path_for(True, FM_MIN) == encoder
+        assert engine.path_for(1) == "row" and engine.path_for(FM_MIN + 1) == "feature_major"
+        assert engine.encoder_path_for(True, 1) == "full" and engine.encoder_path_for(True, FM_MIN + 1) == "full"
+        assert engine.encoder_path_for(False, 2) == "reference"
+
+
+def test_warm_builds_the_batched_weights_once(monkeypatch):
+    monkeypatch.setattr(nn, "small_gemm", lambda: True)  # the encoder's transposed weights too
+    engine = MusicVAEEngine(load("mel_tiny")[0])
+    engine.warm()
+    fm = engine._feature_major()
+    engine.warm()
+    assert engine._feature_major() is fm
+    z = np.zeros((3, engine.z_size), np.float32)
+    np.testing.assert_array_equal(engine.sample(z, 8, 0.0, path="feature_major"), engine.sample(z, 8, 0.0))

@@ -10,6 +10,7 @@ The engines' rules that are not about one model live here once: how a batch meet
 to the fused :class:`FusedLSTM` and the in-place :class:`RowLSTM` that the fast paths step on.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -52,8 +53,9 @@ SMALL_WEIGHT = 1 << 17  # 512 KB of float32: stays in cache, so BLAS re-packing 
 BLOCK_ELEMENTS = 1 << 20  # 4 MB of float32: fits the last-level cache with room to spare
 
 
-def matmul(x, w):
-    """``x @ w`` for a batch of rows ``x`` [B, n] and a weight ``w`` [n, m].
+def matmul(x, w, out=None):
+    """``x @ w`` for a batch of rows ``x`` [B, n] and a weight ``w`` [n, m], into ``out`` [B, m] when
+    given (a step loop's preallocated buffer; ``x`` may be a column slice of a wider buffer).
 
     OpenBLAS's sgemm re-packs the whole weight on every call, which makes 2..8-row products with a
     weight bigger than :data:`SMALL_WEIGHT` several times slower than one-row ones (where it uses
@@ -64,15 +66,48 @@ def matmul(x, w):
     """
     rows = x.shape[0] if x.ndim == 2 else 0
     if not 1 < rows <= 8 or w.size <= SMALL_WEIGHT:
-        return x @ w
+        return np.matmul(x, w, out=out)
     xs = x[:, None, :]
     if w.size <= BLOCK_ELEMENTS:
-        return (xs @ w)[:, 0]
+        if out is None:
+            return (xs @ w)[:, 0]
+        np.matmul(xs, w, out=out[:, None, :])
+        return out
     step = max(16, BLOCK_ELEMENTS // w.shape[1])
-    out = (xs[:, :, :step] @ w[:step])[:, 0]
+    first = (xs[:, :, :step] @ w[:step])[:, 0]
+    if out is None:
+        out = first
+    else:
+        out[...] = first
     for s in range(step, w.shape[0], step):
         out += (xs[:, :, s : s + step] @ w[s : s + step])[:, 0]
     return out
+
+
+SMALL_GEMM_MNK = 10**6  # OpenBLAS's AVX-512 cores multiply up to M * N * K = 100**3 without packing
+
+
+@functools.cache
+def small_gemm() -> bool:
+    """Whether NumPy's BLAS is OpenBLAS on an AVX-512 core (SkylakeX, Cooperlake, SapphireRapids), whose
+    small-matrix sgemm kernels skip the packing for products up to :data:`SMALL_GEMM_MNK`: there a
+    batch of 2..8 rows is 2-3x faster as ``W^T @ X^T`` in row blocks of that size than as one gemv per
+    row, while the AVX2 cores (Haswell, Zen) have no such kernel and per-row gemv stays faster."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # pragma: no cover - threadpoolctl is a runtime dependency
+        return False
+    cores = {"skylakex", "cooperlake", "sapphirerapids"}
+    return any(
+        i.get("internal_api") == "openblas" and str(i.get("architecture", "")).lower() in cores
+        for i in threadpool_info()
+    )
+
+
+def small_gemm_rows(batch: int, inputs: int) -> int:
+    """Rows per block of a transposed weight ``W^T`` [out, inputs] so that each block's product with a
+    [inputs, batch] operand stays within :data:`SMALL_GEMM_MNK` (a multiple of 16, at least 16)."""
+    return max(16, SMALL_GEMM_MNK // (max(1, batch) * inputs) // 16 * 16)
 
 
 def gate_scale_shift(units: int, forget_bias: float) -> tuple:

@@ -182,9 +182,10 @@ class MusicVAEFamily(Family):
 
     # -- dynamic batching (magenta_api.batching) ------------------------------------------------
     def warm(self) -> None:
-        """One argmax step of a batch big enough for the feature-major decoder, whose transposed weights
-        are built on first use: built before the fork, the workers share them."""
+        """Build the flat engine's batched-path weights (transposed, blocked copies made on first use) and
+        run one argmax step of a feature-major batch: built before the fork, the workers share them."""
         if not self.general:
+            self.engine.warm()
             self.engine.sample(np.zeros((FM_MIN + 1, self.engine.z_size), np.float32), 1, 0.0)
 
     def batch_key(self, request: GenerateRequest):
