@@ -92,6 +92,59 @@ def sample(logits, temperature, rng):
     return idx, p[np.arange(len(p)), idx]
 
 
+class RowSampler:
+    """:func:`sample` and :func:`tempered_softmax` for one row of logits at a time, the same numbers from
+    fewer NumPy calls on preallocated buffers (the n=1 loop's: :func:`sample_indices`).
+
+    The draw finds ``numpy.random.choice``'s class without dividing the whole CDF: the classes whose
+    normalised CDF value ``cdf[k] / cdf[-1]`` (float64, correctly rounded) is at most ``u`` are a prefix,
+    because the CDF is non-decreasing and rounded division is monotone; ``searchsorted`` of
+    ``u * cdf[-1]`` on the raw CDF lands on or next to its end, and the exact test of the neighbours
+    moves it there."""
+
+    def __init__(self, num_classes: int, temperature, rng):
+        self.temperature, self.rng = temperature, rng
+        self.scale = np.float32(temperature or 1.0)
+        self.unscaled = self.scale == 1.0  # logits / 1 is the logits: skip the division
+        self.p = np.empty(num_classes, np.float32)
+        self.p64 = np.empty(num_classes, np.float64)
+        self.cdf = np.empty(num_classes, np.float64)
+        self.classes = num_classes
+
+    def softmax(self, logits):
+        """:func:`tempered_softmax` of one row (temperature 0 as 1), in the sampler's buffer. The maximum
+        is read at ``argmax`` (the same value, from a cheaper call than a reduction); ``np.add.reduce``
+        is ``ndarray.sum``."""
+        p = self.p
+        if self.unscaled:
+            np.subtract(logits, logits[logits.argmax()], out=p)
+        else:
+            np.divide(logits, self.scale, out=p)
+            np.subtract(p, p[p.argmax()], out=p)
+        np.exp(p, out=p)
+        np.divide(p, np.add.reduce(p), out=p)
+        return p
+
+    def sample(self, logits):
+        """(class index, its float32 probability), as :func:`sample` on one row."""
+        p = self.softmax(logits)
+        if not self.temperature:
+            i = int(logits.argmax())
+            return i, p[i]
+        np.copyto(self.p64, p)
+        cdf = np.add.accumulate(self.p64, out=self.cdf)  # p.cumsum(dtype=np.float64)
+        item, n = cdf.item, self.classes
+        total = item(n - 1)
+        u = self.rng.random()
+        j = int(cdf.searchsorted(u * total, "right"))
+        while j < n and item(j) / total <= u:  # Python floats: the same IEEE division as NumPy's
+            j += 1
+        while j > 0 and item(j - 1) / total > u:
+            j -= 1
+        i = j if j < n else n - 1
+        return i, p[i]
+
+
 def primer_loglik(logits, labels, temperature) -> np.float32:
     """Log-likelihood of the primer's events 1..n-1 (magenta scores them in the first step)."""
     if not len(labels):
@@ -261,6 +314,52 @@ def sample_single(
     return Generated(seq, float(score))
 
 
+def sample_indices(
+    model: EventRnn, encoder, primer: list, logits, state, score, steps: int, temperature, rng, on_step=None
+) -> Generated:
+    """:func:`sample_single` for one-hot inputs (``encoder.one_hot``: the next input is the class just
+    sampled), on class indices: each step is a :class:`RowSampler` draw and ``SingleRow.step_index``;
+    the primer injection is ``encoder.index_injector`` (the events to inject after a sampled class, looked
+    up, not searched for), and the event objects are made once at the end, unless ``on_step`` wants
+    them as they come. The same draws, events and score as :func:`sample_single`."""
+    runner = model.single(state)
+    step, draw = runner.step_index, RowSampler(model.num_classes, temperature, rng)
+    inject = encoder.index_injector(primer) if getattr(encoder, "inject", None) is not None else None
+    picked: list = []  # the sampled class of each step
+    injected: dict = {}  # step -> ((class index, event), ...) injected after it
+    seq = list(primer) if on_step is not None else None
+    log, deferred = np.log, 0.0
+    for s in range(steps):
+        deadline.check()
+        i, p = draw.sample(logits)
+        if inject is None:
+            score = score + log(p)
+        else:
+            score = np.float32(score + (deferred + log(p)))
+            deferred = 0.0
+        picked.append(i)
+        extra = inject(i) if inject is not None else ()
+        if extra:
+            injected[s] = extra
+        if seq is not None:
+            seq.append(encoder.to_event(i, seq))
+            seq.extend(event for _, event in extra)
+            on_step(0, seq)
+        if s == steps - 1:
+            break
+        logits = step(i)
+        for k, _ in extra:  # injected events, teacher-forced and scored with the next draw
+            deferred += float(log(draw.softmax(logits)[k]))
+            logits = step(k)
+    if seq is None:
+        seq = list(primer)
+        for s, i in enumerate(picked):
+            seq.append(encoder.to_event(i, seq))
+            if s in injected:
+                seq.extend(event for _, event in injected[s])
+    return Generated(seq, float(score))
+
+
 def generate(
     model: EventRnn,
     encoder,
@@ -287,7 +386,10 @@ def generate(
     # The primer once, teacher-forced: its logits give the first step and the primer's score.
     logits, state = primer_pass(model, encoder, primer)
     base = primer_loglik(logits[0], encoder.labels(primer), temperature)
-    if model.path_for(num_outputs * beam_size * branch_factor) == "single_row":
+    path = model.path_for(num_outputs * beam_size * branch_factor, encoder.one_hot)
+    if path == "indices" and (inject is None or hasattr(encoder, "index_injector")):
+        return [sample_indices(model, encoder, primer, logits[0, -1], state, base, total, temperature, rng, on_step)]
+    if path != "batched":
         return [sample_single(model, encoder, primer, logits[0, -1], state, base, total, temperature, rng, on_step)]
     beam = Beam(model, encoder, primer, logits[:, -1], state, base, num_outputs * beam_size, temperature, rng)
     if beam_size == 1 and branch_factor == 1:

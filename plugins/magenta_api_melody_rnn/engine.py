@@ -95,9 +95,10 @@ class FastPaths:
     single_row: bool = True  # a batch of one steps in place on 1-D buffers (SingleRow)
     composed_input: bool = True  # attention's input projection folded into layer 0, where that reads fewer bytes
     bounded_softmax: bool = True  # SingleRow's attention softmax skips the max, where the scores are bounded
+    index_events: bool = True  # n=1 sampling of one-hot inputs runs on class indices (beam.sample_indices)
 
 
-REFERENCE = FastPaths(single_row=False, composed_input=False, bounded_softmax=False)
+REFERENCE = FastPaths(single_row=False, composed_input=False, bounded_softmax=False, index_events=False)
 NARROW_INPUT = 128  # SingleRow: vector inputs up to this wide take a dense product, wider ones their nonzero rows
 
 
@@ -164,10 +165,14 @@ class EventRnn:
         self.bounded_softmax = bool(att is not None and fast.bounded_softmax and att.scores_bounded)
         self.narrow_input = self.input_map()[1].shape[0] <= NARROW_INPUT
 
-    def path_for(self, batch: int) -> str:
+    def path_for(self, batch: int, one_hot: bool = False) -> str:
         """How a batch of ``batch`` sequences steps: "single_row" (:class:`SingleRow`) or "batched"
-        (:meth:`step`). :meth:`run` and the beam search both ask here."""
-        return "single_row" if batch == 1 and self.fast.single_row else "batched"
+        (:meth:`step`). :meth:`run` and the beam search both ask here. The beam search also says whether
+        the inputs are one-hot of the class just sampled: a single row of those is "indices" (sampled,
+        stepped and injected on class indices, the events made once at the end: ``beam.sample_indices``)."""
+        if batch != 1 or not self.fast.single_row:
+            return "batched"
+        return "indices" if one_hot and self.fast.index_events else "single_row"
 
     # -- the first linear map the inputs meet -----------------------------------------------------
     def input_map(self) -> tuple:
@@ -376,11 +381,19 @@ class SingleRow:
                 self.out, self.fc_in = buf[:-1], buf
             self.wrapper_x = self.rows[0].x if self.map_name == "wrapper" else None
         self.proj = np.empty(self.in_rows.shape[1], np.float32)
+        self.logits = np.empty(model.num_classes, np.float32)
+        self._plain = _plain_stack(self.rows, model.fc_wb, self.logits) if att is None else None
+        self._one_hot_rows: list | None = None  # the rows of ``one_hot`` as views, made on first use
 
     # -- inputs ------------------------------------------------------------------------------------
     def step_index(self, i):
-        """Logits [C] after one step on the one-hot input of class ``i``."""
-        return self.step(self.one_hot[i])
+        """Logits [C] after one step on the one-hot input of class ``i`` (the runner's own buffer, as
+        every step's logits: valid until its next step)."""
+        if self._plain is None:
+            return self.step(self.one_hot[i])
+        if self._one_hot_rows is None:  # a list lookup is cheaper than making a view at each step
+            self._one_hot_rows = list(self.one_hot)
+        return self._plain(self._one_hot_rows[i])
 
     def step_hots(self, hots, counter_rows, counter):
         """Logits [C] after one step on a lookback input: ones at ``hots``, and the counter's value
@@ -404,12 +417,12 @@ class SingleRow:
 
     # -- the step ------------------------------------------------------------------------------------
     def step(self, part):
-        """Logits [C] after one step; ``part`` is ``x @ R + beta`` of :meth:`EventRnn.input_map`."""
+        """Logits [C] after one step (the runner's buffer, valid until its next step); ``part`` is
+        ``x @ R + beta`` of :meth:`EventRnn.input_map`."""
         rows, att = self.rows, self.att
         if att is None:
-            rows[0].step(part)
-            step_rows(rows, 1, len(rows))
-            return np.dot(self.fc_in, self.model.fc_wb)
+            assert self._plain is not None
+            return self._plain(part)
         wrapped = self.wrapped
         if self.composed is not None:
             rows[0].step(np.add(part, np.dot(self.attns, self.composed.attn_rows), out=self.proj))
@@ -446,7 +459,7 @@ class SingleRow:
         if wrapped < len(rows):  # the attention output is already in the next layer's x
             rows[wrapped].step()
             step_rows(rows, wrapped + 1, len(rows))
-        return np.dot(self.fc_in, self.model.fc_wb)
+        return np.dot(self.fc_in, self.model.fc_wb, out=self.logits)
 
     def state(self) -> tuple:
         """The batch-of-one state tuple (c0, h0, c1, h1, ..., [attns, window, features])."""
@@ -457,3 +470,48 @@ class SingleRow:
             at, length = self.at, self.length
             out += [self.attns[None], self.win[None, at : at + length].copy(), self.fts[None, at : at + length].copy()]
         return tuple(out)
+
+
+def _plain_stack(rows, fc_wb, logits):
+    """``step(part) -> logits`` for a stack without attention: :meth:`RowLSTM.step` of every layer, the
+    copies between them (:func:`~magenta_api.nn.step_rows`) and the output layer, the same NumPy calls on
+    the same buffers in the same order (so the same numbers), written out in one function over
+    prebound buffers: at n=1 a layer's element-wise update costs about as much in Python calls as in
+    arithmetic, and attribute look-ups and method calls were a fifth of a small model's step."""
+    dot, tanh, mul, add, copyto = np.dot, np.tanh, np.multiply, np.add, np.copyto
+    half = np.float32(0.5)
+
+    def views(r):
+        n = r.units
+        return (r.gates, r.sig, r.i_f, r.j_c, r.tmp, r.tmp[:n], r.tmp[n:], r.c, r.h, r.o)
+
+    first = rows[0]
+    assert first.input_size == 0  # layer 0 takes its input part from the caller
+    h0, k0, v0 = first.h, first.kernel, views(first)
+    upper = [(rows[k - 1].h, r.x, r.inputs, r.kernel, views(r)) for k, r in enumerate(rows) if k > 0]
+    fc_in = rows[-1].h1
+
+    def step(part):
+        g, sig, i_f, j_c, tmp, ta, tb, c, h, o = v0
+        dot(h0, k0, out=g)
+        add(g, part, out=g)
+        tanh(g, out=g)
+        mul(sig, half, out=sig)
+        add(sig, half, out=sig)
+        mul(i_f, j_c, out=tmp)
+        add(ta, tb, out=c)
+        tanh(c, out=h)
+        mul(h, o, out=h)
+        for below, x, inputs, kernel, (g, sig, i_f, j_c, tmp, ta, tb, c, h, o) in upper:
+            copyto(x, below)
+            dot(inputs, kernel, out=g)
+            tanh(g, out=g)
+            mul(sig, half, out=sig)
+            add(sig, half, out=sig)
+            mul(i_f, j_c, out=tmp)
+            add(ta, tb, out=c)
+            tanh(c, out=h)
+            mul(h, o, out=h)
+        return dot(fc_in, fc_wb, out=logits)
+
+    return step

@@ -185,6 +185,47 @@ def from_quantized(q, start_step: int = 0) -> PolyphonicSequence | None:
     return PolyphonicSequence(q, start_step=start_step)
 
 
+class PrimerInjection:
+    """magenta's ``_inject_melody`` (PolyphonyRNN's primer injection) worked out for every step at once.
+
+    After an event that ends a step, magenta counts the sequence's STEP_ENDs and walks the primer
+    (``melody``, whose step count starts at ``start_step``) to the first position where its own count
+    equals that number, then injects the primer's events from there to its next STEP_END. ``table``
+    holds that answer per step count, as (class index, event) pairs, so a generation looks it up
+    (:meth:`follow`) instead of counting and walking at every step."""
+
+    def __init__(self, melody, start_step: int, index):
+        self.table: dict = {}
+        count = start_step
+        for j, event in enumerate(melody):
+            if event.event_type == STEP_END:
+                count += 1
+            if count not in self.table:  # magenta stops at the first match
+                out, at = [], j + 1
+                while at < len(melody) and melody[at].event_type != STEP_END:
+                    out.append(melody[at])
+                    at += 1
+                self.table[count] = tuple((index(e), e) for e in out)
+        self.step_end = index(PolyphonicEvent(STEP_END))
+
+    def follow(self, events):
+        """``after(class index) -> ((index, event), ...)``: what to inject after each class sampled onto
+        ``events`` (a generation's primer, itself injected already). Injected events hold no STEP_END,
+        so the step count moves only with the sampled ones."""
+        table, step_end = self.table, self.step_end
+        steps = sum(1 for e in events if e.event_type == STEP_END)
+        empty = ()
+
+        def after(i):
+            nonlocal steps
+            if i != step_end:
+                return empty
+            steps += 1
+            return table.get(steps, empty)
+
+        return after
+
+
 def events_json(events) -> list:
     """``[type]`` or ``[type, pitch]`` per event (pitches only where they mean something)."""
     return [

@@ -26,7 +26,7 @@ from magenta_api_melody_rnn import beam, beam_request
 from magenta_api_melody_rnn.encoders import InputEncoder
 from magenta_api_melody_rnn.engine import EventRnn
 
-from .events import START, STEP_END, PolyphonicSequence, events_json, from_quantized, make_encoder
+from .events import START, STEP_END, PolyphonicSequence, PrimerInjection, events_json, from_quantized, make_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,17 @@ class InjectingEncoder(InputEncoder):
         super().__init__(make_encoder())
         self.melody, self.start_step = melody, start_step
         self._steps: dict = {}  # id(event list) -> (the list, events counted, STEP_ENDs among them)
+        self._injection: PrimerInjection | None = None  # built on the first index_injector call
         # the beam search's hook; None: nothing is injected
         self.inject: Callable[[list], list] | None = self._inject if melody is not None else None
+
+    def index_injector(self, events):
+        """``inject`` on class indices for the n=1 loop (``beam.sample_indices``): a function of each
+        sampled class giving the (index, event) pairs to inject after it (:class:`.events.PrimerInjection`)."""
+        assert self.melody is not None
+        if self._injection is None:
+            self._injection = PrimerInjection(self.melody.events, self.start_step, self._index)
+        return self._injection.follow(events)
 
     def _step_count(self, events) -> int:
         """STEP_ENDs in ``events``, counting only what was appended since the last call on the same list
