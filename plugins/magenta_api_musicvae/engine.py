@@ -61,23 +61,43 @@ def _sigmoid_gates(n):
     return scale, shift
 
 
-def _tf_update(g, c, h, tmp, n, sig_scale, sig_shift, axis):
-    """:func:`magenta_api.nn.scaled_lstm_update` in place on gates ``g`` in TF order (i, j, f, o along
-    ``axis``), scaled by ``gate_scale`` / ``gate_shift``: ``c`` and ``h`` are updated."""
+class _Cell:
+    """One LSTM layer's in-place update on preallocated buffers: gates ``g`` [..., 4n along ``axis``],
+    ``c``, and ``h`` (a view into the caller's state buffer). Every slice the update reads is taken
+    once here, so a step is its element-wise calls only. ``order="fused"`` is
+    :func:`magenta_api.nn.fused_lstm_update`'s (i, f, o, j), ``"tf"`` is
+    :func:`magenta_api.nn.scaled_lstm_update`'s (i, j, f, o); the same operations in the same order."""
 
-    def gate(k):
-        index = [slice(None)] * g.ndim
-        index[axis] = slice(k * n, (k + 1) * n)
-        return g[tuple(index)]
+    def __init__(self, g, c, h, n, axis, order):
+        def gate(a, b):
+            index = [slice(None)] * g.ndim
+            index[axis] = slice(a * n, b * n)
+            return g[tuple(index)]
 
-    np.tanh(g, out=g)
-    g *= sig_scale
-    g += sig_shift
-    c *= gate(2)
-    np.multiply(gate(0), gate(1), out=tmp)
-    c += tmp
-    np.tanh(c, out=h)
-    h *= gate(3)
+        self.g, self.c, self.h, self.tmp = g, c, h, np.empty_like(c)
+        self.fused = order == "fused"
+        if self.fused:
+            self.sig, self.i, self.f, self.o, self.j = gate(0, 3), gate(0, 1), gate(1, 2), gate(2, 3), gate(3, 4)
+        else:  # tanh(v/2)*0.5 + 0.5 = sigmoid(v) on i, f, o; j keeps its tanh (times 1, plus 0: exact)
+            self.i, self.j, self.f, self.o = gate(0, 1), gate(1, 2), gate(2, 3), gate(3, 4)
+            shape = [1] * g.ndim
+            shape[axis] = 4 * n
+            self.scale, self.shift = (v.reshape(shape) for v in _sigmoid_gates(n))
+
+    def update(self):
+        g, c, tmp = self.g, self.c, self.tmp
+        np.tanh(g, out=g)
+        if self.fused:
+            self.sig *= 0.5
+            self.sig += 0.5  # sigmoid of i, f, o
+        else:
+            g *= self.scale
+            g += self.shift
+        c *= self.f
+        np.multiply(self.i, self.j, out=tmp)
+        c += tmp
+        np.tanh(c, out=self.h)
+        self.h *= self.o
 
 
 def _one_hot_classes(x):
@@ -228,21 +248,19 @@ class MusicVAEEngine:
             n = cells[0].units
             xp = self._encoder_inputs(layer, x)  # [direction, B, T, 4H], the backward reversed
             scale = np.stack([c.gate_scale for c in cells])[:, None]  # [2, 1, 4H]
-            sig_scale, sig_shift = _sigmoid_gates(n)
             g = np.empty((2, batch, 4 * n), np.float32)
-            c = np.zeros((2, batch, n), np.float32)
             h = np.zeros((2, batch, n), np.float32)
-            tmp = np.empty((2, batch, n), np.float32)
+            cell = _Cell(g, np.zeros((2, batch, n), np.float32), h, n, axis=2, order="tf")
             out = np.empty((2, batch, steps, n), np.float32) if layer + 1 < len(self.enc) else None
             for t in range(steps):
                 if t == 0:
                     g[...] = xp[:, :, 0]
                 else:
-                    for d, cell in enumerate(cells):
-                        nn.matmul(h[d], cell.w_h, out=g[d])
+                    for d, lstm in enumerate(cells):
+                        nn.matmul(h[d], lstm.w_h, out=g[d])
                     g *= scale
                     g += xp[:, :, t]
-                _tf_update(g, c, h, tmp, n, sig_scale, sig_shift, axis=2)
+                cell.update()
                 if out is not None:
                     out[:, :, t] = h
             if out is not None:
@@ -260,11 +278,9 @@ class MusicVAEEngine:
             xp = np.ascontiguousarray(self._encoder_inputs(layer, x).transpose(0, 2, 3, 1))  # [2, T, 4H, B]
             weights = self._encoder_weights_t(layer)  # per direction [4H, H]
             rows = nn.small_gemm_rows(batch, n)
-            sig_scale, sig_shift = (v[:, None] for v in _sigmoid_gates(n))
             g = np.empty((2, 4 * n, batch), np.float32)
-            c = np.zeros((2, n, batch), np.float32)
             h = np.zeros((2, n, batch), np.float32)
-            tmp = np.empty((2, n, batch), np.float32)
+            cell = _Cell(g, np.zeros((2, n, batch), np.float32), h, n, axis=1, order="tf")
             out = np.empty((2, steps, n, batch), np.float32) if layer + 1 < len(self.enc) else None
             for t in range(steps):
                 if t == 0:
@@ -274,7 +290,7 @@ class MusicVAEEngine:
                         for a in range(0, 4 * n, rows):
                             np.matmul(weights[d][a : a + rows], h[d], out=g[d, a : a + rows])
                     g += xp[:, t]
-                _tf_update(g, c, h, tmp, n, sig_scale, sig_shift, axis=1)
+                cell.update()
                 if out is not None:
                     out[:, t] = h
             if out is not None:
@@ -498,10 +514,12 @@ class _RowMajor:
         self.h = np.empty((batch, self.at[-1]), np.float32)
         for (_, h), a, n in zip(states, self.at, units):
             self.h[:, a : a + n] = h
-        self.c = [np.array(c, np.float32) for c, _ in states]
         self.g = [np.empty((batch, 4 * n), np.float32) for n in units]
         self.part = [np.empty((batch, 4 * n), np.float32) for n in units]
-        self.tmp = [np.empty((batch, n), np.float32) for n in units]
+        self.cells = [
+            _Cell(g, np.array(c, np.float32), self.h[:, a : a + n], n, axis=1, order="fused")
+            for g, (c, _), a, n in zip(self.g, states, self.at, units)
+        ]
         self.logits = np.empty((batch, engine.output_depth), np.float32)
 
     def __call__(self, prev):
@@ -517,7 +535,7 @@ class _RowMajor:
                 nn.matmul(hs[:, at[k - 1] : at[k]], lay.w_x, out=g)
                 g += lay.bias
                 g += nn.matmul(hs[:, at[k] : at[k] + n], lay.w_h, out=self.part[k])
-            _fused_update(g, self.c[k], hs[:, at[k] : at[k] + n], self.tmp[k], n, axis=1)
+            self.cells[k].update()
         nn.matmul(hs[:, at[-2] :], self.out_k, out=self.logits)
         self.logits += self.out_b
         return self.logits
@@ -542,20 +560,27 @@ class _FeatureMajor:
         self.h = np.empty((self.at[-1], batch), np.float32)
         for (_, h), a, n in zip(states, self.at, units):
             self.h[a : a + n] = h.T
-        self.c = [np.ascontiguousarray(c.T) for c, _ in states]
         self.g = [np.empty((4 * n, batch), np.float32) for n in units]
-        self.tmp = [np.empty((n, batch), np.float32) for n in units]
+        self.cells = [
+            _Cell(g, np.ascontiguousarray(c.T), self.h[a : a + n], n, axis=0, order="fused")
+            for g, (c, _), a, n in zip(self.g, states, self.at, units)
+        ]
         self.gather = np.empty_like(self.const0)
         self.logits_t = np.empty((engine.output_depth, batch), np.float32)
         self.logits = np.empty((batch, engine.output_depth), np.float32)
+        # each layer's products as (W^T block, input rows of the state buffer, output rows of the gates)
+        inputs = [self.h[: units[0]]] + [self.h[self.at[k - 1] : self.at[k] + n] for k, n in enumerate(units) if k]
+        self.products = [
+            [(w, x, g[a : a + len(w)]) for a, w in blocks] for (_, blocks, _), x, g in zip(self.layers, inputs, self.g)
+        ]
+        self.top = self.h[self.at[-2] :]
 
     def __call__(self, prev):
-        at, hs, mm = self.at, self.h, np.matmul
-        for k, (n, blocks, bias) in enumerate(self.layers):
+        mm = np.matmul
+        for k, (_, _, bias) in enumerate(self.layers):
             g = self.g[k]
-            x = hs[:n] if k == 0 else hs[at[k - 1] : at[k] + n]
-            for a, w in blocks:
-                mm(w, x, out=g[a : a + len(w)])
+            for w, x, o in self.products[k]:
+                mm(w, x, out=o)
             if k == 0:
                 g += self.const0
                 if prev is not None:
@@ -563,26 +588,7 @@ class _FeatureMajor:
                     g += self.gather
             else:
                 g += bias
-            _fused_update(g, self.c[k], hs[at[k] : at[k] + n], self.tmp[k], n, axis=0)
-        mm(self.out_kt, hs[at[-2] :], out=self.logits_t)
+            self.cells[k].update()
+        mm(self.out_kt, self.top, out=self.logits_t)
         np.add(self.logits_t.T, self.out_b, out=self.logits)
         return self.logits
-
-
-def _fused_update(g, c, h, tmp, n, axis):
-    """:func:`magenta_api.nn.fused_lstm_update` in place, the same operations in the same order: gates
-    ``g`` (i, f, o, j along ``axis``, overwritten), ``c`` updated, the new h written into ``h`` (a
-    slice of the caller's state buffer)."""
-
-    def gate(a, b):
-        return g[a:b] if axis == 0 else g[:, a:b]
-
-    np.tanh(g, out=g)
-    sig = gate(0, 3 * n)
-    sig *= 0.5
-    sig += 0.5  # sigmoid of i, f, o
-    c *= gate(n, 2 * n)
-    np.multiply(gate(0, n), gate(3 * n, 4 * n), out=tmp)
-    c += tmp
-    np.tanh(c, out=h)
-    h *= gate(2 * n, 3 * n)
