@@ -12,6 +12,11 @@ automatically when bench/out/ lacks them).
 
 Our side reads the checkpoint with the store's TF reader (magenta_api.store), exactly as the
 service does. Results are also written to bench/out/musicvae_bench.json.
+
+The header names the OpenBLAS kernels our side ran (Magenta's TensorFlow brings its own, oneDNN's).
+An environment that sets ``OPENBLAS_CORETYPE`` (e.g. Haswell, the AVX2 kernels) holds NumPy to those on
+any CPU; ``--blas-core SkylakeX`` runs our side on OpenBLAS's AVX-512 kernels, what it picks by itself on
+an AVX-512 CPU, where small batches take the engine's feature-major path (``nn.small_gemm``).
 """
 
 import argparse
@@ -98,9 +103,18 @@ def ours(size, ckpt, reps):
         "ms": results,
         "load_s": load_s,
         "reader": reader,
+        "blas": blas_core(),
         "z_size": fam.engine.z_size,
         "n1_floor_ms": 1000.0 * product_floor(decoder_products(fam.engine), 32, reps),
     }
+
+
+def blas_core():
+    """NumPy's BLAS and the kernels it runs (OpenBLAS: its core type, e.g. Haswell or SkylakeX)."""
+    from threadpoolctl import threadpool_info
+
+    info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), {})
+    return f"{info.get('internal_api', '?')} {info.get('architecture', '')}".strip()
 
 
 def decoder_products(engine):
@@ -177,6 +191,10 @@ def main():
         "--threads", type=int, default=1, help="BLAS / TF intra-op threads for both sides; 0 = library defaults"
     )
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds per side; the best round counts")
+    ap.add_argument(
+        "--blas-core",
+        help="OPENBLAS_CORETYPE for our side (e.g. SkylakeX: the AVX-512 kernels; the environment's value otherwise)",
+    )
     ap.add_argument("--worker", choices=list(SIZES), help=argparse.SUPPRESS)
     ap.add_argument("--ckpt", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -184,7 +202,9 @@ def main():
         print(json.dumps(magenta_worker(args.worker, args.ckpt, args.reps)))
         return
     os.environ.update(thread_env(args.threads))  # before NumPy is imported
-    rows, report = [], {"threads": args.threads, "sizes": {}}
+    if args.blas_core:
+        os.environ["OPENBLAS_CORETYPE"] = args.blas_core
+    rows, report = [], {"threads": args.threads, "blas": None, "sizes": {}}
     for size in args.sizes:
         ckpt = os.path.join(OUT, SIZES[size], "model.ckpt")
         if not os.path.exists(ckpt + ".index"):
@@ -226,7 +246,7 @@ def main():
         )
     print(
         f"\nMusicVAE vs Magenta 2.1.4 TrainedModel ({args.threads} thread(s); ms = median of {args.reps or '20/3'} "
-        f"runs, best of {args.rounds} alternating rounds; speed-up = magenta / ours)"
+        f"runs, best of {args.rounds} alternating rounds; speed-up = magenta / ours; our BLAS: {blas_core()})"
     )
     print("| dims | op | ours | magenta | speed-up |\n|---|---|---:|---:|---:|")
     for size, op, a, b, r in rows:
@@ -235,6 +255,7 @@ def main():
         "(floor: the n=1 decoder's weight products alone, 32 steps; its speed-up is the ceiling any float32 "
         "engine that reads each weight once per step could reach against Magenta's sample n=1)"
     )
+    report["blas"] = blas_core()
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "musicvae_bench.json"), "w") as f:
         json.dump(report, f, indent=1)
