@@ -6,7 +6,14 @@ import pytest
 from musicvae_support import MODELS, load
 
 from magenta_api import nn
-from magenta_api_musicvae.engine import DECODER_PATHS, ENCODER_PATHS, FM_MIN, MusicVAEEngine, WeightsError
+from magenta_api_musicvae.engine import (
+    DECODER_PATHS,
+    ENCODER_PATHS,
+    FM_MIN,
+    SMALL_BATCH,
+    MusicVAEEngine,
+    WeightsError,
+)
 
 TOL = 1e-4
 BATCHED = [p for p in DECODER_PATHS if p != "row"]  # the paths that decode any batch and return logits
@@ -202,14 +209,16 @@ def test_small_gemm_blocks_stay_within_the_kernel_size():
     assert isinstance(nn.small_gemm(), bool)
 
 
-@pytest.mark.parametrize("batch", [2, 3, 8])
+@pytest.mark.parametrize("batch", [2, 3, 8, 11])
 def test_small_batches_decode_like_the_reference_on_every_batched_path(batch):
-    """2..FM_MIN rows: the in-place row-major stepper and the feature-major one (small-matrix blocks) give
-    the reference path's logits within 1e-4 and its samples exactly."""
+    """Small and ragged batches: the in-place row-major stepper and the feature-major one (small-matrix
+    blocks, or columns padded to a multiple of PAD) give the reference path's logits within 1e-4 and its
+    samples exactly."""
     variables, ref, _ = load("mel_small")
     engine = MusicVAEEngine(variables)
     z = np.tile(ref["z"], (2, 1))[:batch]
     targets = np.tile(ref["targets"], (2, 1, 1))[:batch]
+    assert len(z) == batch
     base = engine.decode_logits(z, targets, path="reference")
     for path in ("rows", "feature_major"):
         np.testing.assert_allclose(engine.decode_logits(z, targets, path=path), base, atol=TOL, rtol=0)
@@ -243,9 +252,10 @@ def test_paths_follow_the_blas_kernels(monkeypatch):
     for small, rows, encoder in ((True, "feature_major", "feature_major"), (False, "rows", "full")):
         monkeypatch.setattr(nn, "small_gemm", lambda small=small: small)
         assert engine.path_for(5) == rows and engine.path_for(2, logits=True) == rows
-        assert engine.encoder_path_for(True, 2) == encoder and engine.encoder_path_for(True, FM_MIN) == encoder
+        assert engine.encoder_path_for(True, 2) == encoder and engine.encoder_path_for(True, SMALL_BATCH) == encoder
+        assert engine.path_for(SMALL_BATCH) == (rows if SMALL_BATCH <= FM_MIN else "feature_major")
         assert engine.path_for(1) == "row" and engine.path_for(FM_MIN + 1) == "feature_major"
-        assert engine.encoder_path_for(True, 1) == "full" and engine.encoder_path_for(True, FM_MIN + 1) == "full"
+        assert engine.encoder_path_for(True, 1) == "full" and engine.encoder_path_for(True, SMALL_BATCH + 1) == "full"
         assert engine.encoder_path_for(False, 2) == "reference"
 
 

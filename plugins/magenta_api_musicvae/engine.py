@@ -20,14 +20,15 @@ names one (``path=`` on :meth:`~MusicVAEEngine.sample`, :meth:`~MusicVAEEngine.d
   0's input projection is a row gather plus a per-sequence z constant, so its [classes + z, 4H]
   product never runs per step.
 * ``"feature_major"``: the same with transposed weights [4H, in] multiplied in row blocks, for batches
-  over ``FM_MIN``, and for 2..``FM_MIN`` rows when NumPy's OpenBLAS runs an AVX-512 core
+  over ``FM_MIN`` (padded to a multiple of ``PAD`` columns), and for 2..``SMALL_BATCH`` rows when
+  NumPy's OpenBLAS runs an AVX-512 core
   (``nn.small_gemm``): blocks within its small-matrix kernels' size skip sgemm's packing, 2-3x faster
   there than one gemv per row, which stays the faster choice on the AVX2 cores.
 * ``"row"``: sampling one z on ``nn.RowLSTM`` layers stepped in place.
 * ``"full"`` (encoder): every row full length, so the input projections of all steps are computed
   once up front (a gather of table rows for one-hot inputs), both directions step together and no
-  masking is needed; ``"feature_major"`` (encoder) is that in the transposed layout, for 2..``FM_MIN``
-  rows on an AVX-512 OpenBLAS core.
+  masking is needed; ``"feature_major"`` (encoder) is that in the transposed layout, for
+  2..``SMALL_BATCH`` rows on an AVX-512 OpenBLAS core.
 
 Every path gives magenta's numbers (up to float rounding) and draws the same noise.
 """
@@ -50,7 +51,16 @@ _DEC = re.compile(r"^decoder/multi_rnn_cell/cell_(\d+)/lstm_cell/kernel$")
 
 DECODER_PATHS = ("reference", "rows", "feature_major", "row")
 ENCODER_PATHS = ("reference", "full", "feature_major")
-FM_MIN = 8  # batches above this many rows decode feature-major (up to it: nn.matmul's per-row gemv)
+FM_MIN = 6  # batches above this many rows decode feature-major (up to it: nn.matmul's per-row gemv)
+SMALL_BATCH = 8  # on small-matrix kernels (nn.small_gemm) batches of 2..this many rows go feature-major too
+PAD = 8  # feature-major columns, a multiple of this: OpenBLAS's AVX2 sgemm is 1.5-2x slower on ragged widths
+
+
+def _columns(rows, cols):
+    """``rows`` [B, n] transposed into a C-contiguous [n, cols] array, zero past column B."""
+    out = np.zeros((rows.shape[1], cols), np.float32)
+    out[:, : rows.shape[0]] = rows.T
+    return out
 
 
 def _sigmoid_gates(n):
@@ -192,18 +202,18 @@ class MusicVAEEngine:
         (:func:`~magenta_api.nn.small_gemm`) every batch of 2 or more goes feature-major."""
         if batch == 1 and not logits:
             return "row"
-        if batch > FM_MIN or (batch > 1 and nn.small_gemm()):
+        if batch > FM_MIN or (1 < batch <= SMALL_BATCH and nn.small_gemm()):
             return "feature_major"
         return "rows"
 
     @staticmethod
     def encoder_path_for(full_length: bool, batch: int = 1) -> str:
         """The encoder path when the caller names none: for full-length rows (what the service sends)
-        "full", or "feature_major" for 2..``FM_MIN`` rows on a BLAS with small-matrix kernels
+        "full", or "feature_major" for 2..``SMALL_BATCH`` rows on a BLAS with small-matrix kernels
         (:func:`~magenta_api.nn.small_gemm`); else the masked reference."""
         if not full_length:
             return "reference"
-        return "feature_major" if 1 < batch <= FM_MIN and nn.small_gemm() else "full"
+        return "feature_major" if 1 < batch <= SMALL_BATCH and nn.small_gemm() else "full"
 
     # --- encoder ---------------------------------------------------------------------------------
 
@@ -468,9 +478,9 @@ class MusicVAEEngine:
 
     def _fm_blocks(self, wt, batch):
         """Row blocks of a transposed weight [4H, in] for a batch: within the small-matrix kernels' size
-        up to ``FM_MIN`` rows, else about ``block_elements`` (a few MB, served from cache)."""
+        up to ``SMALL_BATCH`` rows, else about ``block_elements`` (a few MB, served from cache)."""
         inputs = wt.shape[1]
-        rows = nn.small_gemm_rows(batch, inputs) if batch <= FM_MIN else max(64, self.block_elements // inputs)
+        rows = nn.small_gemm_rows(batch, inputs) if batch <= SMALL_BATCH else max(64, self.block_elements // inputs)
         rows = min(rows, max(64, self.block_elements // inputs))
         return [(a, wt[a : a + rows]) for a in range(0, wt.shape[0], rows)]
 
@@ -549,24 +559,27 @@ class _FeatureMajor:
     W^T is a few MB (single-threaded, [32, 2048] x [2048, 8192]: 14.4 ms vs 19 ms)."""
 
     def __init__(self, engine, z, out_k, out_b):
-        batch = z.shape[0]
-        self.layers = [(n, engine._fm_blocks(wt, batch), bias) for n, wt, bias in engine._feature_major()]
+        batch = self.batch = z.shape[0]
+        # columns: the batch padded with zero rows to a multiple of PAD (the small-matrix kernels take any width)
+        cols = batch if batch <= SMALL_BATCH and nn.small_gemm() else -(-batch // PAD) * PAD
+        self.layers = [(n, engine._fm_blocks(wt, cols), bias) for n, wt, bias in engine._feature_major()]
         self.onehot_t = engine._onehot_t()  # [4H, C]
         self.out_kt, self.out_b = np.ascontiguousarray(out_k.T), out_b  # [C, H]
         const0, states = engine._start(z)
-        self.const0 = np.ascontiguousarray(const0.T)  # [4H, B]
+        self.const0 = _columns(const0, cols)  # [4H, cols]
         units = [n for n, *_ in self.layers]
         self.at = np.cumsum([0, *units]).tolist()
-        self.h = np.empty((self.at[-1], batch), np.float32)
+        self.h = np.zeros((self.at[-1], cols), np.float32)
         for (_, h), a, n in zip(states, self.at, units):
-            self.h[a : a + n] = h.T
-        self.g = [np.empty((4 * n, batch), np.float32) for n in units]
+            self.h[a : a + n, :batch] = h.T
+        self.g = [np.empty((4 * n, cols), np.float32) for n in units]
         self.cells = [
-            _Cell(g, np.ascontiguousarray(c.T), self.h[a : a + n], n, axis=0, order="fused")
+            _Cell(g, _columns(c, cols), self.h[a : a + n], n, axis=0, order="fused")
             for g, (c, _), a, n in zip(self.g, states, self.at, units)
         ]
+        self.prev = np.zeros(cols, np.int64)  # the padding columns read class 0
         self.gather = np.empty_like(self.const0)
-        self.logits_t = np.empty((engine.output_depth, batch), np.float32)
+        self.logits_t = np.empty((engine.output_depth, cols), np.float32)
         self.logits = np.empty((batch, engine.output_depth), np.float32)
         # each layer's products as (W^T block, input rows of the state buffer, output rows of the gates)
         inputs = [self.h[: units[0]]] + [self.h[self.at[k - 1] : self.at[k] + n] for k, n in enumerate(units) if k]
@@ -584,11 +597,12 @@ class _FeatureMajor:
             if k == 0:
                 g += self.const0
                 if prev is not None:
-                    np.take(self.onehot_t, prev, axis=1, out=self.gather)
+                    self.prev[: self.batch] = prev
+                    np.take(self.onehot_t, self.prev, axis=1, out=self.gather)
                     g += self.gather
             else:
                 g += bias
             self.cells[k].update()
         mm(self.out_kt, self.top, out=self.logits_t)
-        np.add(self.logits_t.T, self.out_b, out=self.logits)
+        np.add(self.logits_t[:, : self.batch].T, self.out_b, out=self.logits)
         return self.logits
