@@ -7,8 +7,8 @@ RNN steps): ``performance_with_dynamics`` from silence to 3000 steps (30 s; 1800
 15 notes per second) and ``polyphony_rnn`` on a one-bar primer to 256 steps. Runs are interleaved one by
 one; the speed-up is the median of the back-to-back pairs' ratios. The weight-product floor is the
 products of one n=1 step (``bench_melody_rnn.step_products``) repeated for the sampled RNN steps of the
-run; magenta's median / floor is the ceiling, the most any float32 engine reading each weight once per step
-could gain here.
+run, timed right after each pair; ours / floor and the ceiling (magenta / floor, the most any float32
+engine reading each weight once per step could gain here) are the medians of each run's ratios.
 
     PYTHONPATH=core:plugins .venv/bin/python bench/bench_events_rnn.py [--threads 1] [--reps 3]
 
@@ -105,35 +105,45 @@ def main(argv=None):
     for case in ("performance", "polyphony"):
         ours(case, 0)  # warm-up
         magenta(case, 0)
-        m_times, u_times = [], []
-        for rep in range(args.reps):
+        mats = step_products(fams[case].model)
+        m_times, u_times, f_times, run_steps = [], [], [], []
+        for rep in range(args.reps):  # each run's floor is timed right after it, so the two see one machine
             m = magenta(case, rep + 1)
             u = ours(case, rep + 1)
             assert m["notes"] == u["notes"], (case, m, u)  # the same events: the same work
             m_times.append(m["seconds"])
             u_times.append(u["seconds"])
-        mats = step_products(fams[case].model)
-        steps = u["rnn_steps"]  # the sampled steps (primer passes left out: the floor errs low)
-        floor = product_floor(mats, steps, reps=3)
+            # the run's sampled steps (primer passes left out: the floor errs low)
+            run_steps.append(u["rnn_steps"])
+            f_times.append(product_floor(mats, u["rnn_steps"], reps=1))
+        steps = int(statistics.median(run_steps))
         paired = statistics.median(a / b for a, b in zip(m_times, u_times))
-        m_med, u_med = statistics.median(m_times), statistics.median(u_times)
+        of = statistics.median(a / b for a, b in zip(u_times, f_times))
+        ceiling = statistics.median(a / b for a, b in zip(m_times, f_times))
+        m_med, u_med, floor = statistics.median(m_times), statistics.median(u_times), statistics.median(f_times)
         results[case] = {
             "magenta": m_med,
             "ours": u_med,
             "paired_ratio": paired,
             "floor": floor,
+            "ours_over_floor": of,
+            "ceiling": ceiling,
             "mb_per_step": sum(x.nbytes for x in mats) / 1e6,
             "rnn_steps": steps,
         }
-        rows.append((case, m_med, u_med, paired, floor, u_med / floor, sum(x.nbytes for x in mats) / 1e6, steps))
+        rows.append((case, m_med, u_med, paired, floor, of, ceiling, sum(x.nbytes for x in mats) / 1e6, steps))
     proc.stdin.close()
     proc.wait()
     threads = args.threads or f"library defaults ({os.cpu_count()} cores)"
-    print(f"threads={threads}; medians in s; speed-up = median of paired magenta / ours")
+    print(f"threads={threads}; medians in s; speed-up, ours / floor and ceiling: medians of each run's own ratios")
     print("| model | magenta s | ours s | speed-up | floor s | ours / floor | ceiling | MB per step | RNN steps |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for case, m, u, r, f, of, mb, steps in rows:
-        print(f"| {case} | {m:.2f} | {u:.2f} | {r:.1f}x | {f:.2f} | {of:.2f}x | {m / f:.1f}x | {mb:.1f} | {steps} |")
+    for case, m, u, r, f, of, ceiling, mb, steps in rows:
+        print(f"| {case} | {m:.2f} | {u:.2f} | {r:.1f}x | {f:.2f} | {of:.2f}x | {ceiling:.1f}x | {mb:.1f} | {steps} |")
+    print(
+        "goal: speed-up >= 10x and ours / floor <= 1.3x; "
+        + "; ".join(f"{case} {'met' if r >= 10 and of <= 1.3 else 'not met'}" for case, _, _, r, _, of, *_ in rows)
+    )
     with open(os.path.join(OUT, "events_rnn_bench.json"), "w") as fh:
         json.dump({"threads": args.threads, "results": results}, fh, indent=1)
 
