@@ -117,12 +117,12 @@ class RowSampler:
         is ``ndarray.sum``."""
         p = self.p
         if self.unscaled:
-            np.subtract(logits, logits[logits.argmax()], out=p)
+            np.subtract(logits, logits[logits.argmax()], p)
         else:
-            np.divide(logits, self.scale, out=p)
-            np.subtract(p, p[p.argmax()], out=p)
-        np.exp(p, out=p)
-        np.divide(p, np.add.reduce(p), out=p)
+            np.divide(logits, self.scale, p)
+            np.subtract(p, p[p.argmax()], p)
+        np.exp(p, p)  # ufuncs take out positionally: cheaper than the keyword
+        np.divide(p, np.add.reduce(p), p)
         return p
 
     def sample(self, logits):

@@ -477,7 +477,8 @@ def _plain_stack(rows, fc_wb, logits):
     copies between them (:func:`~magenta_api.nn.step_rows`) and the output layer, the same NumPy calls on
     the same buffers in the same order (so the same numbers), written out in one function over
     prebound buffers: at n=1 a layer's element-wise update costs about as much in Python calls as in
-    arithmetic, and attribute look-ups and method calls were a fifth of a small model's step."""
+    arithmetic, so the loop does no attribute look-ups or method calls, and its ufuncs take ``out``
+    positionally (parsing the keyword is a tenth of such a call)."""
     dot, tanh, mul, add, copyto = np.dot, np.tanh, np.multiply, np.add, np.copyto
     half = np.float32(0.5)
 
@@ -494,24 +495,24 @@ def _plain_stack(rows, fc_wb, logits):
     def step(part):
         g, sig, i_f, j_c, tmp, ta, tb, c, h, o = v0
         dot(h0, k0, out=g)
-        add(g, part, out=g)
-        tanh(g, out=g)
-        mul(sig, half, out=sig)
-        add(sig, half, out=sig)
-        mul(i_f, j_c, out=tmp)
-        add(ta, tb, out=c)
-        tanh(c, out=h)
-        mul(h, o, out=h)
+        add(g, part, g)
+        tanh(g, g)
+        mul(sig, half, sig)
+        add(sig, half, sig)
+        mul(i_f, j_c, tmp)
+        add(ta, tb, c)
+        tanh(c, h)
+        mul(h, o, h)
         for below, x, inputs, kernel, (g, sig, i_f, j_c, tmp, ta, tb, c, h, o) in upper:
             copyto(x, below)
             dot(inputs, kernel, out=g)
-            tanh(g, out=g)
-            mul(sig, half, out=sig)
-            add(sig, half, out=sig)
-            mul(i_f, j_c, out=tmp)
-            add(ta, tb, out=c)
-            tanh(c, out=h)
-            mul(h, o, out=h)
+            tanh(g, g)
+            mul(sig, half, sig)
+            add(sig, half, sig)
+            mul(i_f, j_c, tmp)
+            add(ta, tb, c)
+            tanh(c, h)
+            mul(h, o, h)
         return dot(fc_in, fc_wb, out=logits)
 
     return step
