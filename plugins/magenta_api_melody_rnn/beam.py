@@ -132,7 +132,7 @@ class RowSampler:
             i = int(logits.argmax())
             return i, p[i]
         np.copyto(self.p64, p)
-        cdf = np.add.accumulate(self.p64, out=self.cdf)  # p.cumsum(dtype=np.float64)
+        cdf = np.add.accumulate(self.p64, 0, None, self.cdf)  # p.cumsum(dtype=np.float64), out positional
         item, n = cdf.item, self.classes
         total = item(n - 1)
         u = self.rng.random()
@@ -332,7 +332,7 @@ def sample_indices(
     for s in range(steps):
         deadline.check()
         i, p = draw.sample(logits)
-        if inject is None:
+        if not deferred:  # nothing injected before this draw: the same float32 sum as below with 0
             score = score + log(p)
         else:
             score = np.float32(score + (deferred + log(p)))
