@@ -2,9 +2,10 @@
 
 The 2-bar models are sized for 15-35 minutes of single-thread CPU training each, all three together
 well under 15 MB of float32 (8.8 MB). ``mel_16bar`` is magenta's ``hier-mel_16bar`` (hierarchical
-encoder and decoder, level lengths [16, 16]) at 1/8 of its widths: 1.34 M parameters, 5.4 MB, about
-0.4-0.8 s per batch of 64 on one thread, so an hour of training sees ~300k 16-bar windows. Its free
-bits keep magenta's 0.5 bits per latent dimension (256 for z 512 there, 64 for z 128 here).
+encoder and decoder, level lengths [16, 16]) at 1/8 of its widths: 1.34 M parameters, 5.3 MB, about
+1 s per batch of 64 on one thread of a busy 2-core machine, so an hour of training sees ~3,500 batches
+(~220k 16-bar windows). Its free bits keep magenta's 0.5 bits per latent dimension (256 for z 512
+there, 64 for z 128 here).
 ``steps`` are those of the shipped models (a ``--max-minutes`` budget may stop a run earlier).
 """
 
