@@ -31,7 +31,26 @@ def _init_forget_bias(lstm: nn.LSTM, value: float = 1.0):
                     p[h : 2 * h] = value
 
 
-class MusicVAE(nn.Module):
+def _flat_initial_state(dense: nn.Linear, x, layers: int, units: int):
+    """``lstm_utils.initial_cell_state_from_embedding``: tanh(dense(x)) split as c0, h0, c1, h1, ...
+    -> torch's (h0, c0) stacked over layers."""
+    s = torch.tanh(dense(x)).view(x.shape[0], layers, 2, units)
+    return s[:, :, 1].transpose(0, 1).contiguous(), s[:, :, 0].transpose(0, 1).contiguous()
+
+
+class _VAE(nn.Module):
+    """What both MusicVAE twins share: ``forward`` encodes, draws z = mu + sigma * eps and returns the
+    teacher-forced logits with mu and sigma (subclasses give ``encode`` and ``decode_logits``)."""
+
+    def forward(self, x, targets_onehot, eps=None):
+        mu, sigma = self.encode(x)
+        if eps is None:
+            eps = torch.randn_like(mu)
+        z = mu + sigma * eps
+        return self.decode_logits(z, targets_onehot), mu, sigma
+
+
+class MusicVAE(_VAE):
     """Flat MusicVAE: BidirectionalLstmEncoder + CategoricalLstmDecoder."""
 
     def __init__(
@@ -62,12 +81,7 @@ class MusicVAE(nn.Module):
         return self.mu(last), F.softplus(self.sigma(last))
 
     def initial_state(self, z):
-        layers = len(self.dec_rnn_size)
-        hd = self.dec_rnn_size[0]
-        s = torch.tanh(self.z_to_initial_state(z)).view(z.shape[0], layers, 2, hd)
-        c0 = s[:, :, 0].transpose(0, 1).contiguous()
-        h0 = s[:, :, 1].transpose(0, 1).contiguous()
-        return h0, c0
+        return _flat_initial_state(self.z_to_initial_state, z, len(self.dec_rnn_size), self.dec_rnn_size[0])
 
     def decode_logits(self, z, targets_onehot):
         """Teacher-forced logits [B, T, output_depth]: step t sees the target of step t - 1."""
@@ -76,13 +90,6 @@ class MusicVAE(nn.Module):
         inputs = torch.cat([prev, z[:, None, :].expand(b, t, self.z_size)], dim=-1)
         out, _ = self.decoder(inputs, self.initial_state(z))
         return self.output_projection(out)
-
-    def forward(self, x, targets_onehot, eps=None):
-        mu, sigma = self.encode(x)
-        if eps is None:
-            eps = torch.randn_like(mu)
-        z = mu + sigma * eps
-        return self.decode_logits(z, targets_onehot), mu, sigma
 
 
 def vae_loss(logits, targets, mu, sigma, beta: float, free_bits: float):
@@ -127,14 +134,7 @@ def drums_roll_input(labels):
     return torch.cat([bits, nor], dim=-1).float()
 
 
-def _flat_initial_state(dense: nn.Linear, x, layers: int, units: int):
-    """``lstm_utils.initial_cell_state_from_embedding``: tanh(dense(x)) split as c0, h0, c1, h1, ...
-    -> torch's (h0, c0) stacked over layers."""
-    s = torch.tanh(dense(x)).view(x.shape[0], layers, 2, units)
-    return s[:, :, 1].transpose(0, 1).contiguous(), s[:, :, 0].transpose(0, 1).contiguous()
-
-
-class HierMusicVAE(nn.Module):
+class HierMusicVAE(_VAE):
     """MusicVAE ``hier-mel_16bar``: ``HierarchicalLstmEncoder`` + ``HierarchicalLstmDecoder`` with one
     conductor level and ``disable_autoregression`` (as every published hierarchical config).
 
@@ -230,10 +230,3 @@ class HierMusicVAE(nn.Module):
         inputs = torch.cat([prev, emb[:, None, :].expand(b * segments, seg, hd)], dim=-1)
         out, _ = self.decoder(inputs, _flat_initial_state(self.z_to_initial_state, emb, layers, hd))
         return self.output_projection(out).reshape(b, t, d)
-
-    def forward(self, x, targets_onehot, eps=None):
-        mu, sigma = self.encode(x)
-        if eps is None:
-            eps = torch.randn_like(mu)
-        z = mu + sigma * eps
-        return self.decode_logits(z, targets_onehot), mu, sigma
