@@ -380,3 +380,23 @@ def test_drum_parts_merge_as_magenta_merges_them_unless_one_is_chosen():
     assert not np.allclose(kick["mu"], merged["mu"])
     with pytest.raises(Unprocessable, match="instrument 0: the input has no drum notes"):
         run_family(family("drums_tiny"), request("encode", inputs=[_b64(COMPLEX)], instrument=0))
+
+
+def test_melody_sequences_are_built_as_note_seq_builds_them():
+    """``MelodyConverter.from_classes`` writes the NoteSequences ``Melody.to_sequence`` writes (the same
+    bytes), for random rows of holds, note-offs and note-ons, at any qpm; classes outside the encoding's
+    range take note-seq's own route."""
+    from magenta_api_musicvae.converters import MelodyConverter
+
+    conv, rng = MelodyConverter(), np.random.default_rng(0)
+    for _ in range(60):
+        kind = rng.choice(3, size=(int(rng.integers(1, 4)), int(rng.integers(1, 40))), p=rng.dirichlet(np.ones(3)))
+        classes = np.where(kind == 2, rng.integers(2, conv.output_depth, kind.shape), kind)
+        qpm = float(rng.choice([120.0, 97.3, 60.0]))
+        got, want = conv.from_classes(classes, qpm), conv._melody_sequences(classes, qpm)
+        assert [s.SerializeToString(deterministic=True) for s in got] == [
+            s.SerializeToString(deterministic=True) for s in want
+        ]
+    wide = np.array([[2, conv.output_depth, 1]])  # a pitch past max_pitch: note-seq's Melody decides
+    assert conv.from_classes(wide)[0] == conv._melody_sequences(wide, 120.0)[0]
+    assert conv.from_classes(np.zeros((2, 0), np.int64)) == conv._melody_sequences(np.zeros((2, 0), np.int64), 120.0)

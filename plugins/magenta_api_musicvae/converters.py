@@ -346,9 +346,39 @@ class MelodyConverter(BaseConverter):
         return y, y
 
     def from_classes(self, classes, qpm: float = DEFAULT_QPM) -> list:
-        """NoteSequences from class indices [B, T] (magenta's ``from_tensors`` after argmax)."""
+        """NoteSequences from class indices [B, T] (magenta's ``from_tensors`` after argmax): what
+        ``Melody.to_sequence`` writes for the decoded events, built directly from the classes (class 0
+        holds, 1 ends the note, 2.. starts a note at min_pitch..; the end closes a held note). Classes
+        outside the encoding's range go through note-seq's ``Melody`` itself (:meth:`_melody_sequences`)."""
+        classes = np.asarray(classes)
+        if classes.size and (classes.min() < 0 or classes.max() >= self.output_depth):
+            return self._melody_sequences(classes, qpm)
+        step_s = 60.0 / qpm / self.steps_per_quarter
+        low = self.min_pitch - 2  # note_seq.melodies_lib.NUM_SPECIAL_MELODY_EVENTS
         out = []
-        for row in np.asarray(classes):
+        for row in classes.tolist():
+            seq = note_seq.NoteSequence(ticks_per_quarter=note_seq.constants.STANDARD_PPQ)
+            seq.tempos.add().qpm = qpm
+            note = None
+            for step, c in enumerate(row):
+                if c >= 2:
+                    if note is not None:
+                        note.end_time = step * step_s
+                    note = seq.notes.add(start_time=step * step_s, pitch=c + low, velocity=OUTPUT_VELOCITY)
+                elif c == 1 and note is not None:
+                    note.end_time = step * step_s
+                    note = None
+            if note is not None:
+                note.end_time = len(row) * step_s
+            if seq.notes:
+                seq.total_time = seq.notes[-1].end_time
+            out.append(seq)
+        return out
+
+    def _melody_sequences(self, classes, qpm):
+        """:meth:`from_classes` through note-seq's ``Melody`` (decode_event, append, to_sequence)."""
+        out = []
+        for row in classes:
             mel = Melody(steps_per_bar=self.steps_per_bar, steps_per_quarter=self.steps_per_quarter)
             for c in row:
                 mel.append(self.encoding.decode_event(int(c)))
