@@ -14,7 +14,7 @@ from performance_rnn_support import to_events as performance_events
 from performance_rnn_support import weights as performance_weights
 
 from magenta_api.nn import RowLSTM, step_rows
-from magenta_api_melody_rnn.beam import RowSampler, generate, sample, tempered_softmax
+from magenta_api_melody_rnn.beam import RowSampler, cdf_index, generate, sample, tempered_softmax
 from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
 from magenta_api_melody_rnn.engine import EventRnn, FastPaths
 from magenta_api_performance_rnn.configs import CONFIGS as PERF_CONFIGS
@@ -167,3 +167,32 @@ def test_primer_injection_table_answers_as_the_inject_hook(start_step):
         assert [e for _, e in got] == expected and [k for k, _ in got] == [index(e) for e in expected]
         events += expected
     assert sum(e.event_type == STEP_END for e in events) > 40 and table.step_end == 2
+
+
+def test_single_row_index_step_with_attention_is_the_batched_step():
+    """step_index on a model with attention (no plain stack) steps the attention path on the one-hot
+    row: the batched reference step's logits, every step."""
+    model = EventRnn.from_variables(melody_weights("attention_rnn"), 40)
+    assert model.attention is not None
+    runner, state = model.single(model.zero_state(1)), model.zero_state(1)
+    for i in np.random.default_rng(1).integers(model.input_size, size=45):
+        got = runner.step_index(int(i))
+        logits, state = model.step(None, state, index=np.array([i]))
+        np.testing.assert_allclose(got, logits[0], atol=1e-5)
+
+
+def test_cdf_index_is_searchsorted_on_the_normalised_cdf():
+    """The search on the raw CDF, where u * total rounds to either side of a class's boundary: the
+    draws just past fl(u * total), and the draws at and just below a normalised value."""
+    rng = np.random.default_rng(7)
+    moved = 0
+    for _ in range(4000):
+        total, u = float(rng.uniform(0.3, 3.0)), float(rng.uniform(0.0, 1.0))
+        edge = float(np.nextafter(u * total, np.inf))  # the first value searchsorted(u * total) leaves out
+        cdf = np.sort(np.concatenate([rng.uniform(0, total, 5), [edge if edge < total else total / 2]]))
+        cdf = np.append(cdf, total)
+        for v in (u, float(np.nextafter(cdf[3] / total, 0.0)), float(cdf[3] / total)):
+            expected = min(int(np.searchsorted(cdf / cdf[-1], v, side="right")), len(cdf) - 1)
+            assert cdf_index(cdf, v) == expected
+            moved += expected != int(cdf.searchsorted(v * total, "right"))
+    assert moved > 100  # the correction was needed, both ways

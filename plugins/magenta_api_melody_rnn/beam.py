@@ -96,11 +96,7 @@ class RowSampler:
     """:func:`sample` and :func:`tempered_softmax` for one row of logits at a time, the same numbers from
     fewer NumPy calls on preallocated buffers (the n=1 loop's: :func:`sample_indices`).
 
-    The draw finds ``numpy.random.choice``'s class without dividing the whole CDF: the classes whose
-    normalised CDF value ``cdf[k] / cdf[-1]`` (float64, correctly rounded) is at most ``u`` are a prefix,
-    because the CDF is non-decreasing and rounded division is monotone; ``searchsorted`` of
-    ``u * cdf[-1]`` on the raw CDF lands on or next to its end, and the exact test of the neighbours
-    moves it there."""
+    The draw finds ``numpy.random.choice``'s class on the CDF before normalising it (:func:`cdf_index`)."""
 
     def __init__(self, num_classes: int, temperature, rng):
         self.temperature, self.rng = temperature, rng
@@ -133,16 +129,23 @@ class RowSampler:
             return i, p[i]
         np.copyto(self.p64, p)
         cdf = np.add.accumulate(self.p64, 0, None, self.cdf)  # p.cumsum(dtype=np.float64), out positional
-        item, n = cdf.item, self.classes
-        total = item(n - 1)
-        u = self.rng.random()
-        j = int(cdf.searchsorted(u * total, "right"))
-        while j < n and item(j) / total <= u:  # Python floats: the same IEEE division as NumPy's
-            j += 1
-        while j > 0 and item(j - 1) / total > u:
-            j -= 1
-        i = j if j < n else n - 1
+        i = cdf_index(cdf, self.rng.random())
         return i, p[i]
+
+
+def cdf_index(cdf, u: float) -> int:
+    """``min(searchsorted(cdf / cdf[-1], u, side="right"), len - 1)`` without the division of the whole
+    CDF (float64, non-decreasing): the classes with ``cdf[k] / cdf[-1] <= u`` are a prefix, since rounded
+    division is monotone; ``searchsorted`` of ``u * cdf[-1]`` on the raw CDF lands on its end or an
+    index next to it (the product is rounded too), and the exact test of the neighbours moves it there."""
+    item, n = cdf.item, len(cdf)
+    total = item(n - 1)
+    j = int(cdf.searchsorted(u * total, "right"))
+    while j < n and item(j) / total <= u:  # Python floats: the same IEEE division as NumPy's
+        j += 1
+    while j > 0 and item(j - 1) / total > u:
+        j -= 1
+    return j if j < n else n - 1
 
 
 def primer_loglik(logits, labels, temperature) -> np.float32:
