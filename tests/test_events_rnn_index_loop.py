@@ -14,7 +14,7 @@ from performance_rnn_support import to_events as performance_events
 from performance_rnn_support import weights as performance_weights
 
 from magenta_api.nn import RowLSTM, step_rows
-from magenta_api_melody_rnn.beam import RowSampler, cdf_index, generate, sample, tempered_softmax
+from magenta_api_melody_rnn.beam import RowSampler, cdf_index, generate, primer_pass, sample, tempered_softmax
 from magenta_api_melody_rnn.encoders import InputEncoder, make_config, make_encoder
 from magenta_api_melody_rnn.engine import EventRnn, FastPaths
 from magenta_api_performance_rnn.configs import CONFIGS as PERF_CONFIGS
@@ -196,3 +196,18 @@ def test_cdf_index_is_searchsorted_on_the_normalised_cdf():
             assert cdf_index(cdf, v) == expected
             moved += expected != int(cdf.searchsorted(v * total, "right"))
     assert moved > 100  # the correction was needed, both ways
+
+
+def test_primer_pass_on_class_indices_is_the_vector_pass():
+    """A one-hot primer read by class index (index_events) gives the logits and state of reading its
+    input vectors (the dense product for narrow inputs, the nonzero rows for wide ones), bit for bit."""
+    cases = [
+        (poly_weights(), InjectingEncoder(None, 0), poly_primer() * 2),
+        (melody_weights("basic_rnn"), InputEncoder(make_encoder(make_config("basic_rnn"))), [60, -2, 62, -1, 64] * 8),
+    ]
+    for variables, encoder, primer in cases:
+        by_index = primer_pass(EventRnn.from_variables(variables), encoder, primer)
+        by_vector = primer_pass(EventRnn.from_variables(variables, fast=EVENT_LOOP), encoder, primer)
+        np.testing.assert_array_equal(by_index[0], by_vector[0])
+        for a, b in zip(by_index[1], by_vector[1]):
+            np.testing.assert_array_equal(a, b)

@@ -174,8 +174,16 @@ def lookback_stepper(model: EventRnn, encoder, runner):
 
 def primer_pass(model: EventRnn, encoder, primer: list):
     """Teacher-forced run over ``primer``: (logits [1, T, C], final state). On the single-row path,
+    one-hot inputs are row lookups by class index (``SingleRow.step_index``, with ``index_events``),
     lookback inputs go through :func:`lookback_stepper`; everything else as vectors (``EventRnn.run``)."""
-    if not encoder.lookback or model.path_for(1) != "single_row":
+    path = model.path_for(1, encoder.one_hot)
+    if path == "indices":
+        runner = model.single(model.zero_state(1))
+        logits = np.empty((1, len(primer), model.num_classes), np.float32)
+        for at, event in enumerate(primer):
+            logits[0, at] = runner.step_index(encoder._index(event))
+        return logits, runner.state()
+    if not encoder.lookback or path != "single_row":
         return model.run(encoder.full(primer)[None])
     runner = model.single(model.zero_state(1))
     step = lookback_stepper(model, encoder, runner)
