@@ -290,15 +290,16 @@ def sample_single(
 ) -> Generated:
     """Plain sampling of one sequence on the model's single-row stepper (the n=1 fast path): a
     :class:`Beam` of one entry, without the batch bookkeeping. ``logits`` [C] and ``state`` (a batch of
-    one) are the primer's."""
+    one) are the primer's. Draws with :class:`RowSampler` (:func:`sample`'s numbers)."""
     seq, tracker = list(primer), encoder.tracker(primer)
     runner = model.single(state)
     step_lookback = lookback_stepper(model, encoder, runner) if encoder.lookback else None
     inject = getattr(encoder, "inject", None)
+    draw = RowSampler(model.num_classes, temperature, rng)
     deferred = 0.0
     for s in range(steps):
         deadline.check()
-        i, p = sample(logits, temperature, rng)
+        i, p = draw.sample(logits)
         if inject is None:
             score = score + np.log(p)
         else:
@@ -316,7 +317,7 @@ def sample_single(
             logits = runner.step_index(i)
             for event in extra:  # injected events, teacher-forced and scored with the next draw
                 k = encoder._index(event)
-                deferred += float(np.log(tempered_softmax(logits, temperature or 1.0)[k]))
+                deferred += float(np.log(draw.softmax(logits)[k]))
                 logits = runner.step_index(k)
         elif step_lookback is not None:
             logits = step_lookback(seq, len(seq) - 1)
