@@ -6,7 +6,8 @@ softmax), and the ``beam_size`` best by log-likelihood survive; the first iterat
 ``(num_steps - 1) % steps_per_iteration + 1`` steps. ``beam_size = branch_factor = 1`` is plain
 sampling. Here all outputs' entries run as one batch through the NumPy engine (:class:`Beam`); one
 sequence on the model's single-row path (``EventRnn.path_for``) skips the batch bookkeeping
-(:func:`sample_single`). Both draw with the one :func:`sample`.
+(:func:`sample_single`; :func:`sample_indices` when its inputs are one-hot of the class just sampled).
+The batch draws with :func:`sample`, a single sequence with :class:`RowSampler`: the same numbers.
 
 Sampling consumes one uniform double per sequence per step, in entry order, and picks the class as
 ``numpy.random.choice`` does (normalised float64 CDF, ``searchsorted(..., side='right')``), so a
