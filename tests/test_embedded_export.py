@@ -177,7 +177,7 @@ def test_hierarchical_twin_refuses_other_lengths():
         HierMusicVAE(level_lengths=[4, 4, 16])
 
 
-@pytest.mark.parametrize("name", ["mel_2bar", "drums_2bar", "basic_rnn"])
+@pytest.mark.parametrize("name", ["mel_2bar", "drums_2bar", "basic_rnn", "mel_16bar"])
 def test_shipped_weights_give_the_same_logits_in_torch_and_in_the_engine(name):
     """The shipped file round-trips into the torch twin, and torch and the NumPy engine agree on it."""
     import magenta_api_embedded as emb
@@ -193,7 +193,18 @@ def test_shipped_weights_give_the_same_logits_in_torch_and_in_the_engine(name):
     for k, v in again.items():
         np.testing.assert_allclose(v, variables[k], atol=1e-6, err_msg=k)
     gen = torch.Generator().manual_seed(3)
-    if cfg["kind"] == "musicvae":
+    if cfg["kind"] == "hier_musicvae":
+        from magenta_api_musicvae.hierarchy import VAEModel
+
+        onehot = F.one_hot(torch.randint(0, 90, (2, 256), generator=gen), 90).float()
+        with torch.no_grad():
+            mu, sigma = model.encode(onehot)
+            logits = model.decode_logits(mu, onehot)
+        engine = VAEModel(variables, level_lengths=cfg["arch"]["level_lengths"])
+        mu_np, sigma_np = engine.encode(onehot.numpy())
+        assert np.abs(mu.numpy() - mu_np).max() < 1e-4 and np.abs(sigma.numpy() - sigma_np).max() < 1e-4
+        logits_np = engine.decode_logits(mu.numpy(), onehot.numpy())
+    elif cfg["kind"] == "musicvae":
         from magenta_api_musicvae.engine import MusicVAEEngine
 
         depth = cfg["arch"]["output_depth"]

@@ -11,7 +11,7 @@ import magenta_api_embedded as emb
 import magenta_api_melody_rnn
 import magenta_api_musicvae
 
-IDS = ("embedded-mel_2bar", "embedded-drums_2bar", "embedded-basic_rnn")
+IDS = ("embedded-mel_2bar", "embedded-drums_2bar", "embedded-basic_rnn", "embedded-mel_16bar")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,7 @@ def test_models_yaml_checksums_and_sizes_match_the_shipped_files(doc):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == ck["sha256"], model_id
         assert path.stat().st_size == ck["size"], model_id
         total += ck["size"]
+        assert ck["size"] <= 10 * 1024 * 1024, model_id
     assert total <= 15 * 1024 * 1024
 
 

@@ -1,5 +1,6 @@
-"""Embedded default models: small MusicVAE (melody, drums) and MelodyRNN weights trained by this
-project on public-domain tune books and its own groove library, shipped in the package.
+"""Embedded default models: small MusicVAE (2-bar melody and drums, 16-bar hierarchical melody) and
+MelodyRNN weights trained by this project on public-domain tune books and its own groove library,
+shipped in the package.
 
 They need no network: ``models.yaml`` next to this file points at the ``.safetensors`` files
 beside it (format ``native``), and sets ``default_model``. The families that run them come from
