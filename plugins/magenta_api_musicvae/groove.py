@@ -12,6 +12,11 @@ decoder's control inputs). At inference magenta maps pitches with the 9 reduced 
 Decoding: the decoder reads [previous output (hits, sigmoid(velocities), tanh(offsets)); z; controls];
 hits are Bernoulli draws of sigmoid(logits / temperature) from the request's rng, or logits > 0 at
 temperature 0 (Magenta.js's argmax).
+
+Paths (``path=`` on :meth:`GrooveModel.sample`, else :meth:`GrooveModel.path_for`): ``"reference"`` is
+that arithmetic as written (``GrooveModel._run``, which teacher-forced decoding always takes);
+``"rows"`` samples on buffers stepped in place (:class:`.groove_rows.RowDecoder`): the same numbers up
+to float rounding, from the same draws.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ from note_seq import drums_encoder_decoder, sequences_lib
 from magenta_api import deadline, nn
 
 from .converters import DEFAULT_QPM, Tensors
+from .groove_rows import RowDecoder, thresholds
 from .hierarchy import CoreDecoder, Encoder
 
-__all__ = ["GrooveConverter", "GrooveModel", "GrooveWindow"]
+__all__ = ["PATHS", "GrooveConverter", "GrooveModel", "GrooveWindow"]
+
+PATHS = ("reference", "rows")
 
 REDUCED_PITCH_CLASSES = [list(p) for p in drums_encoder_decoder.DEFAULT_DRUM_TYPE_PITCHES]
 TAPIFY_CHANNEL = 3  # open hi-hat
@@ -178,11 +186,11 @@ class GrooveConverter:
             steps, drums = np.nonzero(sample[:, :d] > 0.5)  # in (step, drum) order, as magenta loops
             vels = np.clip(np.round(sample[steps, d + drums] * 127), 0, 127).astype(int)
             starts = (steps - np.clip(sample[steps, 2 * d + drums] / 2, -0.5, 0.5)) * step_length
-            for j, v, t in zip(drums.tolist(), vels.tolist(), starts.tolist()):
-                ns.notes.add(
-                    instrument=9, is_drum=True, pitch=first_pitch[j], velocity=v, start_time=t, end_time=t + step_length
-                )
-            ns.total_time = max([n.end_time for n in ns.notes] + [len(sample) * step_length])
+            ends = starts + step_length
+            add = ns.notes.add
+            for j, v, t, e in zip(drums.tolist(), vels.tolist(), starts.tolist(), ends.tolist()):
+                add(instrument=9, is_drum=True, pitch=first_pitch[j], velocity=v, start_time=t, end_time=e)
+            ns.total_time = max(ends.max(initial=0.0), len(sample) * step_length)
             out.append(ns)
         return out
 
@@ -200,6 +208,12 @@ class GrooveModel:
         self.drums = self.output_depth // 3
         self.control_size = self.core.control_size
         self.input_depth = self.encoder.input_size - self.control_size
+        self.rows = RowDecoder(self.core) if self.core.fused else None
+
+    def path_for(self, batch: int) -> str:
+        """The sampling path when the caller names none: in place ("rows") whenever the decoder runs
+        on its fused kernels."""
+        return "rows" if self.rows is not None else "reference"
 
     def encode(self, inputs, controls=None):
         x = np.asarray(inputs, np.float32)
@@ -207,6 +221,17 @@ class GrooveModel:
             c = np.zeros((*x.shape[:2], self.control_size), np.float32) if controls is None else controls
             x = np.concatenate([x, np.asarray(c, np.float32)], axis=-1)
         return self.encoder.encode(x)
+
+    def _controls(self, controls, batch, length):
+        """Controls [B, length, control_size] (zeros when the decoder reads them and none are given),
+        or None when it reads none."""
+        if not self.control_size:
+            return None
+        if controls is None:
+            return np.zeros((batch, length, self.control_size), np.float32)
+        c = np.asarray(controls, np.float32)
+        c = np.broadcast_to(c, (batch, *c.shape[-2:])) if c.ndim == 2 else c
+        return c[:, :length]
 
     def _run(self, z, length, controls, feed):
         """Decoder outputs [B, T, 27] (raw); ``feed(t, raw)`` gives the vector fed back at t + 1."""
@@ -240,12 +265,21 @@ class GrooveModel:
         y = np.asarray(targets, np.float32)
         return self._run(z, y.shape[1], controls, lambda t, out: y[:, t])
 
-    def sample(self, z, length, temperature=0.0, rng=None, controls=None, return_raw=False):
-        """[B, length, 27]: hits (0/1), velocities (0..1), offsets (-1..1) as the decoder feeds them back."""
+    def sample(self, z, length, temperature=0.0, rng=None, controls=None, return_raw=False, path=None):
+        """[B, length, 27]: hits (0/1), velocities (0..1), offsets (-1..1) as the decoder feeds them back.
+        ``path``: one of :data:`PATHS` (default :meth:`path_for`); every path draws the same numbers."""
         if temperature and rng is None:
             raise ValueError("sampling with a temperature needs an rng")
+        path = path or self.path_for(np.shape(z)[0])
+        if path not in PATHS or (path == "rows" and self.rows is None):
+            raise ValueError(f"sampling path {path!r}: expected one of {PATHS} ('rows' needs the fused kernels)")
         d = self.drums
         draws = rng.random((length, np.shape(z)[0], d)) if temperature else None
+        if path == "rows":
+            assert self.rows is not None
+            thr = np.zeros((length, np.shape(z)[0], d)) if draws is None else thresholds(draws, temperature)
+            outputs, raw = self.rows.sample(z, length, thr, self._controls(controls, np.shape(z)[0], length))
+            return (outputs, raw) if return_raw else outputs
         outputs = np.empty((np.shape(z)[0], length, self.output_depth), np.float32)
 
         def feed(t, out):

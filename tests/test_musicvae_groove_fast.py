@@ -1,0 +1,109 @@
+"""GrooVAE's in-place sampling path (``path="rows"``, groove_rows.py) against the reference path and
+against magenta's greedy decodes (reference/musicvae_hier_reference.py fixtures), on one row and on
+batches, with and without control inputs, and on decoders of one and three layers."""
+
+import numpy as np
+import pytest
+from musicvae_support import load
+
+from magenta_api_musicvae.groove import PATHS, GrooveModel
+
+TOL = 1e-5  # between our two paths
+MAGENTA_TOL = 1e-4
+
+
+@pytest.fixture(scope="module", params=["groove_2bar", "groove_hits"])
+def model(request):
+    variables, ref, _ = load(request.param)
+    return GrooveModel(variables), ref
+
+
+def both(m, z, temperature, seed, controls=None, length=32):
+    out = {}
+    for path in PATHS:
+        rng = np.random.default_rng(seed) if temperature else None
+        out[path] = m.sample(z, length, temperature, rng, controls=controls, return_raw=True, path=path)
+    return out["reference"], out["rows"]
+
+
+def assert_same(a, b, m):
+    (out_a, raw_a), (out_b, raw_b) = a, b
+    assert out_a.shape == out_b.shape and out_b.dtype == np.float32
+    np.testing.assert_array_equal(out_b[..., : m.drums], out_a[..., : m.drums])  # the hits
+    np.testing.assert_allclose(out_b, out_a, atol=TOL, rtol=0)
+    np.testing.assert_allclose(raw_b, raw_a, atol=TOL, rtol=0)
+
+
+def test_the_fast_path_is_the_default(model):
+    m, _ = model
+    assert m.path_for(1) == "rows" and m.path_for(8) == "rows"
+    with pytest.raises(ValueError, match="sampling path"):
+        m.sample(np.zeros((1, m.z_size), np.float32), 4, path="nope")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.5, 1.0, 2.0])
+@pytest.mark.parametrize("batch", [1, 3, 8])
+def test_rows_sample_as_the_reference(model, temperature, batch):
+    m, ref = model
+    z = np.random.default_rng(batch).standard_normal((batch, m.z_size)).astype(np.float32)
+    controls = None
+    if m.control_size:
+        controls = np.resize(ref["controls"], (batch, *ref["controls"].shape[1:]))
+    for seed in range(3):
+        assert_same(*both(m, z, temperature, seed, controls), m)
+
+
+def test_rows_match_magenta_greedy_one_z_at_a_time(model):
+    m, ref = model
+    controls = ref.get("controls")
+    ctl = None if controls is None else controls[0]  # the fixture decodes every z on the first input's hits
+    out, raw = m.sample(ref["z"], 32, 0, controls=ctl, return_raw=True, path="rows")
+    np.testing.assert_array_equal(out[..., : m.drums], ref["greedy"][..., : m.drums])
+    np.testing.assert_allclose(out, ref["greedy"], atol=MAGENTA_TOL, rtol=0)
+    np.testing.assert_allclose(raw, ref["greedy_logits"], atol=MAGENTA_TOL, rtol=0)
+    for i in range(len(ref["z"])):
+        one, one_raw = m.sample(ref["z"][i : i + 1], 32, 0, controls=ctl, return_raw=True, path="rows")
+        np.testing.assert_array_equal(one[0, :, : m.drums], ref["greedy"][i, :, : m.drums])
+        np.testing.assert_allclose(one[0], ref["greedy"][i], atol=MAGENTA_TOL, rtol=0)
+        np.testing.assert_allclose(one_raw[0], ref["greedy_logits"][i], atol=MAGENTA_TOL, rtol=0)
+
+
+def test_rows_draw_the_same_hits_as_the_reference_across_lengths(model):
+    m, ref = model
+    z = ref["z"][:1]
+    ctl = None if "controls" not in ref else np.concatenate([ref["controls"][0]] * 2)  # 64 steps of hits
+    for length in (1, 7, 64):
+        c = None if ctl is None else ctl[:length]
+        assert_same(*both(m, z, 1.0, length, c, length=length), m)
+
+
+def _decoder_variables(base, layers, units, seed=0):
+    """``base``'s encoder with a random GrooVAE decoder of ``layers`` LSTM layers of ``units``."""
+    rng = np.random.default_rng(seed)
+    z = base["encoder/mu/kernel"].shape[1]
+    first = base["decoder/multi_rnn_cell/cell_0/lstm_cell/kernel"].shape[0]  # 27 + z + controls + units
+    out = {k: v for k, v in base.items() if not k.startswith("decoder/")}
+    inputs = first - base["decoder/multi_rnn_cell/cell_0/lstm_cell/bias"].shape[0] // 4
+    for k in range(layers):
+        rows = (inputs if k == 0 else units) + units
+        out[f"decoder/multi_rnn_cell/cell_{k}/lstm_cell/kernel"] = rng.normal(0, 0.4, (rows, 4 * units))
+        out[f"decoder/multi_rnn_cell/cell_{k}/lstm_cell/bias"] = rng.normal(0, 0.3, 4 * units)
+    out["decoder/z_to_initial_state/kernel"] = rng.normal(0, 0.4, (z, 2 * units * layers))
+    out["decoder/z_to_initial_state/bias"] = rng.normal(0, 0.3, 2 * units * layers)
+    out["decoder/output_projection/kernel"] = rng.normal(0, 0.6, (units, 27))
+    out["decoder/output_projection/bias"] = rng.normal(0, 0.3, 27)
+    return {k: np.asarray(v, np.float32) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+@pytest.mark.parametrize("fixture", ["groove_2bar", "groove_hits"])
+def test_rows_on_other_depths(fixture, layers):
+    variables, ref, _ = load(fixture)
+    m = GrooveModel(_decoder_variables(variables, layers, 24))
+    assert len(m.core.layers) == layers
+    controls = ref.get("controls")
+    for batch in (1, 3):
+        z = np.random.default_rng(batch).standard_normal((batch, m.z_size)).astype(np.float32)
+        ctl = None if controls is None else controls[:batch]
+        for temperature in (0.0, 0.7):
+            assert_same(*both(m, z, temperature, batch, ctl), m)
