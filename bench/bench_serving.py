@@ -5,7 +5,8 @@
   sample each, again and again. The same server settings with ``BATCHING=on`` and ``BATCHING=off``,
   alternated in rounds; requests per second, p50 and p99 latency, and the ratio.
 * **Latency of the embedded model** (``embedded-mel_2bar``), one client: the p50 of one sample, and of
-  a cache hit (the same seeded request again).
+  a cache hit (the same seeded request again), and of ``GET /healthz`` on the same connection between
+  the hits: the HTTP round trip (client, gunicorn, Flask) that every request pays.
 * **Memory of 1 vs 4 workers**: total PSS (``/proc/<pid>/smaps_rollup``) of the master and its workers
   with the big model preloaded, after every worker has served requests, and the ratio.
 
@@ -240,11 +241,14 @@ def embedded_latency(folder: Path, args) -> dict:
             body = {"model": EMBEDDED, "seed": 1234}
             first, _ = server.post(body, s)
             assert first.headers.get("X-Cache") == "MISS", first.headers
-            hits = []
+            hits, health = [], []
             for _ in range(args.latency_requests):
                 r, seconds = server.post(body, s)
                 assert r.headers.get("X-Cache") == "HIT"
                 hits.append(seconds)
+                t0 = time.perf_counter()
+                s.get(f"{server.base}/healthz", timeout=60).raise_for_status()
+                health.append(time.perf_counter() - t0)
     finally:
         server.stop()
     return {
@@ -252,6 +256,7 @@ def embedded_latency(folder: Path, args) -> dict:
         "sample_p99_ms": 1000 * percentile(sample, 99),
         "cache_hit_p50_ms": 1000 * statistics.median(hits),
         "cache_hit_p99_ms": 1000 * percentile(hits, 99),
+        "healthz_p50_ms": 1000 * statistics.median(health),
     }
 
 
@@ -310,6 +315,7 @@ def main():
         print(f"| {EMBEDDED}: one sample, HTTP p50 (p99) | {e['sample_p50_ms']:.2f} ms ({e['sample_p99_ms']:.2f}) |")
         hit, hit99 = e["cache_hit_p50_ms"], e["cache_hit_p99_ms"]
         print(f"| {EMBEDDED}: cache hit, HTTP p50 (p99) | {hit:.2f} ms ({hit99:.2f}) |")
+        print(f"| GET /healthz on the same connection, HTTP p50 (the HTTP round trip) | {e['healthz_p50_ms']:.2f} ms |")
     if "memory" in report:
         m = report["memory"]
         print(f"| total PSS, 1 worker ({BIG} preloaded) | {m[1]['pss_mib']:.0f} MiB |")
