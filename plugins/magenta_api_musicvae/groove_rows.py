@@ -48,13 +48,14 @@ class RowDecoder:
         vel = slice(d, 2 * d)
         w_prev = core.w_prev.copy()
         w_prev[vel] *= np.float32(0.5)
-        # layer 0 reads [x | h_0]; its bias takes the velocities' other half (sigmoid = tanh / 2 + 1 / 2)
-        self.k0 = np.ascontiguousarray(np.concatenate([w_prev, core.layers[0].w_h]))
+        # layer 0 reads [1 | x | h_0]: row 0 is one z's constant (in a copy of its own, see sample); the
+        # bias takes the velocities' other half (sigmoid(v) = tanh(v / 2) / 2 + 1 / 2)
         self.vel_shift = np.float32(0.5) * core.w_prev[vel].sum(0, dtype=np.float32)
+        self.k0 = np.concatenate([core.layers[0].bias[None] + self.vel_shift, w_prev, core.layers[0].w_h])
+        self._free: list[np.ndarray] = []  # copies of k0 for one-row calls, one per call running at a time
         out_kb = np.concatenate([core.out_k, core.out_b[None]])
         out_kb[:, vel] *= np.float32(0.5)  # the velocities' projection halved: tanh of it is tanh(v / 2)
         self.out_kb = out_kb
-        self.w_ctl = core.w_ctl
 
     def sample(self, z, length, thresholds, controls=None):
         """``(outputs, raw)`` [B, length, depth] for ``z`` [B, Z]: a hit where the hit logit is above
@@ -63,24 +64,46 @@ class RowDecoder:
         z = np.asarray(z, np.float32)
         batch = z.shape[0]
         units = self.units
-        top = len(units) - 1
-        # state [B, x | h_0 | ... | h_top | 1]
-        at = np.cumsum([depth, *units]).tolist()  # h_k starts at at[k]
+        # state [B, 1 | x | h_0 | ... | h_top | 1]
+        at = np.cumsum([1 + depth, *units]).tolist()  # h_k starts at at[k]
         state = np.zeros((batch, at[-1] + 1), np.float32)
         state[:, -1] = 1.0
+        state[:, 1 + d : 1 + 2 * d] = -1.0  # no velocities at the first step: tanh(v / 2) = -1 is sigmoid(v) = 0
         const, init = core.start(z)  # layer 0's z part plus bias [B, 4H], the (c, h) per layer
         const += self.vel_shift
         gates = [np.empty((batch, 5 * n), np.float32) for n in units]  # [i f o j | c]
         for k, ((c, h), n) in enumerate(zip(init, units)):
             gates[k][:, 4 * n :] = c
             state[:, at[k] : at[k] + n] = h
+        one = batch == 1
+        per_step = None  # what layer 0 adds per step; None: its kernel's first row has it
         if controls is not None and core.control_size:
-            part = np.asarray(controls, np.float32) @ self.w_ctl  # [B, T, 4H]
+            part = np.asarray(controls, np.float32) @ core.w_ctl  # [B, T, 4H]
             part += const[:, None]
-            consts = np.ascontiguousarray(part.transpose(1, 0, 2))
+            per_step = np.ascontiguousarray(part.transpose(1, 0, 2))
+        elif not one:
+            per_step = [const] * length
+        if per_step is None:
+            state[:, 0] = 1.0
+            try:
+                k0 = self._free.pop()  # atomic: concurrent calls never share a copy
+            except IndexError:
+                k0 = self.k0.copy()
+            k0[0] = const[0]
         else:
-            consts = None
-        proj = np.empty((length, batch, depth), np.float32)  # the output projections, velocities halved
+            k0 = self.k0  # row 0 reads the state's leading 0
+        try:
+            proj = self._loop(state, gates, at, k0, per_step, length, thresholds)
+        finally:
+            if per_step is None:
+                self._free.append(k0)
+        return self._finish(proj, thresholds)
+
+    def _loop(self, state, gates, at, k0, per_step, length, thresholds):
+        """The steps, on buffers and views bound once; the output projections [T, B, depth]."""
+        core, d, depth, units = self.core, self.drums, self.depth, self.units
+        batch = state.shape[0]
+        top = len(units) - 1
         one = batch == 1
 
         def row(a):
@@ -93,15 +116,13 @@ class RowDecoder:
         else:
             mm = np.matmul
         s = row(state)
-        x_hits, x_rest = s[..., :d], s[..., d:depth]
-        s[..., d : 2 * d] = -1.0  # no velocities at the first step: tanh(v / 2) = -1 is sigmoid(v) = 0
         layers = []
         for k, n in enumerate(units):
             g = row(gates[k])
             if k == 0:
-                inp, w, bias = s[..., : at[1]], self.k0, None
+                inp, w, bias = s[..., : at[1]], k0, None  # [1 | x | h_0]
             elif k == top:
-                inp, w, bias = s[..., at[k - 1] :], core.layers[k].kernel, None
+                inp, w, bias = s[..., at[k - 1] :], core.layers[k].kernel, None  # [h_below | h_top | 1]
             else:
                 inp, w, bias = s[..., at[k - 1] : at[k + 1]], core.layers[k].w_xh, core.layers[k].bias
             tmp = row(np.empty((batch, 2 * n), np.float32))  # [i * j | f * c]
@@ -123,21 +144,20 @@ class RowDecoder:
                 )
             )
         head = s[..., at[top] :]  # [h_top | 1]
-        out_kb = self.out_kb
-        const0 = row(const)
-        rows = [row(p) for p in proj]
-        per_step = [const0] * length if consts is None else [row(c) for c in consts]
-        steps = [row(a) for a in thresholds]
+        x_hits, x_rest = s[..., 1 : 1 + d], s[..., 1 + d : 1 + depth]
+        proj = np.empty((length, batch, depth), np.float32)  # the output projections, velocities halved
+        outs = [(row(p), row(p)[..., :d], row(p)[..., d:], row(u)) for p, u in zip(proj, thresholds)]
+        adds = [None] * length if per_step is None else [row(c) for c in per_step]
         add, mul, tanh, greater = np.add, np.multiply, np.tanh, np.greater
         half = np.float32(0.5)
         check = deadline.check
-        first = layers[0]
-        rest = layers[1:]
+        first, rest = layers[0], layers[1:]
         for t in range(length):
             check()
             inp, w, _, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o = first
-            mm(inp, w, out=g4)
-            add(g4, per_step[t], g4)
+            mm(inp, w, g4)
+            if adds[t] is not None:
+                add(g4, adds[t], g4)
             tanh(g4, g4)
             mul(sig, half, sig)
             add(sig, half, sig)
@@ -146,7 +166,7 @@ class RowDecoder:
             tanh(c, h)
             mul(h, o, h)
             for inp, w, bias, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o in rest:
-                mm(inp, w, out=g4)
+                mm(inp, w, g4)
                 if bias is not None:
                     add(g4, bias, g4)
                 tanh(g4, g4)
@@ -156,11 +176,11 @@ class RowDecoder:
                 add(tmp_a, tmp_b, c)
                 tanh(c, h)
                 mul(h, o, h)
-            p = rows[t]
-            mm(head, out_kb, out=p)
-            tanh(p[..., d:], x_rest)
-            greater(p[..., :d], steps[t], x_hits)
-        return self._finish(proj, thresholds)
+            p, p_hits, p_rest, u = outs[t]
+            mm(head, self.out_kb, p)
+            tanh(p_rest, x_rest)
+            greater(p_hits, u, x_hits)
+        return proj
 
     def _finish(self, proj, thresholds):
         """(outputs, raw) [B, T, depth] from the projections [T, B, depth] (velocities halved)."""
