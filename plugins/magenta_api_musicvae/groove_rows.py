@@ -4,10 +4,11 @@ The reference path (``GrooveModel._run``) is ``GrooveLstmDecoder`` as magenta wr
 every array of every step. This path computes the same numbers (up to float rounding) with a fixed
 handful of NumPy calls per step on buffers bound once per call:
 
-* One state buffer per row, ``[x | h_0 | ... | h_top | 1]``: ``x`` is the vector fed back (27 values),
-  layer 0 reads ``[x | h_0]`` in one product with its kernel rows ``[w_prev; w_h]``, every other layer
-  reads ``[h_below | h_own]`` (the top layer ``[h_below | h_top | 1]``, its bias folded into the
-  product) and the output projection reads ``[h_top | 1]``. Nothing is copied between layers.
+* One state buffer per row, ``[1 | x | h_0 | ... | h_top | 1]``: ``x`` is the vector fed back (27
+  values). Layer 0 reads ``[1 | x | h_0]`` in one product with its kernel rows ``[constant; w_prev;
+  w_h]``, every other layer reads ``[h_below | h_own]`` (the top layer ``[h_below | h_top | 1]``, its
+  bias folded into the product) and the output projection reads ``[h_top | 1]``. Nothing is copied
+  between layers.
 * Each layer's gates ``[i f o j | c]`` on the fused kernels (``nn.FusedLSTM``: sigmoids folded into one
   tanh), updated as :func:`magenta_api.nn.fused_lstm_update` does, in seven in-place calls.
 * The feedback without a sigmoid per step. A hit is ``u < sigmoid(logit / T)``, that is ``logit > T *
@@ -19,9 +20,11 @@ handful of NumPy calls per step on buffers bound once per call:
 * The outputs (hits, ``sigmoid`` velocities, ``tanh`` offsets) and the raw logits are made once at the
   end from the projections of all steps, with the reference's formulas.
 
-Layer 0's per-row constant (z's part of its input and the bias, plus the controls' part at each step
-when the decoder reads controls) is added once per step. Products go through ``np.dot`` on 1-D views
-for one row (BLAS gemv), ``nn.matmul`` up to ``STACKED_MAX`` rows (one gemv per row) and sgemm above.
+Layer 0's constant (z's part of its input and the bias) is the first row of a copy of its kernel made
+for one z (kept on a free list, so concurrent calls never share one); for a batch, and at every step
+when the decoder reads controls (their part added), it is added per step instead. Products go through
+``np.dot`` on 1-D views for one row (BLAS gemv), ``nn.matmul`` up to ``STACKED_MAX`` rows (one gemv per
+row) and sgemm above.
 """
 
 from __future__ import annotations
