@@ -4,9 +4,9 @@
   ``reference/musicvae_reference.py --big``) behind gunicorn; 32 concurrent HTTP clients ask for one
   sample each, again and again. The same server settings with ``BATCHING=on`` and ``BATCHING=off``,
   alternated in rounds; requests per second, p50 and p99 latency, and the ratio.
-* **Latency of the embedded model** (``embedded-mel_2bar``), one client: the p50 of one sample, and of
-  a cache hit (the same seeded request again), and of ``GET /healthz`` on the same connection between
-  the hits: the HTTP round trip (client, gunicorn, Flask) that every request pays.
+* **Latency of the embedded model** (``embedded-mel_2bar``), one client on one keep-alive connection
+  (stdlib ``http.client``): the p50 of one sample, of a cache hit (the same seeded request again), and
+  of ``GET /healthz`` between the hits: the HTTP round trip (gunicorn, Flask) that every request pays.
 * **Memory of 1 vs 4 workers**: total PSS (``/proc/<pid>/smaps_rollup``) of the master and its workers
   with the big model preloaded, after every worker has served requests, and the ratio.
 
@@ -231,25 +231,50 @@ def throughput(folder: Path, args) -> dict:
     return {"rounds": rounds, "best": best, "ratio": best["on"]["rps"] / best["off"]["rps"]}
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection (stdlib ``http.client``) for the latency part: the ``requests``
+    client costs about a millisecond of Python per call by itself on these machines, which the
+    service's latency should not carry. Returns (status, headers, seconds)."""
+
+    def __init__(self, port: int):
+        import http.client
+
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def call(self, method: str, path: str, body: dict | None = None):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        t0 = time.perf_counter()
+        self.conn.request(method, path, body=data, headers=headers)
+        response = self.conn.getresponse()
+        response.read()
+        seconds = time.perf_counter() - t0
+        if response.status != 200:
+            raise SystemExit(f"{method} {path}: HTTP {response.status}")
+        return response.status, response.headers, seconds
+
+    def close(self):
+        self.conn.close()
+
+
 def embedded_latency(folder: Path, args) -> dict:
     server = Server(folder, 2, 4, {"PRELOAD_MODELS": EMBEDDED})
+    conn = Connection(server.port)
     try:
-        with requests.Session() as s:
-            for _ in range(10):
-                server.post({"model": EMBEDDED}, s)
-            sample = [server.post({"model": EMBEDDED}, s)[1] for _ in range(args.latency_requests)]
-            body = {"model": EMBEDDED, "seed": 1234}
-            first, _ = server.post(body, s)
-            assert first.headers.get("X-Cache") == "MISS", first.headers
-            hits, health = [], []
-            for _ in range(args.latency_requests):
-                r, seconds = server.post(body, s)
-                assert r.headers.get("X-Cache") == "HIT"
-                hits.append(seconds)
-                t0 = time.perf_counter()
-                s.get(f"{server.base}/healthz", timeout=60).raise_for_status()
-                health.append(time.perf_counter() - t0)
+        for _ in range(10):
+            conn.call("POST", "/v1/generate", {"model": EMBEDDED})
+        sample = [conn.call("POST", "/v1/generate", {"model": EMBEDDED})[2] for _ in range(args.latency_requests)]
+        body = {"model": EMBEDDED, "seed": 1234}
+        _, headers, _ = conn.call("POST", "/v1/generate", body)
+        assert headers.get("X-Cache") == "MISS", headers
+        hits, health = [], []
+        for _ in range(args.latency_requests):
+            _, headers, seconds = conn.call("POST", "/v1/generate", body)
+            assert headers.get("X-Cache") == "HIT"
+            hits.append(seconds)
+            health.append(conn.call("GET", "/healthz")[2])
     finally:
+        conn.close()
         server.stop()
     return {
         "sample_p50_ms": 1000 * statistics.median(sample),
