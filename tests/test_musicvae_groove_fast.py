@@ -107,3 +107,32 @@ def test_rows_on_other_depths(fixture, layers):
         ctl = None if controls is None else controls[:batch]
         for temperature in (0.0, 0.7):
             assert_same(*both(m, z, temperature, batch, ctl), m)
+
+
+# The general engine's core decoders (hierarchy.CoreDecoder, which GrooVAE's encoder-side model shares)
+# step batches of SGEMM_MIN rows or more with one sgemm, padded to a multiple of 8 rows: 7 and 8 rows
+# decode as magenta's 3 fixture rows do.
+
+
+@pytest.mark.parametrize("name", ["hierdec_trio", "hierdec_mel", "mel_chords"])
+@pytest.mark.parametrize("batch", [7, 8])
+def test_general_decoder_batches_of_sgemm_rows_match_magenta(name, batch):
+    from magenta_api_musicvae.hierarchy import SGEMM_MIN, VAEModel
+
+    assert batch >= SGEMM_MIN
+    variables, ref, meta = load(name)
+    levels = meta["level_lengths"]
+    m = VAEModel(
+        variables,
+        level_lengths=levels or None,
+        encoder_level_lengths=meta["encoder_level_lengths"] or None,
+        splits=meta["output_depths"],
+        autoregressive=[] if meta["disable_autoregression"] or not levels else range(len(levels) - 1),
+    )
+    rows = np.arange(batch) % len(ref["z"])
+    controls = ref["controls"][0] if "controls" in ref else None
+    classes, logits = m.sample(ref["z"][rows], ref["targets"].shape[1], 0, controls=controls, return_logits=True)
+    np.testing.assert_array_equal(classes, ref["greedy"][rows])
+    np.testing.assert_allclose(logits, ref["greedy_logits"][rows], atol=MAGENTA_TOL, rtol=0)
+    teacher = m.decode_logits(ref["z"][rows], ref["targets"][rows], None if controls is None else ref["controls"][rows])
+    np.testing.assert_allclose(teacher, ref["logits"][rows], atol=MAGENTA_TOL, rtol=0)
