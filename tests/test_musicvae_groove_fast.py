@@ -136,3 +136,45 @@ def test_general_decoder_batches_of_sgemm_rows_match_magenta(name, batch):
     np.testing.assert_allclose(logits, ref["greedy_logits"][rows], atol=MAGENTA_TOL, rtol=0)
     teacher = m.decode_logits(ref["z"][rows], ref["targets"][rows], None if controls is None else ref["controls"][rows])
     np.testing.assert_allclose(teacher, ref["logits"][rows], atol=MAGENTA_TOL, rtol=0)
+
+
+def test_drum_notes_from_their_wire_format_are_the_added_notes():
+    import note_seq
+
+    from magenta_api_musicvae.groove import GrooveConverter, add_drum_notes
+
+    rng = np.random.default_rng(0)
+    pitches, velocities = rng.integers(0, 128, 40), rng.integers(0, 128, 40)
+    velocities[:3] = [0, 127, 1]
+    starts = rng.uniform(-0.1, 8, 40)
+    ends = starts + 0.125
+    got, want = note_seq.NoteSequence(), note_seq.NoteSequence()
+    add_drum_notes(got, pitches, velocities, starts, ends)
+    for p, v, s, e in zip(pitches.tolist(), velocities.tolist(), starts.tolist(), ends.tolist()):
+        want.notes.add(instrument=9, is_drum=True, pitch=p, velocity=v, start_time=s, end_time=e)
+    assert got == want and got.SerializeToString() == want.SerializeToString()
+    add_drum_notes(got, [], [], [], [])
+    assert got == want
+    with pytest.raises(ValueError, match=r"0\.\.127"):
+        add_drum_notes(got, [128], [1], [0.0], [1.0])
+    # a whole decode: what from_outputs makes is what magenta's from_tensors loop adds note by note
+    conv = GrooveConverter(split_bars=2)
+    out = np.zeros((2, 32, 27), np.float32)
+    out[..., :9] = rng.random((2, 32, 9)) < 0.4
+    out[..., 9:18], out[..., 18:] = rng.random((2, 32, 9)), rng.uniform(-1, 1, (2, 32, 9))
+    for sample, ns in zip(out, conv.from_outputs(out, qpm=100.0)):
+        step = 60.0 / 100.0 / 4
+        want = note_seq.NoteSequence(ticks_per_quarter=note_seq.STANDARD_PPQ)
+        want.tempos.add(qpm=100.0)
+        for t, j in zip(*np.nonzero(sample[:, :9] > 0.5)):
+            start = (t - np.clip(float(sample[t, 18 + j]) / 2, -0.5, 0.5)) * step
+            want.notes.add(
+                instrument=9,
+                is_drum=True,
+                pitch=conv.pitch_classes[j][0],
+                velocity=int(np.clip(np.round(float(sample[t, 9 + j]) * 127), 0, 127)),
+                start_time=start,
+                end_time=start + step,
+            )
+        want.total_time = max([n.end_time for n in want.notes] + [32 * step])
+        assert ns == want
