@@ -78,7 +78,9 @@ def test_rows_draw_the_same_hits_as_the_reference_across_lengths(model):
 
 
 def _decoder_variables(base, layers, units, seed=0):
-    """``base``'s encoder with a random GrooVAE decoder of ``layers`` LSTM layers of ``units``."""
+    """``base``'s encoder with a random GrooVAE decoder of ``layers`` LSTM layers of ``units``, the
+    kernels at the scale of the bench's random checkpoints (1.5 / sqrt(fan in), as magenta's graph
+    initializes them)."""
     rng = np.random.default_rng(seed)
     z = base["encoder/mu/kernel"].shape[1]
     first = base["decoder/multi_rnn_cell/cell_0/lstm_cell/kernel"].shape[0]  # 27 + z + controls + units
@@ -86,11 +88,11 @@ def _decoder_variables(base, layers, units, seed=0):
     inputs = first - base["decoder/multi_rnn_cell/cell_0/lstm_cell/bias"].shape[0] // 4
     for k in range(layers):
         rows = (inputs if k == 0 else units) + units
-        out[f"decoder/multi_rnn_cell/cell_{k}/lstm_cell/kernel"] = rng.normal(0, 0.4, (rows, 4 * units))
+        out[f"decoder/multi_rnn_cell/cell_{k}/lstm_cell/kernel"] = rng.normal(0, 1.5 / np.sqrt(rows), (rows, 4 * units))
         out[f"decoder/multi_rnn_cell/cell_{k}/lstm_cell/bias"] = rng.normal(0, 0.3, 4 * units)
-    out["decoder/z_to_initial_state/kernel"] = rng.normal(0, 0.4, (z, 2 * units * layers))
+    out["decoder/z_to_initial_state/kernel"] = rng.normal(0, 1.5 / np.sqrt(z), (z, 2 * units * layers))
     out["decoder/z_to_initial_state/bias"] = rng.normal(0, 0.3, 2 * units * layers)
-    out["decoder/output_projection/kernel"] = rng.normal(0, 0.6, (units, 27))
+    out["decoder/output_projection/kernel"] = rng.normal(0, 1.5 / np.sqrt(units), (units, 27))
     out["decoder/output_projection/bias"] = rng.normal(0, 0.3, 27)
     return {k: np.asarray(v, np.float32) for k, v in out.items()}
 

@@ -54,7 +54,8 @@ class RowDecoder:
         # layer 0 reads [1 | x | h_0]: row 0 is one z's constant (in a copy of its own, see sample); the
         # bias takes the velocities' other half (sigmoid(v) = tanh(v / 2) / 2 + 1 / 2)
         self.vel_shift = np.float32(0.5) * core.w_prev[vel].sum(0, dtype=np.float32)
-        self.k0 = np.concatenate([core.layers[0].bias[None] + self.vel_shift, w_prev, core.layers[0].w_h])
+        self.bias0 = core.layers[0].bias + self.vel_shift
+        self.k0 = np.concatenate([self.bias0[None], w_prev, core.layers[0].w_h])
         self._free: list[np.ndarray] = []  # copies of k0 for one-row calls, one per call running at a time
         out_kb = np.concatenate([core.out_k, core.out_b[None]])
         out_kb[:, vel] *= np.float32(0.5)  # the velocities' projection halved: tanh of it is tanh(v / 2)
@@ -72,12 +73,17 @@ class RowDecoder:
         state = np.zeros((batch, at[-1] + 1), np.float32)
         state[:, -1] = 1.0
         state[:, 1 + d : 1 + 2 * d] = -1.0  # no velocities at the first step: tanh(v / 2) = -1 is sigmoid(v) = 0
-        const, init = core.start(z)  # layer 0's z part plus bias [B, 4H], the (c, h) per layer
-        const += self.vel_shift
+        const = z @ core.w_z  # layer 0's z part plus its bias [B, 4H]
+        const += self.bias0
+        init = z @ core.init_k  # the initial (c, h) of every layer, flattened: tanh(dense(z))
+        init += core.init_b
+        np.tanh(init, out=init)
         gates = [np.empty((batch, 5 * n), np.float32) for n in units]  # [i f o j | c]
-        for k, ((c, h), n) in enumerate(zip(init, units)):
-            gates[k][:, 4 * n :] = c
-            state[:, at[k] : at[k] + n] = h
+        a = 0
+        for k, n in enumerate(units):
+            gates[k][:, 4 * n :] = init[:, a : a + n]
+            state[:, at[k] : at[k] + n] = init[:, a + n : a + 2 * n]
+            a += 2 * n
         one = batch == 1
         per_step = None  # what layer 0 adds per step; None: its kernel's first row has it
         if controls is not None and core.control_size:
