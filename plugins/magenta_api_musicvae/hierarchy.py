@@ -250,7 +250,7 @@ class CoreDecoder:
             else:
                 c, x = lay.step(part, c, h)
             new.append((c, x))
-        logits = nn.matmul(x, self.out_k)
+        logits = _product(x, self.out_k)
         logits += self.out_b
         return logits, new
 
