@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 import requests
 import yaml
-from conftest import free_port
+from batching_support import Server, assert_same_answers, post_one_by_one, post_together
 from musicvae_support import melody
-from werkzeug.serving import make_server
 
 from magenta_api import metrics
 from magenta_api.batching import Batcher, ModelQueue, RowStreams, ServingConfig
@@ -212,20 +211,6 @@ def embedded_models(serving: dict) -> dict:
     return {"embedded-mel_2bar": {**model, "serving": serving}}
 
 
-class Server:
-    """A real threaded HTTP server on 127.0.0.1 over an app."""
-
-    def __init__(self, app):
-        self.port = free_port()
-        self.httpd = make_server("127.0.0.1", self.port, app, threaded=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.port}/v1/generate"
-
-    def close(self):
-        self.httpd.shutdown()
-
-
 @pytest.fixture
 def serve(tmp_path):
     servers = []
@@ -266,23 +251,11 @@ def batches_so_far() -> float:
 def test_seeded_requests_give_the_same_bytes_batched_or_not(serve):
     plain = serve("plain", False, {})
     batched = serve("batched", True, {"max_batch_size": 64, "max_wait_ms": 300})
-    alone = [requests.post(plain.url, json={"model": "embedded-mel_2bar", **p}, timeout=60) for p in PAYLOADS]
+    alone = post_one_by_one(plain.url, "embedded-mel_2bar", PAYLOADS)
     assert [r.status_code for r in alone] == [200] * (len(PAYLOADS) - 1) + [422]
     before = batches_so_far()
-    barrier = threading.Barrier(len(PAYLOADS))
-
-    def post(payload):
-        barrier.wait(10)
-        return requests.post(batched.url, json={"model": "embedded-mel_2bar", **payload}, timeout=60)
-
-    with ThreadPoolExecutor(len(PAYLOADS)) as pool:
-        together = list(pool.map(post, PAYLOADS))
-    for payload, a, b in zip(PAYLOADS, alone, together):
-        assert (b.status_code, b.headers["Content-Type"]) == (a.status_code, a.headers["Content-Type"]), payload
-        if a.status_code == 200:
-            assert b.content == a.content, payload
-        else:
-            assert b.json()["error"]["code"] == a.json()["error"]["code"]
+    together = post_together(batched.url, "embedded-mel_2bar", PAYLOADS)
+    assert_same_answers(PAYLOADS, alone, together)
     ran = batches_so_far() - before
     assert ran < len(PAYLOADS) - 4, f"{ran} passes for {len(PAYLOADS)} concurrent requests: nothing was batched"
 

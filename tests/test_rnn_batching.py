@@ -7,17 +7,13 @@ embedded basic_rnn model behind a real threaded HTTP server on 127.0.0.1 with re
 batching on and off."""
 
 import base64
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-import requests
 import yaml
-from conftest import free_port
+from batching_support import Server, assert_same_answers, post_one_by_one, post_together
 from melody_rnn_support import CONFIGS, FIX, family, reference, request
-from werkzeug.serving import make_server
 
 from magenta_api import metrics
 from magenta_api.errors import Unprocessable
@@ -103,11 +99,14 @@ def test_batch_keys_group_one_output_sampling_by_length_and_leave_the_rest_alone
 # -- through HTTP, with the embedded basic_rnn model ------------------------------------------------------
 
 
+MODEL = "embedded-basic_rnn"
+
+
 def embedded_rnn(serving: dict) -> dict:
     doc = yaml.safe_load((EMBEDDED / "models.yaml").read_text())
-    model = doc["models"]["embedded-basic_rnn"]
+    model = doc["models"][MODEL]
     model["checkpoint"]["url"] = str(EMBEDDED / model["checkpoint"]["url"])
-    return {"embedded-basic_rnn": {**model, "serving": serving}}
+    return {MODEL: {**model, "serving": serving}}
 
 
 @pytest.fixture
@@ -123,14 +122,12 @@ def serve(tmp_path):
             cache_enabled=False,
             batching=batching,
         )
-        httpd = make_server("127.0.0.1", free_port(), app, threaded=True)
-        threading.Thread(target=httpd.serve_forever, daemon=True).start()
-        servers.append(httpd)
-        return f"http://127.0.0.1:{httpd.server_port}/v1/generate"
+        servers.append(Server(app))
+        return servers[-1].url
 
     yield start
-    for httpd in servers:
-        httpd.shutdown()
+    for server in servers:
+        server.close()
 
 
 TWINKLE = [60, -2, 60, -2, 67, -2, 67, -2, 69, -2, 69, -2, 67, -2, -2, -2]
@@ -146,27 +143,15 @@ PAYLOADS = [
 
 
 def rnn_batches() -> float:
-    return metrics.REGISTRY.get_sample_value("magenta_api_batch_size_count", {"model": "embedded-basic_rnn"}) or 0.0
+    return metrics.REGISTRY.get_sample_value("magenta_api_batch_size_count", {"model": MODEL}) or 0.0
 
 
 def test_concurrent_seeded_requests_give_the_same_bytes_batched_or_not(serve):
     plain, batched = serve("plain", False), serve("batched", True)
-    alone = [requests.post(plain, json={"model": "embedded-basic_rnn", **p}, timeout=60) for p in PAYLOADS]
+    alone = post_one_by_one(plain, MODEL, PAYLOADS)
     assert [r.status_code for r in alone] == [200] * (len(PAYLOADS) - 1) + [422]
     before = rnn_batches()
-    barrier = threading.Barrier(len(PAYLOADS))
-
-    def post(payload):
-        barrier.wait(10)
-        return requests.post(batched, json={"model": "embedded-basic_rnn", **payload}, timeout=60)
-
-    with ThreadPoolExecutor(len(PAYLOADS)) as pool:
-        together = list(pool.map(post, PAYLOADS))
-    for payload, a, b in zip(PAYLOADS, alone, together):
-        assert (b.status_code, b.headers["Content-Type"]) == (a.status_code, a.headers["Content-Type"]), payload
-        if a.status_code == 200:
-            assert b.content == a.content, payload
-        else:
-            assert b.json()["error"]["code"] == a.json()["error"]["code"]
+    together = post_together(batched, MODEL, PAYLOADS)
+    assert_same_answers(PAYLOADS, alone, together)
     ran = rnn_batches() - before
     assert ran <= len(PAYLOADS) - 6, f"{ran} passes for {len(PAYLOADS)} concurrent requests: nothing was batched"
