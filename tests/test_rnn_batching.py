@@ -1,5 +1,6 @@
-"""Dynamic batching of the melody_rnn family (MelodyRNN and DrumsRNN): concurrent one-output requests of one
-length sample together (``rows.generate_rows``), and each gets exactly the bytes it gets alone.
+"""Dynamic batching of the melody_rnn plugin's families (MelodyRNN, DrumsRNN, ImprovRNN): concurrent
+one-output requests of one length sample together (``rows.generate_rows``), and each gets exactly the bytes
+it gets alone.
 
 The family tests run every config's fixture weights (made by reference/melody_rnn_reference.py) with
 primers of different lengths, both modes and several temperatures in one batch; the HTTP test runs the
@@ -14,9 +15,12 @@ import pytest
 import yaml
 from batching_support import Server, assert_same_answers, post_one_by_one, post_together
 from melody_rnn_support import CONFIGS, FIX, family, reference, request
+from reference_fixtures import fixture_readers
 
 from magenta_api import metrics
+from magenta_api.checkpoint import Checkpoint
 from magenta_api.errors import Unprocessable
+from magenta_api.family import ModelSpec
 from magenta_api.testing import make_app
 from magenta_api_melody_rnn import beam, rows
 
@@ -57,6 +61,49 @@ def test_a_batch_gives_every_request_the_bytes_it_gets_alone(name):
         assert same(a, b), f"request {k}: batched {b.extra.get('log_likelihood')} alone {a.extra.get('log_likelihood')}"
     # the requests drew different numbers: a batch that mixed up the rows' streams would not pass above
     assert len({repr(a.extra["events"][0]) for a in alone}) == len(alone)
+
+
+IMPROV = ["basic_improv", "attention_improv", "chord_pitches_improv"]
+_, _, improv_weights = fixture_readers(Path(__file__).parent / "fixtures" / "improv_rnn")
+
+
+def improv_family(name):
+    """ImprovRNN on the weights of reference/improv_rnn_reference.py."""
+    from magenta_api_melody_rnn.improv import ImprovRnnFamily
+
+    spec = ModelSpec(id=name, family="improv_rnn", hparams={"config": name})
+    return ImprovRnnFamily(spec, Checkpoint(improv_weights(name), "native", {}))
+
+
+PROGRESSIONS = [
+    ["C", "G", "Am", "F"],
+    ["F#", "C#", "D#m", "B"],
+    [{"symbol": "Dm7", "step": 0}, {"symbol": "G7", "step": 8}],
+]
+
+
+@pytest.mark.parametrize("name", IMPROV)
+def test_improv_rows_each_over_their_own_chords_give_the_bytes_they_get_alone(name):
+    fam = improv_family(name)
+
+    def batch():
+        primers = [None, [60, -2, 62, -2], [67, -2, -2, 64, -1], [72]]
+        return [
+            request(
+                primers[k % 4], length=LENGTH, seed=70 + k, temperature=[1.0, 0.7][k % 2], chords=PROGRESSIONS[k % 3]
+            )
+            for k in range(rows.MIN_ROWS + 2)
+        ]
+
+    assert len({fam.batch_key(r) for r in batch()}) == 1
+    together = fam.generate_batch(batch())
+    alone = [fam.generate(r) for r in batch()]
+    for k, (a, b) in enumerate(zip(alone, together)):
+        assert same(a, b), k
+    assert len({repr(a.extra["events"][0]) for a in alone}) == len(alone)
+    bad = request(None, length=LENGTH, chords=["C", "H7"])  # no such chord: its own 422, the others go on
+    results = fam.generate_batch([bad] + batch()[1:])
+    assert isinstance(results[0], Unprocessable) and all(same(a, b) for a, b in zip(alone[1:], results[1:]))
 
 
 @pytest.mark.parametrize("name", ["basic_rnn", "attention_rnn"])

@@ -7,7 +7,7 @@ from note_seq import DrumTrack, Melody, PitchChordsEncoderDecoder, TriadChordOne
 from note_seq import encoder_decoder as ed
 from note_seq.melody_encoder_decoder import KeyMelodyEncoderDecoder, MelodyOneHotEncoding
 
-from magenta_api import Family, GenerateRequest, GenerateResult, InvalidRequest, Unprocessable, progress
+from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable, progress
 
 from . import beam, beam_request, rows
 from .encoders import CONFIG_NAMES, InputEncoder, make_config, make_encoder
@@ -249,41 +249,19 @@ class MelodyRnnFamily(Family):
 
     # -- dynamic batching (magenta_api.batching) ------------------------------------------------
     def batch_key(self, request: GenerateRequest):
-        """One-output requests without a beam sample on the single-row path, which
-        :func:`~.rows.generate_rows` runs for several rows at once with each row's own numbers; those of
-        one length (in steps) share a batch, whatever their primers, temperatures and modes. More outputs
-        (already one batch of their own) and beam searches run alone."""
-        if request.num_outputs != 1 or beam_request.params(request)[:2] != (1, 1):
-            return None
-        if not rows.can_batch(self.model, self.encoder):
-            return None
-        return ("rows", int(request.length or self.defaults["length"]))
+        """See :func:`~.rows.batch_key`: one-output sampling of one length shares a batch."""
+        return rows.batch_key(self.model, request, int(request.length or self.defaults["length"]), self.encoder)
 
     def generate_batch(self, requests: list) -> list:
-        """Each request's primer as alone, then every row's steps together (:func:`~.rows.generate_rows`).
-        Fewer than :data:`~.rows.MIN_ROWS` requests run one after another instead: alone, a row takes the
-        faster index loop, and a small batch saves less Python than it loses there."""
-        if len(requests) < rows.MIN_ROWS:
-            return [self._alone(request) for request in requests]
-        results: list = [None] * len(requests)
-        jobs, contexts = [], []
-        for i, request in enumerate(requests):
-            try:
-                events, length, *context = self._prepare(request)
-            except (InvalidRequest, Unprocessable) as exc:  # this request's own error; the others go on
-                results[i] = exc
-                continue
-            jobs.append(rows.Row(self.encoder, events, length, request.temperature, request.rng))
-            contexts.append((i, context))
-        for (i, context), result in zip(contexts, rows.generate_rows(self.model, jobs)):
-            results[i] = result if isinstance(result, Exception) else self._answer([result], *context)
-        return results
+        """Each request's primer as alone, then every row's steps together (:func:`~.rows.run_batch`)."""
 
-    def _alone(self, request: GenerateRequest):
-        try:
-            return self.generate(request)
-        except (InvalidRequest, Unprocessable) as exc:  # this request's own error; the others go on
-            return exc
+        def prepare(request):
+            events, length, *context = self._prepare(request)
+            return rows.Row(self.encoder, events, length, request.temperature, request.rng), context
+
+        return rows.run_batch(
+            self.model, requests, prepare, lambda result, context: self._answer([result], *context), self.generate
+        )
 
     def _answer(self, results, track, start, transpose, qpm, primer) -> GenerateResult:
         cfg = self.config

@@ -31,7 +31,7 @@ from magenta_api import Family, GenerateRequest, GenerateResult, Unprocessable
 from magenta_api.chords import CHORDS_SCHEMA, from_sequence, parse_chords
 from magenta_api.music import parse_sequence
 
-from . import beam, beam_request
+from . import beam, beam_request, rows
 from .encoders import InputEncoder
 from .engine import EventRnn
 from .keymelody import KeyMelodyTracker
@@ -237,7 +237,9 @@ class ImprovRnnFamily(Family):
         progression.check(lambda symbol: self._chord_check.events_to_input([symbol], 0), f"{self.config}'s chords")
         return progression
 
-    def generate(self, request: GenerateRequest) -> GenerateResult:
+    def _prepare(self, request: GenerateRequest) -> tuple:
+        """The request's melody so far and its chords as the RNN reads them: (encoder, events, length,
+        context), the context being what :meth:`_answer` needs to make the result."""
         progression = self._progression(request)
         length = int(request.length or self.defaults["length"])
         primer = parse_primer(request.primer, False, 4, [60])
@@ -250,16 +252,41 @@ class ImprovRnnFamily(Family):
         transpose = track.squash(self.min_note, self.max_note, None)
         chords.transpose(transpose)
         encoder = ImprovEncoder(self.config, list(chords), self.min_note, self.max_note)
+        return encoder, list(track), length, (request, track, start, transpose, qpm, symbols)
+
+    def generate(self, request: GenerateRequest) -> GenerateResult:
+        encoder, events, length, context = self._prepare(request)
         results = beam.generate(
             self.model,
             encoder,
-            list(track),
+            events,
             length,
             request.num_outputs,
             request.temperature,
             request.rng,
             *beam_request.params(request),
         )
+        return self._answer(results, *context)
+
+    # -- dynamic batching (magenta_api.batching) ------------------------------------------------
+    def batch_key(self, request: GenerateRequest):
+        """See :func:`~.rows.batch_key`: one-output sampling of one length shares a batch, whatever the
+        chords (each row has its own encoder)."""
+        return rows.batch_key(self.model, request, int(request.length or self.defaults["length"]))
+
+    def generate_batch(self, requests: list) -> list:
+        """Each request's primer and chords as alone, then every row's steps together
+        (:func:`~.rows.run_batch`)."""
+
+        def prepare(request):
+            encoder, events, length, context = self._prepare(request)
+            return rows.Row(encoder, events, length, request.temperature, request.rng), context
+
+        return rows.run_batch(
+            self.model, requests, prepare, lambda result, context: self._answer([result], *context), self.generate
+        )
+
+    def _answer(self, results, request, track, start, transpose, qpm, symbols) -> GenerateResult:
         backing = chords_lib.ChordProgression(
             symbols, start_step=track.start_step, steps_per_bar=track.steps_per_bar, steps_per_quarter=4
         )

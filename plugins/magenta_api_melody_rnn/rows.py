@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from magenta_api import deadline
+from magenta_api import InvalidRequest, Unprocessable, deadline
 
-from . import beam
+from . import beam, beam_request
 from .engine import EventRnn, sparse_matmul
 
 # Below this many rows a batch costs about what its rows cost alone on the index loop (embedded basic_rnn,
@@ -172,11 +172,52 @@ class Row:
     rng: Any
 
 
-def can_batch(model: EventRnn, encoder) -> bool:
+def can_batch(model: EventRnn, encoder=None) -> bool:
     """Whether a one-output, beam-less request on ``model`` samples on the single-row path that
     :class:`RowBatch` reproduces: not with the single-row path turned off, nor with events injected
     during generation (PolyphonyRNN's primer injection, which this module does not replay)."""
     return model.path_for(1) == "single_row" and getattr(encoder, "inject", None) is None
+
+
+def batch_key(model: EventRnn, request, length: int, encoder=None):
+    """A family's ``batch_key``: one-output requests without a beam, on a model that :func:`can_batch`,
+    share a batch with the others of their length (in steps), whatever their primers, temperatures and
+    modes; more outputs (already one batch of their own) and beam searches run alone (None)."""
+    if request.num_outputs != 1 or beam_request.params(request)[:2] != (1, 1):
+        return None
+    if not can_batch(model, encoder):
+        return None
+    return ("rows", length)
+
+
+def run_batch(model: EventRnn, requests: list, prepare, answer, generate) -> list:
+    """A family's ``generate_batch``: ``prepare(request)`` gives each request's (:class:`Row`, context)
+    as it would run alone, :func:`generate_rows` steps all rows together, and ``answer(generated,
+    context)`` makes each result. A request whose own input fails gets its error, and the others go on.
+    Fewer than :data:`MIN_ROWS` requests run one after another (``generate``): alone, a row takes the
+    faster index loop, and a small batch saves less Python than it loses there."""
+    if len(requests) < MIN_ROWS:
+        return [_alone(generate, request) for request in requests]
+    results: list = [None] * len(requests)
+    jobs, contexts = [], []
+    for i, request in enumerate(requests):
+        try:
+            job, context = prepare(request)
+        except (InvalidRequest, Unprocessable) as exc:
+            results[i] = exc
+            continue
+        jobs.append(job)
+        contexts.append((i, context))
+    for (i, context), result in zip(contexts, generate_rows(model, jobs)):
+        results[i] = result if isinstance(result, Exception) else answer(result, context)
+    return results
+
+
+def _alone(generate, request):
+    try:
+        return generate(request)
+    except (InvalidRequest, Unprocessable) as exc:
+        return exc
 
 
 class _Seq:
