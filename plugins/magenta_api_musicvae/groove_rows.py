@@ -42,7 +42,7 @@ class RowDecoder:
     """The weights of a GrooVAE ``CoreDecoder`` (fused layers) laid out for :meth:`sample` (built once
     per model: about the size of layer 0's kernel and the output projection)."""
 
-    def __init__(self, core):
+    def __init__(self, core) -> None:
         if not core.fused:
             raise ValueError("the in-place GrooVAE decoder needs the fused layer kernels")
         d = core.depth // 3
