@@ -150,6 +150,7 @@ class RowDecoder:
                     g[..., 4 * n :],  # c
                     s[..., at[k] : at[k] + n],  # h
                     g[..., 2 * n : 3 * n],  # o
+                    np.full(g[..., : 3 * n].shape, 0.5, np.float32),  # an array: a scalar operand costs more per call
                 )
             )
         head = s[..., at[top] :]  # [h_top | 1]
@@ -158,12 +159,12 @@ class RowDecoder:
         outs = [(row(p), row(p)[..., :d], row(p)[..., d:], row(u)) for p, u in zip(proj, thresholds)]
         adds = [None] * length if per_step is None else [row(c) for c in per_step]
         add, mul, tanh, greater = np.add, np.multiply, np.tanh, np.greater
-        half = np.float32(0.5)
+        hits = np.empty(x_hits.shape, bool)  # the comparison's own type: casting in the call costs more than after
         check = deadline.check
         first, rest = layers[0], layers[1:]
         for t in range(length):
             check()
-            inp, w, _, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o = first
+            inp, w, _, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o, half = first
             mm(inp, w, g4)
             if adds[t] is not None:
                 add(g4, adds[t], g4)
@@ -174,7 +175,7 @@ class RowDecoder:
             add(tmp_a, tmp_b, c)
             tanh(c, h)
             mul(h, o, h)
-            for inp, w, bias, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o in rest:
+            for inp, w, bias, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o, half in rest:
                 mm(inp, w, g4)
                 if bias is not None:
                     add(g4, bias, g4)
@@ -188,7 +189,8 @@ class RowDecoder:
             p, p_hits, p_rest, u = outs[t]
             mm(head, self.out_kb, p)
             tanh(p_rest, x_rest)
-            greater(p_hits, u, x_hits)
+            greater(p_hits, u, hits)
+            x_hits[...] = hits
         return proj
 
     def _finish(self, proj, thresholds):
