@@ -13,7 +13,8 @@ dominates a single row's step), and every row's numbers are its own.
 :func:`generate_rows` is ``beam.generate`` with one output and no beam, for several rows: each row has
 its own encoder, primer, length, temperature and rng; its primer runs alone (primers differ in length),
 its draws come from its own rng (one uniform per step, as alone), and a row leaves the batch at the step
-where its own run ends.
+where its own run ends. :func:`batch_key` and :func:`run_batch` are the family hooks' bodies
+(``MelodyRnnFamily``, ``ImprovRnnFamily``).
 """
 
 from dataclasses import dataclass
