@@ -215,8 +215,8 @@ class MelodyRnnFamily(Family):
 
     # -- generation -----------------------------------------------------------------------------
     def _prepare(self, request: GenerateRequest) -> tuple:
-        """The primer as the events the RNN continues: (events, length, track, start, transpose, qpm,
-        primer)."""
+        """The primer as the events the RNN continues: (:class:`~.rows.Row`, context), the context being
+        what :meth:`_answer` needs besides the results (track, start, transpose, qpm, primer)."""
         cfg = self.config
         length = int(request.length or self.defaults["length"])
         primer = parse_primer(request.primer, cfg.drums, cfg.steps_per_quarter, cfg.default_primer)
@@ -226,17 +226,19 @@ class MelodyRnnFamily(Family):
         if not cfg.drums:
             transpose = track.squash(cfg.min_note, cfg.max_note, cfg.transpose_to_key)
         qpm = request.qpm if "qpm" in request.explicit or not primer.qpm else primer.qpm
-        return list(track), length, track, start, transpose, qpm, primer
+        row = rows.Row(self.encoder, list(track), length, request.temperature, request.rng)
+        return row, (track, start, transpose, qpm, primer)
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        events, length, track, start, transpose, qpm, primer = self._prepare(request)
+        row, context = self._prepare(request)
+        track, _, transpose, qpm, _ = context
         beam_size, branch_factor, steps_per_iteration = beam_request.params(request)
         on_step = self._reporter(track, transpose, qpm) if progress.listening() else None
         results = beam.generate(
             self.model,
-            self.encoder,
-            events,
-            length,
+            row.encoder,
+            row.primer,
+            row.num_steps,
             request.num_outputs,
             request.temperature,
             request.rng,
@@ -245,7 +247,7 @@ class MelodyRnnFamily(Family):
             steps_per_iteration,
             on_step,
         )
-        return self._answer(results, track, start, transpose, qpm, primer)
+        return self._answer(results, *context)
 
     # -- dynamic batching (magenta_api.batching) ------------------------------------------------
     def batch_key(self, request: GenerateRequest):
@@ -254,14 +256,7 @@ class MelodyRnnFamily(Family):
 
     def generate_batch(self, requests: list) -> list:
         """Each request's primer as alone, then every row's steps together (:func:`~.rows.run_batch`)."""
-
-        def prepare(request):
-            events, length, *context = self._prepare(request)
-            return rows.Row(self.encoder, events, length, request.temperature, request.rng), context
-
-        return rows.run_batch(
-            self.model, requests, prepare, lambda result, context: self._answer([result], *context), self.generate
-        )
+        return rows.run_batch(self.model, requests, self._prepare, self._answer, self.generate)
 
     def _answer(self, results, track, start, transpose, qpm, primer) -> GenerateResult:
         cfg = self.config

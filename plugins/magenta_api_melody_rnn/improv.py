@@ -238,8 +238,8 @@ class ImprovRnnFamily(Family):
         return progression
 
     def _prepare(self, request: GenerateRequest) -> tuple:
-        """The request's melody so far and its chords as the RNN reads them: (encoder, events, length,
-        context), the context being what :meth:`_answer` needs to make the result."""
+        """The request's melody so far and its chords as the RNN reads them: (:class:`~.rows.Row` with its
+        own chords encoder, context), the context being what :meth:`_answer` needs besides the results."""
         progression = self._progression(request)
         length = int(request.length or self.defaults["length"])
         primer = parse_primer(request.primer, False, 4, [60])
@@ -252,15 +252,16 @@ class ImprovRnnFamily(Family):
         transpose = track.squash(self.min_note, self.max_note, None)
         chords.transpose(transpose)
         encoder = ImprovEncoder(self.config, list(chords), self.min_note, self.max_note)
-        return encoder, list(track), length, (request, track, start, transpose, qpm, symbols)
+        row = rows.Row(encoder, list(track), length, request.temperature, request.rng)
+        return row, (request, track, start, transpose, qpm, symbols)
 
     def generate(self, request: GenerateRequest) -> GenerateResult:
-        encoder, events, length, context = self._prepare(request)
+        row, context = self._prepare(request)
         results = beam.generate(
             self.model,
-            encoder,
-            events,
-            length,
+            row.encoder,
+            row.primer,
+            row.num_steps,
             request.num_outputs,
             request.temperature,
             request.rng,
@@ -277,14 +278,7 @@ class ImprovRnnFamily(Family):
     def generate_batch(self, requests: list) -> list:
         """Each request's primer and chords as alone, then every row's steps together
         (:func:`~.rows.run_batch`)."""
-
-        def prepare(request):
-            encoder, events, length, context = self._prepare(request)
-            return rows.Row(encoder, events, length, request.temperature, request.rng), context
-
-        return rows.run_batch(
-            self.model, requests, prepare, lambda result, context: self._answer([result], *context), self.generate
-        )
+        return rows.run_batch(self.model, requests, self._prepare, self._answer, self.generate)
 
     def _answer(self, results, request, track, start, transpose, qpm, symbols) -> GenerateResult:
         backing = chords_lib.ChordProgression(

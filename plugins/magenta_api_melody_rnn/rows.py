@@ -49,12 +49,10 @@ class RowBatch:
         self.model = model
         n = len(model.layers)
         self.att = model.attention
-        self.map_name, self.in_rows, self.in_beta = model.input_map()
+        map_name, self.in_rows, self.in_beta = model.input_map()
         self.one_hot = model.one_hot_rows()
         self.c = [np.concatenate([s[2 * k] for s in states]) for k in range(n)]
         self.h = [np.concatenate([s[2 * k + 1] for s in states]) for k in range(n)]
-        # which layers multiply [x | h | 1] by their whole kernel (SingleRow's own_input), and which only h
-        self.own_input = [k > 0 or self.map_name == "wrapper" for k in range(n)]
         if self.att is not None:
             att = self.att
             self.attns = np.concatenate([s[2 * n] for s in states])
@@ -63,8 +61,9 @@ class RowBatch:
             self.wrapped = model.wrapped
             self.query_kb = np.concatenate([att.query_kernel, np.asarray(att.query_bias, np.float32)[None]])
             self.out_hb = np.concatenate([att.out_h, np.asarray(att.out_bias, np.float32)[None]])
-            # SingleRow reads a single wrapped input-less layer's [c | h | 1] against query_kb
-            self.fold_query = self.wrapped == 1 and not self.own_input[0]
+            # SingleRow reads a single wrapped layer's [c | h | 1] against query_kb when that layer takes
+            # its input part ready-made (no wrapper projection: it multiplies only h)
+            self.fold_query = self.wrapped == 1 and map_name != "wrapper"
 
     def __len__(self) -> int:
         return len(self.h[0])
@@ -193,10 +192,11 @@ def batch_key(model: EventRnn, request, length: int, encoder=None):
 
 def run_batch(model: EventRnn, requests: list, prepare, answer, generate) -> list:
     """A family's ``generate_batch``: ``prepare(request)`` gives each request's (:class:`Row`, context)
-    as it would run alone, :func:`generate_rows` steps all rows together, and ``answer(generated,
-    context)`` makes each result. A request whose own input fails gets its error, and the others go on.
-    Fewer than :data:`MIN_ROWS` requests run one after another (``generate``): alone, a row takes the
-    faster index loop, and a small batch saves less Python than it loses there."""
+    as it would run alone, :func:`generate_rows` steps all rows together, and ``answer([generated],
+    *context)`` makes each result, as the family's ``generate`` makes it from ``beam.generate``'s list.
+    A request whose own input fails gets its error, and the others go on. Fewer than :data:`MIN_ROWS`
+    requests run one after another (``generate``): alone, a row takes the faster index loop, and a small
+    batch saves less Python than it loses there."""
     if len(requests) < MIN_ROWS:
         return [_alone(generate, request) for request in requests]
     results: list = [None] * len(requests)
@@ -210,7 +210,7 @@ def run_batch(model: EventRnn, requests: list, prepare, answer, generate) -> lis
         jobs.append(job)
         contexts.append((i, context))
     for (i, context), result in zip(contexts, generate_rows(model, jobs)):
-        results[i] = result if isinstance(result, Exception) else answer(result, context)
+        results[i] = result if isinstance(result, Exception) else answer([result], *context)
     return results
 
 
@@ -247,14 +247,14 @@ def generate_rows(model: EventRnn, jobs: list) -> list:
     results: list = [None] * len(jobs)
     live, states, first = [], [], []
     for j, job in enumerate(jobs):
-        enc, primer = job.encoder, list(job.primer)
+        enc, primer = job.encoder, job.primer
         total = job.num_steps - len(primer)
         if total <= 0:
             results[j] = ValueError("primer must be shorter than num_steps")
             continue
         logits, state = beam.primer_pass(model, enc, primer)
         base = beam.primer_loglik(logits[0], enc.labels(primer), job.temperature)
-        live.append(_Seq(Row(enc, primer, job.num_steps, job.temperature, job.rng), base, total, j))
+        live.append(_Seq(job, base, total, j))
         states.append(state)
         first.append(logits[0, -1])
     if not live:
