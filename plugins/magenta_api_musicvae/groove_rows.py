@@ -125,21 +125,25 @@ class RowDecoder:
         else:
             mm = np.matmul
         s = row(state)
+        no_adds = [None] * length
+        per_step_adds = no_adds if per_step is None else [row(c) for c in per_step]
         layers = []
         for k, n in enumerate(units):
             g = row(gates[k])
+            # what each step adds to the layer's product: layer 0's per-step constant, a middle layer's bias
             if k == 0:
-                inp, w, bias = s[..., : at[1]], k0, None  # [1 | x | h_0]
+                inp, w, adds = s[..., : at[1]], k0, per_step_adds  # [1 | x | h_0]
             elif k == top:
-                inp, w, bias = s[..., at[k - 1] :], core.layers[k].kernel, None  # [h_below | h_top | 1]
+                inp, w, adds = s[..., at[k - 1] :], core.layers[k].kernel, no_adds  # [h_below | h_top | 1]
             else:
-                inp, w, bias = s[..., at[k - 1] : at[k + 1]], core.layers[k].w_xh, core.layers[k].bias
+                bias = core.layers[k].bias
+                inp, w, adds = s[..., at[k - 1] : at[k + 1]], core.layers[k].w_xh, [bias] * length
             tmp = row(np.empty((batch, 2 * n), np.float32))  # [i * j | f * c]
             layers.append(
                 (
                     inp,
                     w,
-                    bias,
+                    adds,
                     g[..., : 4 * n],  # the four gates
                     g[..., : 3 * n],  # sigmoid gates
                     g[..., : 2 * n],  # [i | f]
@@ -157,28 +161,16 @@ class RowDecoder:
         x_hits, x_rest = s[..., 1 : 1 + d], s[..., 1 + d : 1 + depth]
         proj = np.empty((length, batch, depth), np.float32)  # the output projections, velocities halved
         outs = [(row(p), row(p)[..., :d], row(p)[..., d:], row(u)) for p, u in zip(proj, thresholds)]
-        adds = [None] * length if per_step is None else [row(c) for c in per_step]
         add, mul, tanh, greater = np.add, np.multiply, np.tanh, np.greater
         hits = np.empty(x_hits.shape, bool)  # the comparison's own type: casting in the call costs more than after
         check = deadline.check
-        first, rest = layers[0], layers[1:]
         for t in range(length):
             check()
-            inp, w, _, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o, half = first
-            mm(inp, w, g4)
-            if adds[t] is not None:
-                add(g4, adds[t], g4)
-            tanh(g4, g4)
-            mul(sig, half, sig)
-            add(sig, half, sig)
-            mul(i_f, j_c, tmp)
-            add(tmp_a, tmp_b, c)
-            tanh(c, h)
-            mul(h, o, h)
-            for inp, w, bias, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o, half in rest:
+            for inp, w, adds, g4, sig, i_f, j_c, tmp, tmp_a, tmp_b, c, h, o, half in layers:
                 mm(inp, w, g4)
-                if bias is not None:
-                    add(g4, bias, g4)
+                extra = adds[t]
+                if extra is not None:
+                    add(g4, extra, g4)
                 tanh(g4, g4)
                 mul(sig, half, sig)
                 add(sig, half, sig)
