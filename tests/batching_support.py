@@ -3,10 +3,16 @@ concurrent clients released together, and the check that batched answers equal t
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
+import yaml
 from conftest import free_port
 from werkzeug.serving import make_server
+
+from magenta_api.testing import make_app
+
+EMBEDDED = Path(__file__).resolve().parents[1] / "plugins" / "magenta_api_embedded"
 
 
 class Server:
@@ -21,6 +27,35 @@ class Server:
 
     def close(self):
         self.httpd.shutdown()
+
+
+class Servers:
+    """The servers a test starts, each over its own app (cache off) in its own folder; closed on exit."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.started = folder, []
+
+    def start(self, name: str, entry_point: str, models: dict, batching: bool) -> Server:
+        app = make_app(
+            self.folder / name, entry_points=[entry_point], models=models, cache_enabled=False, batching=batching
+        )
+        self.started.append(Server(app))
+        return self.started[-1]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for server in self.started:
+            server.close()
+
+
+def embedded_model(model_id: str, serving: dict) -> dict:
+    """One model of the embedded plugin's models.yaml, its checkpoint path made absolute, with ``serving``."""
+    doc = yaml.safe_load((EMBEDDED / "models.yaml").read_text())
+    model = doc["models"][model_id]
+    model["checkpoint"]["url"] = str(EMBEDDED / model["checkpoint"]["url"])
+    return {model_id: {**model, "serving": serving}}
 
 
 def post_one_by_one(url: str, model: str, payloads: list) -> list:

@@ -7,23 +7,17 @@ real threaded HTTP server on 127.0.0.1 with the embedded MusicVAE model and real
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
-import yaml
-from batching_support import Server, assert_same_answers, post_one_by_one, post_together
+from batching_support import Servers, assert_same_answers, embedded_model, post_one_by_one, post_together
 from musicvae_support import melody
 
 from magenta_api import metrics
 from magenta_api.batching import Batcher, ModelQueue, RowStreams, ServingConfig
 from magenta_api.errors import Overloaded, Unprocessable
 from magenta_api.family import Family, GenerateRequest, GenerateResult, ModelSpec
-from magenta_api.testing import make_app
-
-ROOT = Path(__file__).resolve().parents[1]
-EMBEDDED = ROOT / "plugins" / "magenta_api_embedded"
 
 
 def req(mode="a", n=1, seed=0) -> GenerateRequest:
@@ -204,31 +198,14 @@ def test_serving_config_reads_the_models_yaml_entry_and_batching_off_runs_in_the
 # -- through HTTP, with the embedded MusicVAE model -------------------------------------------------------
 
 
-def embedded_models(serving: dict) -> dict:
-    doc = yaml.safe_load((EMBEDDED / "models.yaml").read_text())
-    model = doc["models"]["embedded-mel_2bar"]
-    model["checkpoint"]["url"] = str(EMBEDDED / model["checkpoint"]["url"])
-    return {"embedded-mel_2bar": {**model, "serving": serving}}
-
-
 @pytest.fixture
 def serve(tmp_path):
-    servers = []
+    with Servers(tmp_path) as servers:
 
-    def start(name, batching, serving):
-        app = make_app(
-            tmp_path / name,
-            entry_points=["musicvae"],
-            models=embedded_models(serving),
-            cache_enabled=False,
-            batching=batching,
-        )
-        servers.append(Server(app))
-        return servers[-1]
+        def start(name, batching, serving):
+            return servers.start(name, "musicvae", embedded_model("embedded-mel_2bar", serving), batching)
 
-    yield start
-    for s in servers:
-        s.close()
+        yield start
 
 
 PAYLOADS = [

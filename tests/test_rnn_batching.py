@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
-from batching_support import Server, assert_same_answers, post_one_by_one, post_together
+from batching_support import Servers, assert_same_answers, embedded_model, post_one_by_one, post_together
 from melody_rnn_support import CONFIGS, FIX, family, reference, request
 from reference_fixtures import fixture_readers
 
@@ -21,11 +20,8 @@ from magenta_api import metrics
 from magenta_api.checkpoint import Checkpoint
 from magenta_api.errors import Unprocessable
 from magenta_api.family import ModelSpec
-from magenta_api.testing import make_app
 from magenta_api_melody_rnn import beam, rows
 
-ROOT = Path(__file__).resolve().parents[1]
-EMBEDDED = ROOT / "plugins" / "magenta_api_embedded"
 LENGTH = 48
 
 
@@ -149,32 +145,15 @@ def test_batch_keys_group_one_output_sampling_by_length_and_leave_the_rest_alone
 MODEL = "embedded-basic_rnn"
 
 
-def embedded_rnn(serving: dict) -> dict:
-    doc = yaml.safe_load((EMBEDDED / "models.yaml").read_text())
-    model = doc["models"][MODEL]
-    model["checkpoint"]["url"] = str(EMBEDDED / model["checkpoint"]["url"])
-    return {MODEL: {**model, "serving": serving}}
-
-
 @pytest.fixture
 def serve(tmp_path):
-    servers = []
+    with Servers(tmp_path) as servers:
 
-    def start(name, batching):
-        serving = {"max_batch_size": 64, "max_wait_ms": 300} if batching else {}
-        app = make_app(
-            tmp_path / name,
-            entry_points=["melody_rnn"],
-            models=embedded_rnn(serving),
-            cache_enabled=False,
-            batching=batching,
-        )
-        servers.append(Server(app))
-        return servers[-1].url
+        def start(name, batching):
+            serving = {"max_batch_size": 64, "max_wait_ms": 300} if batching else {}
+            return servers.start(name, "melody_rnn", embedded_model(MODEL, serving), batching).url
 
-    yield start
-    for server in servers:
-        server.close()
+        yield start
 
 
 TWINKLE = [60, -2, 60, -2, 67, -2, 67, -2, 69, -2, 69, -2, 67, -2, -2, -2]
